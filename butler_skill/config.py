@@ -1,0 +1,238 @@
+"""Configuration: the keys file plus the environment, with defaults from the provider registry.
+
+The keys file is JSON or YAML: an object with a `keys` list (a bare list is accepted too). Secrets are
+referenced by environment variable (`key_env`) or, discouraged, written inline (`key`). Errors name the
+file, the key id and the field, never a value.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from butler_skill.errors import ConfigError, UnknownKey
+from butler_skill.models import KeyConfig, ResolvedKey
+from butler_skill.registry import facts_for
+
+DEFAULT_KEYS_PATH = Path("~/.openclaw/workspace/api-keys.json")
+STATE_FILE_NAME = "butler-state.db"
+
+# Every variable Butler itself reads (SKILL.md declares each; a test keeps the two in step).
+ENV_VARS: dict[str, str] = {
+    "BUTLER_KEYS_PATH": "Path of the keys file (default ~/.openclaw/workspace/api-keys.json).",
+    "BUTLER_STATE_PATH": "Path of the SQLite ledger (default: butler-state.db next to the keys file).",
+    "BUTLER_ROTATION_THRESHOLD": "Fraction of an allocation that triggers rotation (default 0.75).",
+    "BUTLER_AUTO_ROTATE": "Rotate automatically when the threshold is crossed: 1 or 0 (default 1).",
+    "BUTLER_LEASE_SECONDS": "How long an unreported reservation is held before it expires (default 3600).",
+}
+
+
+class ButlerConfig(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    keys_path: Path
+    state_path: Path
+    keys: list[KeyConfig]
+    rotation_threshold: float = Field(default=0.75, gt=0, le=1)
+    auto_rotate: bool = True
+    lease_seconds: int = Field(default=3600, gt=0)
+    env: dict[str, str] = Field(default_factory=dict, exclude=True, repr=False)
+
+    def resolved(self) -> list[ResolvedKey]:
+        return [resolve_key(k) for k in self.keys]
+
+    def key(self, key_id: str) -> KeyConfig:
+        for k in self.keys:
+            if k.id == key_id:
+                return k
+        raise UnknownKey(f"no key with id {key_id!r} in {self.keys_path}", key_id=key_id)
+
+    def secret_for(self, key_id: str) -> str | None:
+        """The secret of a key, for code that calls the provider. Never for a tool output."""
+        k = self.key(key_id)
+        if k.key is not None:
+            return k.key.get_secret_value()
+        if k.key_env:
+            return self.env.get(k.key_env) or None
+        return None
+
+
+def resolve_key(k: KeyConfig) -> ResolvedKey:
+    facts = facts_for(k.provider)
+    base_url = k.base_url or facts.base_url
+    return ResolvedKey(
+        id=k.id,
+        provider=k.provider,
+        scope=k.scope or f"{k.provider}:{k.id}",
+        model=k.model or facts.default_model,
+        base_url=base_url,
+        wire_format=facts.wire_format,
+        tokens_per_day=k.limits.tokens_per_day,
+        price_in_per_m=k.price_in_per_m if k.price_in_per_m is not None else facts.price_in_per_m,
+        price_out_per_m=k.price_out_per_m if k.price_out_per_m is not None else facts.price_out_per_m,
+        enabled=k.enabled and bool(base_url),
+    )
+
+
+def keys_path_from(env: Mapping[str, str], explicit: Path | None = None) -> Path:
+    if explicit is not None:
+        return Path(explicit).expanduser()
+    raw = env.get("BUTLER_KEYS_PATH")
+    if raw:
+        return Path(raw).expanduser()
+    home = env.get("HOME")
+    return Path(home) / ".openclaw/workspace/api-keys.json" if home else DEFAULT_KEYS_PATH.expanduser()
+
+
+def state_path_from(env: Mapping[str, str], keys_path: Path, explicit: Path | None = None) -> Path:
+    if explicit is not None:
+        return Path(explicit).expanduser()
+    raw = env.get("BUTLER_STATE_PATH")
+    if raw:
+        return Path(raw).expanduser()
+    return keys_path.parent / STATE_FILE_NAME
+
+
+def load_config(
+    env: Mapping[str, str], keys_path: Path | None = None, state_path: Path | None = None
+) -> ButlerConfig:
+    kp = keys_path_from(env, keys_path)
+    sp = state_path_from(env, kp, state_path)
+    keys = load_keys_file(kp)
+    try:
+        return ButlerConfig(
+            keys_path=kp,
+            state_path=sp,
+            keys=keys,
+            rotation_threshold=float(env.get("BUTLER_ROTATION_THRESHOLD", "0.75")),
+            auto_rotate=env.get("BUTLER_AUTO_ROTATE", "1").strip().lower() not in {"0", "false", "no", "off"},
+            lease_seconds=int(env.get("BUTLER_LEASE_SECONDS", "3600")),
+            env=dict(env),
+        )
+    except (ValidationError, ValueError) as exc:
+        raise ConfigError(f"bad Butler setting in the environment: {_first_field(exc)}") from None
+
+
+def _first_field(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+    return "not a number"
+
+
+def load_keys_file(path: Path) -> list[KeyConfig]:
+    if not path.exists():
+        raise ConfigError(
+            f"no keys file at {path}; run `butler init` to write one (or set BUTLER_KEYS_PATH)",
+            file=str(path),
+        )
+    try:
+        text = path.read_text("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read keys file {path}: {exc.strerror}", file=str(path)) from None
+    return parse_keys(text, str(path))
+
+
+def parse_keys(text: str, source: str) -> list[KeyConfig]:
+    try:
+        data: Any = json.loads(text) if source.endswith(".json") else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        # The parser's message can quote the offending line, which may hold a secret: give the position only.
+        line = getattr(exc, "lineno", None) or getattr(getattr(exc, "problem_mark", None), "line", None)
+        raise ConfigError(f"{source}: not valid JSON/YAML (near line {line})", file=source, line=line) from None
+    if isinstance(data, dict):
+        data = data.get("keys")
+    if not isinstance(data, list):
+        raise ConfigError(f"{source}: expected an object with a 'keys' list, or a list", file=source)
+    keys: list[KeyConfig] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(data):
+        key_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else f"#{index}"
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{source}: key {key_id} is not an object", file=source, key_id=key_id)
+        try:
+            key = KeyConfig.model_validate(raw)
+        except ValidationError as exc:
+            err = exc.errors(include_input=False, include_url=False)[0]
+            field = ".".join(str(p) for p in err["loc"]) or "(key)"
+            raise ConfigError(
+                f"{source}: key {key_id}: field {field}: {err['msg']}",
+                file=source, key_id=key_id, field=field,
+            ) from None
+        if key.id in seen:
+            raise ConfigError(f"{source}: key id {key.id} appears twice", file=source, key_id=key.id, field="id")
+        seen.add(key.id)
+        keys.append(key)
+    return keys
+
+
+# The original Butler's eight keys. Sokosumi is a custom endpoint with no public base URL, so it ships
+# disabled until its base_url is filled in: the seven enabled keys give 28.5M tokens a day.
+DEFAULT_KEYS: list[dict[str, Any]] = [
+    {"id": "nvidia-1", "provider": "nvidia", "key_env": "NVIDIA_API_KEY_1", "scope": "nvidia-account-1",
+     "limits": {"tokens_per_day": 5_000_000}},
+    {"id": "nvidia-2", "provider": "nvidia", "key_env": "NVIDIA_API_KEY_2", "scope": "nvidia-account-2",
+     "limits": {"tokens_per_day": 5_000_000}},
+    {"id": "nvidia-3", "provider": "nvidia", "key_env": "NVIDIA_API_KEY_3", "scope": "nvidia-account-3",
+     "limits": {"tokens_per_day": 5_000_000}},
+    {"id": "groq-1", "provider": "groq", "key_env": "GROQ_API_KEY", "scope": "groq-org",
+     "limits": {"tokens_per_day": 10_000_000}},
+    {"id": "anthropic-1", "provider": "anthropic", "key_env": "ANTHROPIC_API_KEY", "scope": "anthropic-org",
+     "limits": {"tokens_per_day": 1_000_000}},
+    {"id": "openai-1", "provider": "openai", "key_env": "OPENAI_API_KEY", "scope": "openai-org",
+     "limits": {"tokens_per_day": 500_000}},
+    {"id": "openrouter-1", "provider": "openrouter", "key_env": "OPENROUTER_API_KEY", "scope": "openrouter",
+     "limits": {"tokens_per_day": 2_000_000}},
+    {"id": "sokosumi-1", "provider": "sokosumi", "key_env": "SOKOSUMI_API_KEY", "scope": "sokosumi",
+     "base_url": "", "model": "default", "enabled": False, "limits": {"tokens_per_day": 1_000_000}},
+]
+
+# The embedded demo set: keys on the built-in demo provider, two accounts, no secrets needed.
+DEMO_KEYS: list[dict[str, Any]] = [
+    {"id": "demo-a1", "provider": "demo", "scope": "demo-account-a", "limits": {"tokens_per_day": 60_000}},
+    {"id": "demo-a2", "provider": "demo", "scope": "demo-account-a", "limits": {"tokens_per_day": 60_000}},
+    {"id": "demo-b1", "provider": "demo", "scope": "demo-account-b", "limits": {"tokens_per_day": 120_000},
+     "price_in_per_m": 0.8, "price_out_per_m": 2.4},
+]
+
+
+def write_keys_file(path: Path, keys: list[dict[str, Any]], force: bool = False) -> None:
+    if path.exists() and not force:
+        raise ConfigError(f"{path} exists; pass --force to overwrite it", file=str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = json.dumps({"keys": keys}, indent=2) + "\n"
+    # Created 0600 from the start: no window in which another user could read it.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(payload)
+    path.chmod(0o600)
+
+
+def git_exposure(path: Path) -> str | None:
+    """Why a file inside a git work tree would be committed, or None when it is safe (or not in git)."""
+    folder = path.parent
+    try:
+        inside = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "--is-inside-work-tree"],
+            capture_output=True, text=True, timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if inside.returncode != 0 or inside.stdout.strip() != "true":
+        return None
+    tracked = subprocess.run(
+        ["git", "-C", str(folder), "ls-files", "--error-unmatch", path.name], capture_output=True, timeout=10
+    )
+    if tracked.returncode == 0:
+        return "tracked by git"
+    ignored = subprocess.run(["git", "-C", str(folder), "check-ignore", "-q", path.name], timeout=10)
+    if ignored.returncode != 0:
+        return "inside a git work tree and not ignored"
+    return None

@@ -1,0 +1,42 @@
+"""Per-key and per-provider figures, from what the ledger counted."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from pydantic import BaseModel
+
+from butler_skill.core.selection import KeyView
+
+
+class ProviderUsage(BaseModel):
+    keys: int
+    total_capacity: int
+    used_today: int
+    reserved: int
+    remaining: int
+    cost_today: float
+
+
+def by_provider(views: Iterable[KeyView], costs: dict[str, float]) -> dict[str, ProviderUsage]:
+    out: dict[str, ProviderUsage] = {}
+    for v in views:
+        if not v.enabled:
+            continue
+        p = out.get(v.provider) or ProviderUsage(
+            keys=0, total_capacity=0, used_today=0, reserved=0, remaining=0, cost_today=0.0
+        )
+        out[v.provider] = ProviderUsage(
+            keys=p.keys + 1,
+            total_capacity=p.total_capacity + v.tokens_per_day,
+            used_today=p.used_today + v.used,
+            reserved=p.reserved + v.reserved,
+            remaining=p.remaining + v.remaining,
+            cost_today=round(p.cost_today + costs.get(v.key_id, 0.0), 6),
+        )
+    return dict(sorted(out.items()))
+
+
+def usable(view: KeyView, now: datetime) -> bool:
+    return view.enabled and not view.cooling(now) and view.remaining > 0

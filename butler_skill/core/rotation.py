@@ -1,0 +1,51 @@
+"""When a session leaves its key, and how long the key it leaves rests.
+
+- threshold: a session has used `ratio` (default 75%) of what it holds on its key;
+- rate_limit: the account is throttled; wait Retry-After, else OpenClaw's ladder 1 m, 5 m, 25 m, 1 h;
+  the next key should come from another scope (rate limits belong to the account);
+- quota_exhausted: the key's daily quota is gone; park it until the next 00:00 UTC (never retry today);
+- auth: the key is refused; rest it 5 h, as OpenClaw does for billing failures, so a person can look;
+- manual: moved on request, no cooldown.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import ROUND_FLOOR, Decimal
+
+from butler_skill.core.days import next_utc_midnight
+from butler_skill.models import RotationReason
+
+RATE_LIMIT_LADDER_S = (60, 300, 1500, 3600)
+AUTH_REST_S = 5 * 3600
+
+
+def threshold_tokens(allocated: int, ratio: float) -> int:
+    """Tokens after which a session should rotate: floor(allocated x ratio), exact decimal arithmetic."""
+    if allocated < 0 or not 0 < ratio <= 1:
+        raise ValueError("allocated must be >= 0 and ratio in (0, 1]")
+    return int((Decimal(allocated) * Decimal(str(ratio))).to_integral_value(rounding=ROUND_FLOOR))
+
+
+def crossed(used: int, threshold: int) -> bool:
+    return threshold > 0 and used >= threshold
+
+
+def cooldown_until(
+    reason: RotationReason, now: datetime, *, retry_after_s: float | None = None, strikes: int = 1
+) -> datetime | None:
+    """When a key left for `reason` may be used again (None: it need not rest)."""
+    if reason == "rate_limit":
+        ladder = RATE_LIMIT_LADDER_S[min(max(strikes, 1), len(RATE_LIMIT_LADDER_S)) - 1]
+        wait = max(retry_after_s or 0.0, 0.0) or ladder
+        return now + timedelta(seconds=wait)
+    if reason == "quota_exhausted":
+        return next_utc_midnight(now)
+    if reason == "auth":
+        return now + timedelta(seconds=AUTH_REST_S)
+    return None
+
+
+def prefer_other_scope(reason: RotationReason) -> bool:
+    """Rate limits are per account: move to another one. A spent daily quota is per key."""
+    return reason == "rate_limit"

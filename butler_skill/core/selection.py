@@ -1,0 +1,89 @@
+"""Which key a request should use.
+
+Order: the preferred provider first; among keys with enough capacity left today and not cooling down,
+the cheapest for the request's input/output mix, then the one with most remaining, then by id so the
+choice is deterministic. A rotation away from a rate limit puts keys of the failing scope last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+
+class KeyView(BaseModel):
+    """What the rule needs to know about a key right now."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key_id: str
+    provider: str
+    scope: str
+    tokens_per_day: int
+    used: int
+    reserved: int
+    price_in_per_m: float
+    price_out_per_m: float
+    cooldown_until: datetime | None = None
+    enabled: bool = True
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.tokens_per_day - self.used - self.reserved)
+
+    def cooling(self, now: datetime) -> bool:
+        return self.cooldown_until is not None and self.cooldown_until > now
+
+
+def blended_price(key: KeyView, input_share: float) -> float:
+    return key.price_in_per_m * input_share + key.price_out_per_m * (1 - input_share)
+
+
+def eligible(keys: Iterable[KeyView], need: int, now: datetime, exclude: Iterable[str] = ()) -> list[KeyView]:
+    excluded = set(exclude)
+    return [
+        k for k in keys
+        if k.enabled and k.key_id not in excluded and not k.cooling(now) and k.remaining >= need
+    ]
+
+
+def rank(
+    keys: Sequence[KeyView],
+    *,
+    preferred_provider: str | None = None,
+    avoid_scope: str | None = None,
+    input_share: float = 0.5,
+) -> list[KeyView]:
+    return sorted(
+        keys,
+        key=lambda k: (
+            preferred_provider is not None and k.provider != preferred_provider,
+            avoid_scope is not None and k.scope == avoid_scope,
+            blended_price(k, input_share),
+            -k.remaining,
+            k.key_id,
+        ),
+    )
+
+
+def choose_key(
+    keys: Iterable[KeyView],
+    need: int,
+    now: datetime,
+    *,
+    preferred_provider: str | None = None,
+    avoid_scope: str | None = None,
+    exclude: Iterable[str] = (),
+    input_share: float = 0.5,
+) -> KeyView | None:
+    ranked = rank(
+        eligible(keys, need, now, exclude),
+        preferred_provider=preferred_provider, avoid_scope=avoid_scope, input_share=input_share,
+    )
+    return ranked[0] if ranked else None
+
+
+def largest_available(keys: Iterable[KeyView], now: datetime) -> int:
+    return max((k.remaining for k in keys if k.enabled and not k.cooling(now)), default=0)

@@ -1,0 +1,376 @@
+"""Token management tools: allocate, list keys, monitor, status, record usage, rotate."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from butler_skill.core import estimate as est
+from butler_skill.core import rotation, selection
+from butler_skill.core.days import utc_day
+from butler_skill.core.reporting import ProviderUsage, by_provider, usable
+from butler_skill.errors import InvalidInput, NoCapacity, UnknownKey
+from butler_skill.models import Alert, Event, KeyState, RotationReason, SessionInfo
+from butler_skill.store.ledger import Grant, Rotation
+
+if TYPE_CHECKING:
+    from butler_skill.host.context import Context
+
+_STRICT = ConfigDict(extra="forbid")
+CACHE_READ_PRICE_RATIO = 0.1  # cached input is billed at about a tenth of fresh input (Anthropic, OpenAI)
+
+
+# ---- allocate_tokens ---------------------------------------------------------------------------
+class AllocateTokensInput(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"anyOf": [{"required": ["prd_path"]}, {"required": ["prd_text"]}]},
+    )
+
+    prd_path: str | None = Field(default=None, min_length=1, description="Path of a PRD file to estimate.")
+    prd_text: str | None = Field(default=None, min_length=1, description="The PRD text itself.")
+    preferred_provider: str | None = Field(default=None, description="Try this provider's keys first.")
+    tokens: int | None = Field(default=None, gt=0, le=100_000_000, description="Reserve exactly this many.")
+    label: str | None = Field(default=None, max_length=200, description="A name for the session.")
+
+    @model_validator(mode="after")
+    def _one_prd(self) -> AllocateTokensInput:
+        if (self.prd_path is None) == (self.prd_text is None):
+            raise ValueError("give exactly one of prd_path or prd_text")
+        return self
+
+
+class AllocateTokensOutput(BaseModel):
+    success: bool
+    session_id: str
+    key_id: str
+    provider: str
+    model: str
+    allocated: int
+    rotation_threshold: int
+    available_capacity: int = Field(description="Tokens still free on the chosen key today, after this.")
+    cost_estimate: float = Field(description="USD at the key's prices.")
+    estimate: est.Estimate
+
+
+def _prd_text(ctx: Context, inp: AllocateTokensInput) -> str:
+    if inp.prd_text is not None:
+        return inp.prd_text
+    assert inp.prd_path is not None
+    path = Path(inp.prd_path)
+    path = path if path.is_absolute() else ctx.cwd / path
+    try:
+        return path.read_text("utf-8", errors="replace")
+    except OSError as exc:
+        raise InvalidInput(f"cannot read prd_path {inp.prd_path}: {exc.strerror}", path="prd_path") from None
+
+
+def allocate_tokens(ctx: Context, inp: AllocateTokensInput) -> AllocateTokensOutput:
+    text = _prd_text(ctx, inp)
+    estimate = est.given_estimate(inp.tokens) if inp.tokens else est.estimate_prd(text)
+    cfg = ctx.config
+    keys = cfg.resolved()
+    if inp.preferred_provider and not any(k.provider == inp.preferred_provider for k in keys):
+        raise InvalidInput(f"no key of provider {inp.preferred_provider!r} is configured",
+                           path="preferred_provider")
+    now = ctx.now()
+    need = estimate.total
+    input_share = estimate.input_tokens / max(1, estimate.input_tokens + estimate.output_tokens)
+    result = ctx.ledger.open_session(
+        keys=keys,
+        pick=lambda views: selection.choose_key(
+            views, need, now, preferred_provider=inp.preferred_provider, input_share=input_share
+        ),
+        need=need,
+        session_id=ctx.new_id("ses"),
+        reservation_id=ctx.new_id("res"),
+        label=inp.label,
+        task_id=None,
+        threshold_ratio=cfg.rotation_threshold,
+        now=now,
+        lease_seconds=cfg.lease_seconds,
+    )
+    if not isinstance(result, Grant):
+        largest = selection.largest_available(result, now)
+        raise NoCapacity(
+            f"no single key has {need} tokens left today (largest available: {largest}); "
+            "split the work with plan_agents or ask for fewer tokens",
+            requested=need, largest_available=largest, hint="split",
+        )
+    key = next(k for k in keys if k.id == result.key.key_id)
+    return AllocateTokensOutput(
+        success=True,
+        session_id=result.session.session_id,
+        key_id=key.id,
+        provider=key.provider,
+        model=key.model,
+        allocated=need,
+        rotation_threshold=result.session.rotation_threshold,
+        available_capacity=result.key.remaining - need,
+        cost_estimate=est.estimate_cost(estimate, key.price_in_per_m, key.price_out_per_m),
+        estimate=estimate,
+    )
+
+
+# ---- get_available_keys ------------------------------------------------------------------------
+class GetAvailableKeysInput(BaseModel):
+    model_config = _STRICT
+
+    provider: str | None = Field(default=None, description="Only keys of this provider.")
+    min_tokens: int = Field(default=1, ge=0, description="Only keys with at least this many tokens left.")
+
+
+class GetAvailableKeysOutput(BaseModel):
+    day: str
+    keys: list[KeyState]
+
+
+def key_states(ctx: Context, now: datetime) -> list[KeyState]:
+    keys = {k.id: k for k in ctx.config.resolved()}
+    views = ctx.ledger.key_views(list(keys.values()), now)
+    costs = ctx.ledger.costs_today(now)
+    return [
+        KeyState(
+            key_id=v.key_id, provider=v.provider, scope=v.scope, model=keys[v.key_id].model,
+            tokens_per_day=v.tokens_per_day, used=v.used, reserved=v.reserved, remaining=v.remaining,
+            cost_today=round(costs.get(v.key_id, 0.0), 6),
+            cooldown_until=v.cooldown_until if v.cooling(now) else None,
+        )
+        for v in views if v.enabled
+    ]
+
+
+def get_available_keys(ctx: Context, inp: GetAvailableKeysInput) -> GetAvailableKeysOutput:
+    now = ctx.now()
+    states = [
+        s for s in key_states(ctx, now)
+        if s.remaining >= max(inp.min_tokens, 1) and s.cooldown_until is None
+        and (inp.provider is None or s.provider == inp.provider)
+    ]
+    return GetAvailableKeysOutput(day=utc_day(now), keys=states)
+
+
+# ---- monitor_usage -----------------------------------------------------------------------------
+class MonitorUsageInput(BaseModel):
+    model_config = _STRICT
+
+
+class MonitorUsageOutput(BaseModel):
+    day: str
+    keys_by_provider: dict[str, ProviderUsage]
+    total: ProviderUsage
+
+
+def _provider_usage(ctx: Context, now: datetime) -> tuple[dict[str, ProviderUsage], list[selection.KeyView]]:
+    keys = ctx.config.resolved()
+    views = ctx.ledger.key_views(keys, now)
+    return by_provider(views, ctx.ledger.costs_today(now)), views
+
+
+def monitor_usage(ctx: Context, inp: MonitorUsageInput) -> MonitorUsageOutput:
+    now = ctx.now()
+    providers, views = _provider_usage(ctx, now)
+    total = by_provider(
+        [v.model_copy(update={"provider": "all"}) for v in views], ctx.ledger.costs_today(now)
+    ).get("all") or ProviderUsage(keys=0, total_capacity=0, used_today=0, reserved=0, remaining=0, cost_today=0)
+    return MonitorUsageOutput(day=utc_day(now), keys_by_provider=providers, total=total)
+
+
+# ---- get_status --------------------------------------------------------------------------------
+class GetStatusInput(BaseModel):
+    model_config = _STRICT
+
+    history_limit: int = Field(default=10, ge=0, le=500, description="How many recent rotations to list.")
+
+
+class TokenSummary(BaseModel):
+    total_keys: int
+    active_keys: int
+    active_sessions: int
+    pending_alerts: int
+    keys_by_provider: dict[str, ProviderUsage]
+
+
+class GetStatusOutput(BaseModel):
+    day: str
+    tokens: TokenSummary
+    sessions: list[SessionInfo]
+    alerts: list[Alert]
+    rotation_history: list[Event]
+
+
+def get_status(ctx: Context, inp: GetStatusInput) -> GetStatusOutput:
+    now = ctx.now()
+    providers, views = _provider_usage(ctx, now)
+    sessions = ctx.ledger.sessions(open_only=True)
+    alerts = ctx.ledger.pending_alerts()
+    return GetStatusOutput(
+        day=utc_day(now),
+        tokens=TokenSummary(
+            total_keys=sum(1 for v in views if v.enabled),
+            active_keys=sum(1 for v in views if usable(v, now)),
+            active_sessions=len(sessions),
+            pending_alerts=len(alerts),
+            keys_by_provider=providers,
+        ),
+        sessions=sessions,
+        alerts=alerts,
+        rotation_history=ctx.ledger.events("rotation", inp.history_limit) if inp.history_limit else [],
+    )
+
+
+# ---- rotate_key --------------------------------------------------------------------------------
+class RotateKeyInput(BaseModel):
+    model_config = _STRICT
+
+    session_id: str = Field(min_length=1)
+    new_key_id: str | None = Field(default=None, description="Move to this key; otherwise Butler chooses.")
+    reason: RotationReason = Field(default="manual", description="Why: manual, threshold, or what the "
+                                   "provider answered (rate_limit, quota_exhausted, auth).")
+    retry_after_s: float | None = Field(default=None, ge=0, le=86_400, description="The provider's Retry-After.")
+
+
+class RotationOutcome(BaseModel):
+    rotated: bool
+    from_key_id: str
+    to_key_id: str | None = None
+    reason: RotationReason
+    moved_tokens: int = 0
+    cooldown_until: AwareDatetime | None = None
+    message: str
+
+
+class RotateKeyOutput(BaseModel):
+    rotation: RotationOutcome
+    session: SessionInfo
+
+
+def rotate_session(
+    ctx: Context, session_id: str, reason: RotationReason, *, new_key_id: str | None = None,
+    retry_after_s: float | None = None,
+) -> tuple[RotationOutcome, SessionInfo]:
+    cfg = ctx.config
+    keys = cfg.resolved()
+    if new_key_id is not None and not any(k.id == new_key_id for k in keys):
+        raise UnknownKey(f"no key with id {new_key_id!r}", key_id=new_key_id)
+    now = ctx.now()
+
+    def pick(views: list[selection.KeyView], current: selection.KeyView | None, need: int) -> Any:
+        if new_key_id is not None:
+            return next(iter(selection.eligible([v for v in views if v.key_id == new_key_id], need, now)), None)
+        return selection.choose_key(
+            views, need, now, exclude=[current.key_id] if current else [],
+            avoid_scope=current.scope if current and rotation.prefer_other_scope(reason) else None,
+        )
+
+    before = ctx.ledger.session(session_id)
+    result = ctx.ledger.rotate_session(
+        session_id=session_id, keys=keys, pick=pick, reason=reason,
+        cooldown=lambda strikes: rotation.cooldown_until(reason, now, retry_after_s=retry_after_s, strikes=strikes),
+        reservation_id=ctx.new_id("res"), now=now, lease_seconds=cfg.lease_seconds,
+    )
+    if isinstance(result, Rotation):
+        return RotationOutcome(
+            rotated=True, from_key_id=result.from_key_id, to_key_id=result.to_key_id, reason=reason,
+            moved_tokens=result.moved, cooldown_until=result.cooldown_until,
+            message=f"session moved from {result.from_key_id} to {result.to_key_id} ({reason})",
+        ), result.session
+    need = max(0, before.allocated - before.used)
+    if new_key_id is not None:
+        raise NoCapacity(f"key {new_key_id} cannot take {need} tokens now (capacity, cooldown or disabled)",
+                         key_id=new_key_id, requested=need)
+    return RotationOutcome(
+        rotated=False, from_key_id=before.key_id, reason=reason,
+        message=f"no other key can take {need} tokens now; the session stays on {before.key_id}",
+    ), before
+
+
+def rotate_key(ctx: Context, inp: RotateKeyInput) -> RotateKeyOutput:
+    outcome, session = rotate_session(
+        ctx, inp.session_id, inp.reason, new_key_id=inp.new_key_id, retry_after_s=inp.retry_after_s
+    )
+    if not outcome.rotated and inp.reason in ("rate_limit", "quota_exhausted", "auth"):
+        # Nowhere to go, but the key still failed: rest it so nothing else picks it up.
+        until = rotation.cooldown_until(inp.reason, ctx.now(), retry_after_s=inp.retry_after_s)
+        if until is not None:
+            ctx.ledger.set_cooldown(session.key_id, until, inp.reason, ctx.now())
+            outcome = outcome.model_copy(update={"cooldown_until": until})
+    return RotateKeyOutput(rotation=outcome, session=session)
+
+
+# ---- record_usage ------------------------------------------------------------------------------
+class RecordUsageInput(BaseModel):
+    model_config = _STRICT
+
+    session_id: str = Field(min_length=1)
+    request_id: str = Field(min_length=1, max_length=200,
+                            description="The provider's response id: settling it twice changes nothing.")
+    input_tokens: int = Field(ge=0, description="Uncached input tokens (OpenAI: prompt_tokens minus cached).")
+    output_tokens: int = Field(ge=0, description="Output tokens, reasoning included.")
+    cache_read_tokens: int = Field(default=0, ge=0, description="Input tokens served from cache.")
+    cache_write_tokens: int = Field(default=0, ge=0, description="Input tokens written to cache (Anthropic).")
+    cost: float | None = Field(default=None, ge=0, description="USD, when the provider reported it.")
+    estimated: bool = Field(default=False, description="True when the figures are an estimate.")
+    close: bool = Field(default=False, description="End the session and release what it still holds.")
+
+
+class RecordUsageOutput(BaseModel):
+    duplicate: bool
+    session: SessionInfo
+    cost: float
+    threshold_crossed: bool
+    alert: Alert | None = None
+    rotation: RotationOutcome | None = None
+    status: Literal["ok", "rotated", "rotate_recommended", "closed"]
+
+
+def usage_cost(ctx: Context, key_id: str, inp: RecordUsageInput) -> float:
+    if inp.cost is not None:
+        return round(inp.cost, 6)
+    key = next(k for k in ctx.config.resolved() if k.id == key_id)
+    fresh_in = inp.input_tokens + inp.cache_write_tokens
+    return round(
+        (fresh_in * key.price_in_per_m + inp.cache_read_tokens * key.price_in_per_m * CACHE_READ_PRICE_RATIO
+         + inp.output_tokens * key.price_out_per_m) / 1_000_000,
+        6,
+    )
+
+
+def record_usage(ctx: Context, inp: RecordUsageInput) -> RecordUsageOutput:
+    cfg = ctx.config
+    now = ctx.now()
+    session = ctx.ledger.session(inp.session_id)
+    cost = usage_cost(ctx, session.key_id, inp)
+    outcome = ctx.ledger.commit_usage(
+        request_id=inp.request_id, session_id=inp.session_id, input_tokens=inp.input_tokens,
+        output_tokens=inp.output_tokens, cache_read_tokens=inp.cache_read_tokens,
+        cache_write_tokens=inp.cache_write_tokens, cost_usd=cost, cost_reported=inp.cost is not None,
+        estimated=inp.estimated, now=now, lease_seconds=cfg.lease_seconds,
+    )
+    session = outcome.session
+    threshold = rotation.threshold_tokens(outcome.leg_granted, cfg.rotation_threshold)
+    crossed = session.state == "open" and rotation.crossed(outcome.leg_used, threshold)
+    alert: Alert | None = None
+    rotated: RotationOutcome | None = None
+    status: Literal["ok", "rotated", "rotate_recommended", "closed"] = "ok"
+    if crossed and not outcome.duplicate:
+        message = (f"session {session.session_id} used {outcome.leg_used} of {outcome.leg_granted} tokens "
+                   f"on {session.key_id} (threshold {threshold})")
+        alert_id = ctx.new_id("alr")
+        if ctx.ledger.raise_alert(alert_id=alert_id, session_id=session.session_id, key_id=session.key_id,
+                                  kind="rotation_threshold", message=message, now=now):
+            alert = Alert(alert_id=alert_id, kind="rotation_threshold", session_id=session.session_id,
+                          key_id=session.key_id, message=message, created_at=now)
+        status = "rotate_recommended"
+        if cfg.auto_rotate and not inp.close:
+            rotated, session = rotate_session(ctx, session.session_id, "threshold")
+            if rotated.rotated:
+                status = "rotated"
+    if inp.close:
+        session = ctx.ledger.close_session(session.session_id, now)
+        status = "closed"
+    return RecordUsageOutput(duplicate=outcome.duplicate, session=session, cost=cost, threshold_crossed=crossed,
+                             alert=alert, rotation=rotated, status=status)

@@ -1,0 +1,70 @@
+"""The runtime context handed to every handler: where state lives, what time it is, how ids are made.
+
+Handlers never read the clock, the environment or files directly: they ask the context, so tests can
+pass a fixed clock, a fresh environment and a temporary state directory.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from butler_skill.config import ButlerConfig
+    from butler_skill.store.db import Database
+    from butler_skill.store.ledger import Ledger
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def uuid_ids(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:16]}"
+
+
+@dataclass
+class Context:
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    keys_path: Path | None = None
+    state_path: Path | None = None
+    clock: Callable[[], datetime] = system_clock
+    ids: Callable[[str], str] = uuid_ids
+    cwd: Path = field(default_factory=Path.cwd)
+
+    def now(self) -> datetime:
+        moment = self.clock()
+        if moment.tzinfo is None:
+            raise ValueError("the clock must return timezone-aware datetimes")
+        return moment.astimezone(UTC)
+
+    def new_id(self, prefix: str) -> str:
+        return self.ids(prefix)
+
+    @cached_property
+    def config(self) -> ButlerConfig:
+        from butler_skill.config import load_config
+
+        return load_config(self.env, keys_path=self.keys_path, state_path=self.state_path)
+
+    @cached_property
+    def db(self) -> Database:
+        from butler_skill.store.db import Database
+
+        return Database(self.config.state_path)
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        from butler_skill.store.ledger import Ledger
+
+        return Ledger(self.db)
+
+    def close(self) -> None:
+        if "db" in self.__dict__:
+            self.db.close()

@@ -1,0 +1,94 @@
+"""skill.yaml: the one list of tools. The CLI, the MCP server and the Python facade all read it."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache, cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+# The manifest and schemas ship inside the package (butler_skill/manifest links to the top-level copies).
+MANIFEST_DIR = PACKAGE_DIR / "manifest"
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    description: str
+    handler: str
+    input_schema: str
+    output_schema: str
+    mutates: bool
+    spends_money: bool
+
+    @cached_property
+    def function(self) -> Callable[..., Any]:
+        module_name, _, attr = self.handler.partition(":")
+        func: Callable[..., Any] = getattr(importlib.import_module(module_name), attr)
+        return func
+
+    @cached_property
+    def models(self) -> tuple[type[BaseModel], type[BaseModel]]:
+        """Input and output models, read from the handler's type hints: `(ctx, inp: In) -> Out`."""
+        from butler_skill.host.context import Context
+
+        hints = typing.get_type_hints(self.function, localns={"Context": Context})
+        params = [p for p in inspect.signature(self.function).parameters if p != "ctx"]
+        if len(params) != 1:
+            raise TypeError(f"handler {self.handler} must take (ctx, inp)")
+        return hints[params[0]], hints["return"]
+
+    @property
+    def input_model(self) -> type[BaseModel]:
+        return self.models[0]
+
+    @property
+    def output_model(self) -> type[BaseModel]:
+        return self.models[1]
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.function)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    version: str
+    description: str
+    tools: tuple[ToolSpec, ...]
+    root: Path
+
+    def tool(self, name: str) -> ToolSpec | None:
+        return next((t for t in self.tools if t.name == name), None)
+
+    def schema_path(self, relative: str) -> Path:
+        return self.root / relative
+
+
+def manifest_root() -> Path:
+    return MANIFEST_DIR
+
+
+@cache
+def load_manifest(root: Path | None = None) -> Manifest:
+    base = root or manifest_root()
+    raw = yaml.load((base / "skill.yaml").read_text("utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    tools = tuple(
+        ToolSpec(
+            name=t["name"], description=t["description"].strip(), handler=t["handler"],
+            input_schema=t["input_schema"], output_schema=t["output_schema"],
+            mutates=bool(t.get("mutates", False)), spends_money=bool(t.get("spends_money", False)),
+        )
+        for t in raw["tools"]
+    )
+    return Manifest(name=raw["name"], version=str(raw["version"]), description=raw["description"].strip(),
+                    tools=tools, root=base)

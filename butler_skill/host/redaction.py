@@ -1,0 +1,85 @@
+"""Defence in depth: nothing that leaves Butler may carry key material.
+
+Two nets: the exact secrets Butler knows (from the keys file and the environment variables it reads),
+and the shape of credentials in general (the scanner's rules). Handlers should never put a secret in
+an output; this layer makes sure a mistake does not become a leak.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from butler_skill.host.context import Context
+
+MASK = "[REDACTED]"
+# Secrets held in these environment variables are masked even if no key references them.
+SECRET_ENV_VARS = ("CIRCLE_API_KEY", "CIRCLE_ENTITY_SECRET", "OPENROUTER_MANAGEMENT_KEY")
+MIN_SECRET_LENGTH = 8
+
+
+def known_secrets(ctx: Context | None) -> list[str]:
+    if ctx is None:
+        return []
+    found: set[str] = {v for name in SECRET_ENV_VARS if (v := ctx.env.get(name))}
+    try:
+        cfg = ctx.config
+    except Exception:
+        cfg = None
+    if cfg is not None:
+        for k in cfg.keys:
+            secret = cfg.secret_for(k.id)
+            if secret:
+                found.add(secret)
+    return sorted((s for s in found if len(s) >= MIN_SECRET_LENGTH), key=len, reverse=True)
+
+
+def redact_text(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, MASK)
+    try:
+        from butler_skill.core.scan import redact_secrets
+    except ImportError:
+        return text
+    return redact_secrets(text)
+
+
+def redact_payload(payload: dict[str, Any], ctx: Context | None) -> dict[str, Any]:
+    text = json.dumps(payload, sort_keys=False)
+    clean = redact_text(text, known_secrets(ctx))
+    return payload if clean == text else dict(json.loads(clean))
+
+
+class RedactingFilter(logging.Filter):
+    """Masks credentials in every record of the `butler` logger tree."""
+
+    def __init__(self, secrets: list[str] | None = None) -> None:
+        super().__init__()
+        self.secrets = secrets or []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact_text(message, self.secrets)
+        if record.exc_info and record.exc_info[1] is not None:
+            clean_exc = redact_text(logging.Formatter().formatException(record.exc_info), self.secrets)
+            record.exc_info = None
+            record.exc_text = clean_exc
+        record.msg, record.args = clean, ()
+        return True
+
+
+def install_log_redaction(ctx: Context | None, stream: Any = None, level: int = logging.WARNING) -> logging.Handler:
+    """Attach a redacting handler to the `butler` logger (filters on a handler also see child loggers)."""
+    logger = logging.getLogger("butler")
+    for old in [h for h in logger.handlers if getattr(h, "butler_redacting", False)]:
+        logger.removeHandler(old)
+    handler = logging.StreamHandler(stream)
+    handler.butler_redacting = True  # type: ignore[attr-defined]
+    handler.addFilter(RedactingFilter(known_secrets(ctx)))
+    handler.setFormatter(logging.Formatter("butler: %(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(min(logger.level or level, level))
+    return handler

@@ -1,0 +1,75 @@
+"""Provider facts: one place for base URL, wire format, default model, prices and key shape.
+
+Every value here can be overridden per key in the keys file. Prices are USD per million tokens, list
+prices of the default model at the time of writing; they drive cost estimates and key choice, not bills.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+WireFormat = Literal["openai", "anthropic"]
+
+
+class ProviderFacts(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    base_url: str
+    wire_format: WireFormat
+    default_model: str
+    price_in_per_m: float
+    price_out_per_m: float
+    key_prefixes: tuple[str, ...] = ()
+    env_var: str | None = None
+
+
+DEMO_BASE_URL = "http://demo.butler.invalid/v1"
+
+PROVIDERS: dict[str, ProviderFacts] = {
+    facts.name: facts
+    for facts in (
+        ProviderFacts(
+            name="nvidia", base_url="https://integrate.api.nvidia.com/v1", wire_format="openai",
+            default_model="meta/llama-3.1-70b-instruct", price_in_per_m=0.0, price_out_per_m=0.0,
+            key_prefixes=("nvapi-",), env_var="NVIDIA_API_KEY",
+        ),
+        ProviderFacts(
+            name="groq", base_url="https://api.groq.com/openai/v1", wire_format="openai",
+            default_model="llama-3.3-70b-versatile", price_in_per_m=0.59, price_out_per_m=0.79,
+            key_prefixes=("gsk_",), env_var="GROQ_API_KEY",
+        ),
+        ProviderFacts(
+            name="anthropic", base_url="https://api.anthropic.com/v1", wire_format="anthropic",
+            default_model="claude-sonnet-4-5", price_in_per_m=3.0, price_out_per_m=15.0,
+            key_prefixes=("sk-ant-",), env_var="ANTHROPIC_API_KEY",
+        ),
+        ProviderFacts(
+            name="openai", base_url="https://api.openai.com/v1", wire_format="openai",
+            default_model="gpt-4o-mini", price_in_per_m=0.15, price_out_per_m=0.60,
+            key_prefixes=("sk-proj-", "sk-svcacct-", "sk-"), env_var="OPENAI_API_KEY",
+        ),
+        ProviderFacts(
+            name="openrouter", base_url="https://openrouter.ai/api/v1", wire_format="openai",
+            default_model="openai/gpt-4o-mini", price_in_per_m=0.15, price_out_per_m=0.60,
+            key_prefixes=("sk-or-v1-",), env_var="OPENROUTER_API_KEY",
+        ),
+        # A custom OpenAI-compatible endpoint (the original's Sokosumi): base_url comes from the keys file.
+        ProviderFacts(
+            name="custom", base_url="", wire_format="openai", default_model="default",
+            price_in_per_m=1.0, price_out_per_m=1.0,
+        ),
+        # The built-in demo provider: answered in-process, never over a network, no key needed.
+        ProviderFacts(
+            name="demo", base_url=DEMO_BASE_URL, wire_format="openai", default_model="butler-demo-1",
+            price_in_per_m=0.50, price_out_per_m=1.50,
+        ),
+    )
+}
+
+
+def facts_for(provider: str) -> ProviderFacts:
+    """Facts for a provider name; unknown names are custom OpenAI-compatible endpoints."""
+    return PROVIDERS.get(provider, PROVIDERS["custom"])

@@ -1,0 +1,403 @@
+"""The token ledger: reservations, usage, sessions, cooldowns, alerts and history.
+
+Operations, not tables. Each write is one `BEGIN IMMEDIATE` transaction, so a choice made from what a
+transaction read cannot be overtaken by another writer, and every grant is still guarded by the
+conditional update `used + reserved + n <= limit`. Stale holds are released by lease at the start of
+every write; there is no background job to die.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from butler_skill.core.days import utc_day
+from butler_skill.core.rotation import threshold_tokens
+from butler_skill.core.selection import KeyView
+from butler_skill.errors import Conflict, UnknownSession
+from butler_skill.models import Alert, Event, ResolvedKey, RotationReason, SessionInfo
+from butler_skill.store.db import Database
+from butler_skill.store.timestamps import parse_ts, ts
+
+Picker = Callable[[list[KeyView]], KeyView | None]
+
+
+@dataclass(frozen=True)
+class Grant:
+    session: SessionInfo
+    key: KeyView
+
+
+@dataclass(frozen=True)
+class UsageOutcome:
+    duplicate: bool
+    session: SessionInfo
+    leg_used: int
+    leg_granted: int
+
+
+@dataclass(frozen=True)
+class Rotation:
+    session: SessionInfo
+    from_key_id: str
+    to_key_id: str
+    moved: int
+    cooldown_until: datetime | None
+
+
+class Ledger:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # ---- reads ---------------------------------------------------------------------------------
+    def key_views(self, keys: Sequence[ResolvedKey], now: datetime) -> list[KeyView]:
+        with self.db.read() as conn:
+            return _key_views(conn, keys, now)
+
+    def costs_today(self, now: datetime) -> dict[str, float]:
+        with self.db.read() as conn:
+            rows = conn.execute("SELECT key_id, cost_usd FROM key_day_counters WHERE day = ?", (utc_day(now),))
+            return {r["key_id"]: float(r["cost_usd"]) for r in rows}
+
+    def session(self, session_id: str) -> SessionInfo:
+        with self.db.read() as conn:
+            return _session(conn, session_id)
+
+    def sessions(self, *, open_only: bool = True, task_id: str | None = None) -> list[SessionInfo]:
+        sql = "SELECT id FROM sessions WHERE 1=1"
+        args: list[Any] = []
+        if open_only:
+            sql += " AND state = 'open'"
+        if task_id is not None:
+            sql += " AND task_id = ?"
+            args.append(task_id)
+        with self.db.read() as conn:
+            ids = [r["id"] for r in conn.execute(sql + " ORDER BY created_at, id", args)]
+            return [_session(conn, i) for i in ids]
+
+    def pending_alerts(self) -> list[Alert]:
+        with self.db.read() as conn:
+            rows = conn.execute(
+                "SELECT * FROM alerts WHERE resolved_at IS NULL ORDER BY created_at, id"
+            ).fetchall()
+        return [
+            Alert(alert_id=r["id"], kind=r["kind"], session_id=r["session_id"], key_id=r["key_id"],
+                  message=r["message"], created_at=parse_ts(r["created_at"]))
+            for r in rows
+        ]
+
+    def events(self, kind: str | None = None, limit: int = 20) -> list[Event]:
+        sql = "SELECT * FROM events" + (" WHERE kind = ?" if kind else "") + " ORDER BY seq DESC LIMIT ?"
+        args: tuple[Any, ...] = (kind, limit) if kind else (limit,)
+        with self.db.read() as conn:
+            rows = conn.execute(sql, args).fetchall()
+        return [
+            Event(seq=r["seq"], at=parse_ts(r["at"]), kind=r["kind"], session_id=r["session_id"],
+                  key_id=r["key_id"], data=json.loads(r["data"]))
+            for r in rows
+        ]
+
+    def totals(self, now: datetime) -> dict[str, int]:
+        """Sum of used and reserved today over all keys: what the ledger reports as granted."""
+        with self.db.read() as conn:
+            row = conn.execute(
+                "SELECT COALESCE(SUM(used),0) AS used, COALESCE(SUM(reserved),0) AS reserved"
+                " FROM key_day_counters WHERE day = ?", (utc_day(now),),
+            ).fetchone()
+        return {"used": int(row["used"]), "reserved": int(row["reserved"])}
+
+    # ---- writes --------------------------------------------------------------------------------
+    def open_session(
+        self,
+        *,
+        keys: Sequence[ResolvedKey],
+        pick: Picker,
+        need: int,
+        session_id: str,
+        reservation_id: str,
+        label: str | None,
+        task_id: str | None,
+        threshold_ratio: float,
+        now: datetime,
+        lease_seconds: int,
+    ) -> Grant | list[KeyView]:
+        """Reserve `need` tokens on the key `pick` chooses and open a session on it.
+
+        Returns the grant, or the key views the choice saw when nothing fitted.
+        """
+        with self.db.write() as conn:
+            _expire_leases(conn, now)
+            views = _key_views(conn, keys, now)
+            chosen = pick(views)
+            if chosen is None or not _reserve(conn, chosen, need, now):
+                return views
+            stamp = ts(now)
+            conn.execute(
+                "INSERT INTO sessions(id, label, task_id, key_id, allocated, threshold_ratio, state,"
+                " created_at, updated_at) VALUES (?,?,?,?,?,?,'open',?,?)",
+                (session_id, label, task_id, chosen.key_id, need, threshold_ratio, stamp, stamp),
+            )
+            _insert_reservation(conn, reservation_id, session_id, chosen.key_id, need, now, lease_seconds)
+            _event(conn, now, "allocated", session_id, chosen.key_id, {"tokens": need, "label": label})
+            return Grant(session=_session(conn, session_id), key=chosen)
+
+    def commit_usage(
+        self,
+        *,
+        request_id: str,
+        session_id: str,
+        input_tokens: int,
+        output_tokens: int,
+        cache_read_tokens: int,
+        cache_write_tokens: int,
+        cost_usd: float,
+        cost_reported: bool,
+        estimated: bool,
+        now: datetime,
+        lease_seconds: int,
+    ) -> UsageOutcome:
+        """Settle one provider response. The same request id twice changes nothing."""
+        total = input_tokens + output_tokens + cache_read_tokens + cache_write_tokens
+        with self.db.write() as conn:
+            _expire_leases(conn, now)
+            prior = conn.execute("SELECT * FROM usage_records WHERE request_id = ?", (request_id,)).fetchone()
+            if prior is not None:
+                same = (
+                    prior["session_id"] == session_id and prior["input_tokens"] == input_tokens
+                    and prior["output_tokens"] == output_tokens and prior["cache_read_tokens"] == cache_read_tokens
+                    and prior["cache_write_tokens"] == cache_write_tokens
+                )
+                if not same:
+                    raise Conflict(
+                        f"request {request_id} was already settled with different usage",
+                        request_id=request_id,
+                    )
+                leg = _active_leg(conn, session_id)
+                return UsageOutcome(True, _session(conn, session_id),
+                                    leg["used"] if leg else 0, leg["granted"] if leg else 0)
+            session = _session_row(conn, session_id)
+            leg = _active_leg(conn, session_id)
+            key_id = leg["key_id"] if leg else session["key_id"]
+            day = leg["day"] if leg else utc_day(now)
+            consumed = min(total, leg["held"]) if leg else 0
+            conn.execute(
+                "INSERT INTO usage_records(request_id, session_id, key_id, day, input_tokens, output_tokens,"
+                " cache_read_tokens, cache_write_tokens, total_tokens, cost_usd, cost_reported, estimated,"
+                " recorded_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (request_id, session_id, key_id, day, input_tokens, output_tokens, cache_read_tokens,
+                 cache_write_tokens, total, cost_usd, int(cost_reported), int(estimated), ts(now)),
+            )
+            conn.execute("INSERT OR IGNORE INTO key_day_counters(key_id, day) VALUES (?, ?)", (key_id, day))
+            conn.execute(
+                "UPDATE key_day_counters SET used = used + ?, reserved = reserved - ?, cost_usd = cost_usd + ?"
+                " WHERE key_id = ? AND day = ?",
+                (total, consumed, cost_usd, key_id, day),
+            )
+            if leg is not None:
+                conn.execute(
+                    "UPDATE reservations SET held = held - ?, used = used + ?, lease_expires_at = ? WHERE id = ?",
+                    (consumed, total, ts(now + timedelta(seconds=lease_seconds)), leg["id"]),
+                )
+            conn.execute(
+                "UPDATE sessions SET used = used + ?, cost_usd = cost_usd + ?, updated_at = ? WHERE id = ?",
+                (total, cost_usd, ts(now), session_id),
+            )
+            leg = _active_leg(conn, session_id)
+            return UsageOutcome(False, _session(conn, session_id),
+                                leg["used"] if leg else 0, leg["granted"] if leg else 0)
+
+    def rotate_session(
+        self,
+        *,
+        session_id: str,
+        keys: Sequence[ResolvedKey],
+        pick: Callable[[list[KeyView], KeyView | None, int], KeyView | None],
+        reason: RotationReason,
+        cooldown: Callable[[int], datetime | None],
+        reservation_id: str,
+        now: datetime,
+        lease_seconds: int,
+    ) -> Rotation | list[KeyView]:
+        """Move a session's remaining allocation to another key, in one transaction.
+
+        `pick(views, current, need)` chooses the target; `cooldown(strikes)` says how long the key left
+        behind rests. Returns the key views seen when no key fitted (nothing changes then).
+        """
+        with self.db.write() as conn:
+            _expire_leases(conn, now)
+            session = _session_row(conn, session_id)
+            if session["state"] != "open":
+                raise UnknownSession(f"session {session_id} is closed", session_id=session_id)
+            leg = _active_leg(conn, session_id)
+            from_key = session["key_id"]
+            need = max(0, session["allocated"] - session["used"])
+            views = _key_views(conn, keys, now)
+            current = next((v for v in views if v.key_id == from_key), None)
+            target = pick(views, current, need)
+            if target is None or target.key_id == from_key:
+                return views
+            if leg is not None:
+                _end_leg(conn, leg, "released", now)
+            if not _reserve(conn, target, need, now):
+                raise RuntimeError("reservation refused inside the write lock")  # cannot happen: pick saw it
+            _insert_reservation(conn, reservation_id, session_id, target.key_id, need, now, lease_seconds)
+            strikes_row = conn.execute("SELECT strikes FROM key_cooldowns WHERE key_id = ?", (from_key,)).fetchone()
+            strikes = (strikes_row["strikes"] + 1) if strikes_row else 1
+            until = cooldown(strikes)
+            if until is not None:
+                conn.execute(
+                    "INSERT INTO key_cooldowns(key_id, until, reason, strikes, updated_at) VALUES (?,?,?,?,?)"
+                    " ON CONFLICT(key_id) DO UPDATE SET until=excluded.until, reason=excluded.reason,"
+                    " strikes=excluded.strikes, updated_at=excluded.updated_at",
+                    (from_key, ts(until), reason, strikes, ts(now)),
+                )
+            conn.execute("UPDATE sessions SET key_id = ?, updated_at = ? WHERE id = ?",
+                         (target.key_id, ts(now), session_id))
+            conn.execute(
+                "UPDATE alerts SET resolved_at = ? WHERE session_id = ? AND key_id = ? AND resolved_at IS NULL",
+                (ts(now), session_id, from_key),
+            )
+            _event(conn, now, "rotation", session_id, target.key_id, {
+                "from_key_id": from_key, "to_key_id": target.key_id, "reason": reason, "moved_tokens": need,
+                "cooldown_until": ts(until) if until else None,
+            })
+            return Rotation(_session(conn, session_id), from_key, target.key_id, need, until)
+
+    def set_cooldown(self, key_id: str, until: datetime, reason: str, now: datetime) -> None:
+        with self.db.write() as conn:
+            conn.execute(
+                "INSERT INTO key_cooldowns(key_id, until, reason, strikes, updated_at) VALUES (?,?,?,1,?)"
+                " ON CONFLICT(key_id) DO UPDATE SET until=excluded.until, reason=excluded.reason,"
+                " strikes=key_cooldowns.strikes + 1, updated_at=excluded.updated_at",
+                (key_id, ts(until), reason, ts(now)),
+            )
+            _event(conn, now, "cooldown", None, key_id, {"until": ts(until), "reason": reason})
+
+    def raise_alert(self, *, alert_id: str, session_id: str, key_id: str, kind: str, message: str,
+                    now: datetime) -> bool:
+        """Record an alert once per (session, key, kind). True when it is new."""
+        with self.db.write() as conn:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO alerts(id, session_id, key_id, kind, message, created_at)"
+                " VALUES (?,?,?,?,?,?)", (alert_id, session_id, key_id, kind, message, ts(now)),
+            )
+            if cur.rowcount:
+                _event(conn, now, "alert", session_id, key_id, {"kind": kind, "message": message})
+            return bool(cur.rowcount)
+
+    def close_session(self, session_id: str, now: datetime) -> SessionInfo:
+        """End a session and give back what it still holds."""
+        with self.db.write() as conn:
+            _expire_leases(conn, now)
+            session = _session_row(conn, session_id)
+            if session["state"] == "open":
+                leg = _active_leg(conn, session_id)
+                if leg is not None:
+                    _end_leg(conn, leg, "released", now)
+                conn.execute("UPDATE sessions SET state='closed', closed_at=?, updated_at=? WHERE id=?",
+                             (ts(now), ts(now), session_id))
+                conn.execute("UPDATE alerts SET resolved_at = ? WHERE session_id = ? AND resolved_at IS NULL",
+                             (ts(now), session_id))
+                _event(conn, now, "closed", session_id, session["key_id"], {"used": session["used"]})
+            return _session(conn, session_id)
+
+    def expire_leases(self, now: datetime) -> int:
+        with self.db.write() as conn:
+            return _expire_leases(conn, now)
+
+
+# ---- helpers (run inside a transaction) --------------------------------------------------------
+def _key_views(conn: sqlite3.Connection, keys: Iterable[ResolvedKey], now: datetime) -> list[KeyView]:
+    day = utc_day(now)
+    counters = {
+        r["key_id"]: r for r in conn.execute("SELECT * FROM key_day_counters WHERE day = ?", (day,))
+    }
+    cooldowns = {r["key_id"]: r for r in conn.execute("SELECT * FROM key_cooldowns")}
+    views: list[KeyView] = []
+    for k in keys:
+        counter = counters.get(k.id)
+        cool = cooldowns.get(k.id)
+        views.append(KeyView(
+            key_id=k.id, provider=k.provider, scope=k.scope, tokens_per_day=k.tokens_per_day,
+            used=int(counter["used"]) if counter else 0, reserved=int(counter["reserved"]) if counter else 0,
+            price_in_per_m=k.price_in_per_m, price_out_per_m=k.price_out_per_m,
+            cooldown_until=parse_ts(cool["until"]) if cool else None, enabled=k.enabled,
+        ))
+    return views
+
+
+def _reserve(conn: sqlite3.Connection, key: KeyView, need: int, now: datetime) -> bool:
+    day = utc_day(now)
+    conn.execute("INSERT OR IGNORE INTO key_day_counters(key_id, day) VALUES (?, ?)", (key.key_id, day))
+    cur = conn.execute(
+        "UPDATE key_day_counters SET reserved = reserved + ?"
+        " WHERE key_id = ? AND day = ? AND used + reserved + ? <= ?",
+        (need, key.key_id, day, need, key.tokens_per_day),
+    )
+    return cur.rowcount == 1
+
+
+def _insert_reservation(conn: sqlite3.Connection, reservation_id: str, session_id: str, key_id: str,
+                        need: int, now: datetime, lease_seconds: int) -> None:
+    conn.execute(
+        "INSERT INTO reservations(id, session_id, key_id, day, granted, held, state, lease_expires_at,"
+        " created_at) VALUES (?,?,?,?,?,?,'active',?,?)",
+        (reservation_id, session_id, key_id, utc_day(now), need, need,
+         ts(now + timedelta(seconds=lease_seconds)), ts(now)),
+    )
+
+
+def _end_leg(conn: sqlite3.Connection, leg: sqlite3.Row, state: str, now: datetime) -> None:
+    conn.execute("UPDATE key_day_counters SET reserved = reserved - ? WHERE key_id = ? AND day = ?",
+                 (leg["held"], leg["key_id"], leg["day"]))
+    conn.execute("UPDATE reservations SET held = 0, state = ?, ended_at = ? WHERE id = ?",
+                 (state, ts(now), leg["id"]))
+
+
+def _expire_leases(conn: sqlite3.Connection, now: datetime) -> int:
+    stale = conn.execute(
+        "SELECT * FROM reservations WHERE state = 'active' AND lease_expires_at < ?", (ts(now),)
+    ).fetchall()
+    for leg in stale:
+        _end_leg(conn, leg, "expired", now)
+        conn.execute("UPDATE sessions SET state='closed', closed_at=?, updated_at=? WHERE id=? AND state='open'",
+                     (ts(now), ts(now), leg["session_id"]))
+        _event(conn, now, "lease_expired", leg["session_id"], leg["key_id"], {"released": leg["held"]})
+    return len(stale)
+
+
+def _active_leg(conn: sqlite3.Connection, session_id: str) -> sqlite3.Row | None:
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT * FROM reservations WHERE session_id = ? AND state = 'active' ORDER BY created_at DESC LIMIT 1",
+        (session_id,),
+    ).fetchone()
+    return row
+
+
+def _session_row(conn: sqlite3.Connection, session_id: str) -> sqlite3.Row:
+    row: sqlite3.Row | None = conn.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
+    if row is None:
+        raise UnknownSession(f"no session {session_id!r}", session_id=session_id)
+    return row
+
+
+def _session(conn: sqlite3.Connection, session_id: str) -> SessionInfo:
+    row = _session_row(conn, session_id)
+    leg = _active_leg(conn, session_id)
+    granted = leg["granted"] if leg else row["allocated"]
+    return SessionInfo(
+        session_id=row["id"], label=row["label"], task_id=row["task_id"], key_id=row["key_id"],
+        allocated=row["allocated"], used=row["used"], held=leg["held"] if leg else 0,
+        rotation_threshold=threshold_tokens(granted, row["threshold_ratio"]), cost=round(row["cost_usd"], 6),
+        state=row["state"], created_at=parse_ts(row["created_at"]),
+    )
+
+
+def _event(conn: sqlite3.Connection, now: datetime, kind: str, session_id: str | None, key_id: str | None,
+           data: dict[str, Any]) -> None:
+    conn.execute("INSERT INTO events(at, kind, session_id, key_id, data) VALUES (?,?,?,?,?)",
+                 (ts(now), kind, session_id, key_id, json.dumps(data, sort_keys=True)))
