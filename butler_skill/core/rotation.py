@@ -10,8 +10,10 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
+from typing import Literal
 
 from butler_skill.core.days import next_utc_midnight
 from butler_skill.models import RotationReason
@@ -37,7 +39,8 @@ def cooldown_until(
     """When a key left for `reason` may be used again (None: it need not rest)."""
     if reason == "rate_limit":
         ladder = RATE_LIMIT_LADDER_S[min(max(strikes, 1), len(RATE_LIMIT_LADDER_S)) - 1]
-        wait = max(retry_after_s or 0.0, 0.0) or ladder
+        # Retry-After is whole seconds on the wire; never rest less than one.
+        wait = ladder if retry_after_s is None else max(1, math.ceil(retry_after_s))
         return now + timedelta(seconds=wait)
     if reason == "quota_exhausted":
         return next_utc_midnight(now)
@@ -49,3 +52,21 @@ def cooldown_until(
 def prefer_other_scope(reason: RotationReason) -> bool:
     """Rate limits are per account: move to another one. A spent daily quota is per key."""
     return reason == "rate_limit"
+
+
+AfterUsage = Literal["continue", "alert", "rotate"]
+
+
+def after_usage(
+    *, leg_used: int, leg_granted: int, ratio: float, remaining_allocation: int, auto_rotate: bool, closing: bool
+) -> AfterUsage:
+    """What settling usage on a session's current key leads to.
+
+    Below the threshold nothing happens. Past it the person is alerted; the session moves only when
+    auto-rotate is on, the session is not ending, and there is still some of its allocation to move.
+    """
+    if not crossed(leg_used, threshold_tokens(leg_granted, ratio)):
+        return "continue"
+    if auto_rotate and not closing and remaining_allocation > 0:
+        return "rotate"
+    return "alert"

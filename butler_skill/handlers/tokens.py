@@ -351,12 +351,15 @@ def record_usage(ctx: Context, inp: RecordUsageInput) -> RecordUsageOutput:
         estimated=inp.estimated, now=now, lease_seconds=cfg.lease_seconds,
     )
     session = outcome.session
-    threshold = rotation.threshold_tokens(outcome.leg_granted, cfg.rotation_threshold)
-    crossed = session.state == "open" and rotation.crossed(outcome.leg_used, threshold)
+    step = rotation.after_usage(
+        leg_used=outcome.leg_used, leg_granted=outcome.leg_granted, ratio=cfg.rotation_threshold,
+        remaining_allocation=session.allocated - session.used, auto_rotate=cfg.auto_rotate, closing=inp.close,
+    ) if session.state == "open" and not outcome.duplicate else "continue"
     alert: Alert | None = None
     rotated: RotationOutcome | None = None
     status: Literal["ok", "rotated", "rotate_recommended", "closed"] = "ok"
-    if crossed and not outcome.duplicate:
+    if step != "continue":
+        threshold = rotation.threshold_tokens(outcome.leg_granted, cfg.rotation_threshold)
         message = (f"session {session.session_id} used {outcome.leg_used} of {outcome.leg_granted} tokens "
                    f"on {session.key_id} (threshold {threshold})")
         alert_id = ctx.new_id("alr")
@@ -365,12 +368,13 @@ def record_usage(ctx: Context, inp: RecordUsageInput) -> RecordUsageOutput:
             alert = Alert(alert_id=alert_id, kind="rotation_threshold", session_id=session.session_id,
                           key_id=session.key_id, message=message, created_at=now)
         status = "rotate_recommended"
-        if cfg.auto_rotate and not inp.close:
-            rotated, session = rotate_session(ctx, session.session_id, "threshold")
-            if rotated.rotated:
-                status = "rotated"
+    if step == "rotate":
+        rotated, session = rotate_session(ctx, session.session_id, "threshold")
+        if rotated.rotated:
+            status = "rotated"
     if inp.close:
         session = ctx.ledger.close_session(session.session_id, now)
         status = "closed"
-    return RecordUsageOutput(duplicate=outcome.duplicate, session=session, cost=cost, threshold_crossed=crossed,
+    return RecordUsageOutput(duplicate=outcome.duplicate, session=session, cost=cost,
+                             threshold_crossed=step != "continue",
                              alert=alert, rotation=rotated, status=status)

@@ -1,0 +1,82 @@
+"""Shared fixtures: a keys file, a ledger in a temporary folder, and a clock the test controls."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from butler_skill.host.context import Context
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class Clock:
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kw: float) -> datetime:
+        self.now += timedelta(**kw)
+        return self.now
+
+
+class Ids:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __call__(self, prefix: str) -> str:
+        self.n += 1
+        return f"{prefix}_{self.n:06d}"
+
+
+SMALL_KEYS: list[dict[str, Any]] = [
+    {"id": "alpha-1", "provider": "groq", "scope": "acct-a", "key_env": "TEST_GROQ_KEY_1",
+     "price_in_per_m": 0.05, "price_out_per_m": 0.08, "limits": {"tokens_per_day": 10_000}},
+    {"id": "alpha-2", "provider": "groq", "scope": "acct-a", "key_env": "TEST_GROQ_KEY_2",
+     "price_in_per_m": 0.05, "price_out_per_m": 0.08, "limits": {"tokens_per_day": 10_000}},
+    {"id": "beta-1", "provider": "openai", "scope": "acct-b", "key_env": "TEST_OPENAI_KEY",
+     "limits": {"tokens_per_day": 20_000}},
+]
+# Realistic-looking secrets (random, not real): tests assert none of them ever leaves Butler.
+SECRETS = {
+    "TEST_GROQ_KEY_1": "gsk_" + "Qm7t2ZkP9xR4vW1yB8nC3dF6hJ0sL5aE" + "u2Vq9Kp4Xw7Zr1Ty",
+    "TEST_GROQ_KEY_2": "gsk_" + "Ha3Jk8Lm2Np6Qr0St4Uv9Wx1Yz5Ab7Cd" + "e3Fg8Hi2Jk6Lm0No",
+    "TEST_OPENAI_KEY": "sk-proj-" + "Zx9Cv8Bn7Mm6Ll5Kk4Jj3Hh2Gg1Ff0Dd" + "T3BlbkFJ" + "Ss9Aa8Qq7Ww6Ee5Rr4Tt3",
+}
+
+
+def write_keys(path: Path, keys: list[dict[str, Any]]) -> Path:
+    path.write_text(json.dumps({"keys": keys}), "utf-8")
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(datetime(2026, 11, 24, 9, 30, tzinfo=UTC))
+
+
+@pytest.fixture
+def keys_file(tmp_path: Path) -> Path:
+    return write_keys(tmp_path / "api-keys.json", SMALL_KEYS)
+
+
+@pytest.fixture
+def env(tmp_path: Path, keys_file: Path) -> dict[str, str]:
+    return {"HOME": str(tmp_path), "PATH": os.environ.get("PATH", ""), **SECRETS,
+            "BUTLER_KEYS_PATH": str(keys_file), "BUTLER_STATE_PATH": str(tmp_path / "state.db")}
+
+
+@pytest.fixture
+def ctx(env: dict[str, str], clock: Clock) -> Iterator[Context]:
+    context = Context(env=env, clock=clock, ids=Ids())
+    yield context
+    context.close()
