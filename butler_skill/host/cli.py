@@ -110,7 +110,7 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     from butler_skill.host.manifest import load_manifest
 
     manifest = load_manifest()
-    root = Path(args.root) if args.root else manifest.root
+    root = Path(args.root) if args.root else (manifest.root / "skill.yaml").resolve().parent
     if args.write:
         for rel in schemas.write(manifest, root):
             print(f"wrote {rel}")

@@ -53,6 +53,27 @@ def expected_files(manifest: Manifest) -> dict[str, str]:
     return files
 
 
+TOOLS_BEGIN = "<!-- tools:begin (generated from skill.yaml by `butler schemas --write`) -->"
+TOOLS_END = "<!-- tools:end -->"
+
+
+def skill_md_table(manifest: Manifest) -> str:
+    rows = ["| tool | what it does | changes state | moves money |", "|---|---|---|---|"]
+    for t in manifest.tools:
+        first = t.description.split(". ")[0].rstrip(".")
+        rows.append(f"| `{manifest.name}__{t.name}` | {first}. | {'yes' if t.mutates else 'no'} | "
+                    f"{'yes: ask your person' if t.spends_money else 'no'} |")
+    return "\n".join(rows)
+
+
+def render_skill_md(manifest: Manifest, text: str) -> str:
+    head, _, rest = text.partition(TOOLS_BEGIN)
+    _, _, tail = rest.partition(TOOLS_END)
+    if not rest:
+        raise ValueError("SKILL.md lacks the tools markers")
+    return f"{head}{TOOLS_BEGIN}\n{skill_md_table(manifest)}\n{TOOLS_END}{tail}"
+
+
 def check(manifest: Manifest, root: Path) -> list[str]:
     """Paths whose committed content differs from what the code generates (empty when in step)."""
     drift = []
@@ -60,6 +81,9 @@ def check(manifest: Manifest, root: Path) -> list[str]:
         path = root / rel
         if not path.exists() or path.read_text("utf-8") != content:
             drift.append(rel)
+    skill_md = root / "SKILL.md"
+    if skill_md.exists() and render_skill_md(manifest, skill_md.read_text("utf-8")) != skill_md.read_text("utf-8"):
+        drift.append("SKILL.md")
     known = set(expected_files(manifest))
     for stray in sorted((root / "schemas").glob("*.json")):
         rel = f"schemas/{stray.name}"
@@ -76,6 +100,13 @@ def write(manifest: Manifest, root: Path) -> list[str]:
         if not path.exists() or path.read_text("utf-8") != content:
             path.write_text(content, "utf-8")
             written.append(rel)
+    skill_md = root / "SKILL.md"
+    if skill_md.exists():
+        old = skill_md.read_text("utf-8")
+        new = render_skill_md(manifest, old)
+        if new != old:
+            skill_md.write_text(new, "utf-8")
+            written.append("SKILL.md")
     for stray in (root / "schemas").glob("*.json"):
         if f"schemas/{stray.name}" not in expected_files(manifest):
             stray.unlink()
