@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from butler_skill.errors import ConfigError, UnknownKey
 from butler_skill.models import KeyConfig, ResolvedKey
@@ -44,9 +44,12 @@ class ButlerConfig(BaseModel):
     auto_rotate: bool = True
     lease_seconds: int = Field(default=3600, gt=0)
     env: dict[str, str] = Field(default_factory=dict, exclude=True, repr=False)
+    _resolved: list[ResolvedKey] | None = PrivateAttr(default=None)
 
     def resolved(self) -> list[ResolvedKey]:
-        return [resolve_key(k) for k in self.keys]
+        if self._resolved is None:
+            self._resolved = [resolve_key(k) for k in self.keys]
+        return list(self._resolved)
 
     def key(self, key_id: str) -> KeyConfig:
         for k in self.keys:

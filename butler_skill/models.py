@@ -89,7 +89,7 @@ class SessionInfo(BaseModel):
     held: int = Field(description="Tokens still reserved for this session on its current key.")
     rotation_threshold: int
     cost: float
-    state: Literal["open", "closed"]
+    state: Literal["open", "closed", "expired"]
     created_at: AwareDatetime
 
 

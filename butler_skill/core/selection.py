@@ -8,15 +8,13 @@ choice is deterministic. A rotation away from a rate limit puts keys of the fail
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict
 
-
-class KeyView(BaseModel):
-    """What the rule needs to know about a key right now."""
-
-    model_config = ConfigDict(frozen=True)
+@dataclass(frozen=True, slots=True)
+class KeyView:
+    """What the rule needs to know about a key right now. (A plain dataclass: built on every allocation.)"""
 
     key_id: str
     provider: str

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -86,7 +87,6 @@ def allocate_tokens(ctx: Context, inp: AllocateTokensInput) -> AllocateTokensOut
         ),
         need=need,
         session_id=ctx.new_id("ses"),
-        reservation_id=ctx.new_id("res"),
         label=inp.label,
         task_id=None,
         threshold_ratio=cfg.rotation_threshold,
@@ -174,7 +174,7 @@ def monitor_usage(ctx: Context, inp: MonitorUsageInput) -> MonitorUsageOutput:
     now = ctx.now()
     providers, views = _provider_usage(ctx, now)
     total = by_provider(
-        [v.model_copy(update={"provider": "all"}) for v in views], ctx.ledger.costs_today(now)
+        [dataclasses.replace(v, provider="all") for v in views], ctx.ledger.costs_today(now)
     ).get("all") or ProviderUsage(keys=0, total_capacity=0, used_today=0, reserved=0, remaining=0, cost_today=0)
     return MonitorUsageOutput(day=utc_day(now), keys_by_provider=providers, total=total)
 
@@ -270,7 +270,7 @@ def rotate_session(
     result = ctx.ledger.rotate_session(
         session_id=session_id, keys=keys, pick=pick, reason=reason,
         cooldown=lambda strikes: rotation.cooldown_until(reason, now, retry_after_s=retry_after_s, strikes=strikes),
-        reservation_id=ctx.new_id("res"), now=now, lease_seconds=cfg.lease_seconds,
+        now=now, lease_seconds=cfg.lease_seconds,
     )
     if isinstance(result, Rotation):
         return RotationOutcome(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -122,8 +123,6 @@ def cmd_schemas(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    import os
-
     from butler_skill.config import DEFAULT_KEYS, DEMO_KEYS, git_exposure, keys_path_from, write_keys_file
 
     path = keys_path_from(os.environ, Path(args.path) if args.path else (Path(args.keys) if args.keys else None))
@@ -213,6 +212,8 @@ def _extensions() -> list[Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Butler uses no pydantic plugins; skipping their entry-point scan saves a tenth of a cold start.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

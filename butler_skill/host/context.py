@@ -7,7 +7,8 @@ pass a fixed clock, a fresh environment and a temporary state directory.
 from __future__ import annotations
 
 import os
-import uuid
+import secrets
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,7 +27,8 @@ def system_clock() -> datetime:
 
 
 def uuid_ids(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:16]}"
+    """Time-ordered ids (milliseconds, then 64 random bits): new rows append to the end of B-tree indexes."""
+    return f"{prefix}_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(8)}"
 
 
 @dataclass

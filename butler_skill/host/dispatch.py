@@ -6,7 +6,6 @@ runs, so it cannot change state. Everything that leaves passes through the redac
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from functools import cache
@@ -73,6 +72,8 @@ def validate_output(manifest: Manifest, tool: ToolSpec, result: BaseModel) -> di
 
 def run_handler(tool: ToolSpec, ctx: Context, inp: BaseModel) -> BaseModel:
     if tool.is_async:
+        import asyncio  # only async handlers pay for the event loop's import
+
         result: BaseModel = asyncio.run(tool.function(ctx, inp))
     else:
         result = tool.function(ctx, inp)

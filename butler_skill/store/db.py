@@ -100,7 +100,10 @@ class Database:
             " applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')))"
         )
         applied: list[int] = []
+        have = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
         for migration in load_migrations():
+            if migration.version in have:
+                continue
             with self.write() as tx:
                 done = tx.execute(
                     "SELECT 1 FROM schema_migrations WHERE version = ?", (migration.version,)
@@ -128,5 +131,23 @@ class Database:
 
 
 def _statements(sql: str) -> list[str]:
-    # executescript would COMMIT our transaction; split instead (migrations hold no ';' in literals).
-    return [s.strip() for s in sql.split(";") if s.strip()]
+    """Split a migration into statements (executescript would COMMIT our transaction).
+
+    sqlite3.complete_statement knows about string literals, comments and trigger bodies, so a ';'
+    inside any of them does not end a statement.
+    """
+    statements: list[str] = []
+    buffer = ""
+    for line in sql.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if _has_code(buffer):
+                statements.append(buffer.strip())
+            buffer = ""
+    if _has_code(buffer):
+        statements.append(buffer.strip())
+    return statements
+
+
+def _has_code(text: str) -> bool:
+    return any(line.strip() and not line.strip().startswith("--") for line in text.splitlines())

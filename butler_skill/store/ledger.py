@@ -4,6 +4,8 @@ Operations, not tables. Each write is one `BEGIN IMMEDIATE` transaction, so a ch
 transaction read cannot be overtaken by another writer, and every grant is still guarded by the
 conditional update `used + reserved + n <= limit`. Stale holds are released by lease at the start of
 every write; there is no background job to die.
+
+A session holds one reservation at a time (its leg) on its current key; rotation moves it.
 """
 
 from __future__ import annotations
@@ -65,10 +67,10 @@ class Ledger:
 
     def session(self, session_id: str) -> SessionInfo:
         with self.db.read() as conn:
-            return _session(conn, session_id)
+            return _session(_session_row(conn, session_id))
 
     def sessions(self, *, open_only: bool = True, task_id: str | None = None) -> list[SessionInfo]:
-        sql = "SELECT id FROM sessions WHERE 1=1"
+        sql = "SELECT * FROM sessions WHERE 1=1"
         args: list[Any] = []
         if open_only:
             sql += " AND state = 'open'"
@@ -76,8 +78,7 @@ class Ledger:
             sql += " AND task_id = ?"
             args.append(task_id)
         with self.db.read() as conn:
-            ids = [r["id"] for r in conn.execute(sql + " ORDER BY created_at, id", args)]
-            return [_session(conn, i) for i in ids]
+            return [_session(r) for r in conn.execute(sql + " ORDER BY created_at, id", args)]
 
     def pending_alerts(self) -> list[Alert]:
         with self.db.read() as conn:
@@ -118,7 +119,6 @@ class Ledger:
         pick: Picker,
         need: int,
         session_id: str,
-        reservation_id: str,
         label: str | None,
         task_id: str | None,
         threshold_ratio: float,
@@ -127,7 +127,7 @@ class Ledger:
     ) -> Grant | list[KeyView]:
         """Reserve `need` tokens on the key `pick` chooses and open a session on it.
 
-        Returns the grant, or the key views the choice saw when nothing fitted.
+        Returns the grant, or the key views the choice saw when nothing fitted (nothing changes then).
         """
         with self.db.write() as conn:
             _expire_leases(conn, now)
@@ -137,13 +137,18 @@ class Ledger:
                 return views
             stamp = ts(now)
             conn.execute(
-                "INSERT INTO sessions(id, label, task_id, key_id, allocated, threshold_ratio, state,"
-                " created_at, updated_at) VALUES (?,?,?,?,?,?,'open',?,?)",
-                (session_id, label, task_id, chosen.key_id, need, threshold_ratio, stamp, stamp),
+                "INSERT INTO sessions(id, label, task_id, key_id, allocated, threshold_ratio, leg_day, leg_granted,"
+                " leg_held, lease_expires_at, state, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,'open',?,?)",
+                (session_id, label, task_id, chosen.key_id, need, threshold_ratio, utc_day(now), need, need,
+                 ts(now + timedelta(seconds=lease_seconds)), stamp, stamp),
             )
-            _insert_reservation(conn, reservation_id, session_id, chosen.key_id, need, now, lease_seconds)
-            _event(conn, now, "allocated", session_id, chosen.key_id, {"tokens": need, "label": label})
-            return Grant(session=_session(conn, session_id), key=chosen)
+            # The sessions row is the record of the allocation; no separate history event is needed.
+            session = SessionInfo(
+                session_id=session_id, label=label, task_id=task_id, key_id=chosen.key_id, allocated=need, used=0,
+                held=need, rotation_threshold=threshold_tokens(need, threshold_ratio), cost=0.0, state="open",
+                created_at=now,
+            )
+            return Grant(session=session, key=chosen)
 
     def commit_usage(
         self,
@@ -160,30 +165,23 @@ class Ledger:
         now: datetime,
         lease_seconds: int,
     ) -> UsageOutcome:
-        """Settle one provider response. The same request id twice changes nothing."""
+        """Settle one provider response against the session's current leg. The same request id twice
+        changes nothing; the same id with other figures is a conflict."""
         total = input_tokens + output_tokens + cache_read_tokens + cache_write_tokens
         with self.db.write() as conn:
             _expire_leases(conn, now)
             prior = conn.execute("SELECT * FROM usage_records WHERE request_id = ?", (request_id,)).fetchone()
             if prior is not None:
-                same = (
-                    prior["session_id"] == session_id and prior["input_tokens"] == input_tokens
-                    and prior["output_tokens"] == output_tokens and prior["cache_read_tokens"] == cache_read_tokens
-                    and prior["cache_write_tokens"] == cache_write_tokens
-                )
-                if not same:
-                    raise Conflict(
-                        f"request {request_id} was already settled with different usage",
-                        request_id=request_id,
-                    )
-                leg = _active_leg(conn, session_id)
-                return UsageOutcome(True, _session(conn, session_id),
-                                    leg["used"] if leg else 0, leg["granted"] if leg else 0)
-            session = _session_row(conn, session_id)
-            leg = _active_leg(conn, session_id)
-            key_id = leg["key_id"] if leg else session["key_id"]
-            day = leg["day"] if leg else utc_day(now)
-            consumed = min(total, leg["held"]) if leg else 0
+                figures = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+                given = (input_tokens, output_tokens, cache_read_tokens, cache_write_tokens)
+                if prior["session_id"] != session_id or tuple(prior[f] for f in figures) != given:
+                    raise Conflict(f"request {request_id} was already settled with different usage",
+                                   request_id=request_id)
+                row = _session_row(conn, session_id)
+                return UsageOutcome(True, _session(row), row["leg_used"], row["leg_granted"])
+            row = _session_row(conn, session_id)
+            key_id, day = row["key_id"], row["leg_day"]
+            consumed = min(total, row["leg_held"])
             conn.execute(
                 "INSERT INTO usage_records(request_id, session_id, key_id, day, input_tokens, output_tokens,"
                 " cache_read_tokens, cache_write_tokens, total_tokens, cost_usd, cost_reported, estimated,"
@@ -193,22 +191,19 @@ class Ledger:
             )
             conn.execute("INSERT OR IGNORE INTO key_day_counters(key_id, day) VALUES (?, ?)", (key_id, day))
             conn.execute(
-                "UPDATE key_day_counters SET used = used + ?, reserved = reserved - ?, cost_usd = cost_usd + ?"
-                " WHERE key_id = ? AND day = ?",
+                "UPDATE key_day_counters SET used = used + ?, reserved = reserved - ?,"
+                " cost_usd = cost_usd + ? WHERE key_id = ? AND day = ?",
                 (total, consumed, cost_usd, key_id, day),
             )
-            if leg is not None:
-                conn.execute(
-                    "UPDATE reservations SET held = held - ?, used = used + ?, lease_expires_at = ? WHERE id = ?",
-                    (consumed, total, ts(now + timedelta(seconds=lease_seconds)), leg["id"]),
-                )
+            # Usage after a session ended still counts against the key; only an open session renews its lease.
+            lease = ts(now + timedelta(seconds=lease_seconds)) if row["state"] == "open" else row["lease_expires_at"]
             conn.execute(
-                "UPDATE sessions SET used = used + ?, cost_usd = cost_usd + ?, updated_at = ? WHERE id = ?",
-                (total, cost_usd, ts(now), session_id),
+                "UPDATE sessions SET used = used + ?, cost_usd = cost_usd + ?, leg_held = leg_held - ?,"
+                " leg_used = leg_used + ?, lease_expires_at = ?, updated_at = ? WHERE id = ?",
+                (total, cost_usd, consumed, total, lease, ts(now), session_id),
             )
-            leg = _active_leg(conn, session_id)
-            return UsageOutcome(False, _session(conn, session_id),
-                                leg["used"] if leg else 0, leg["granted"] if leg else 0)
+            row = _session_row(conn, session_id)
+            return UsageOutcome(False, _session(row), row["leg_used"], row["leg_granted"])
 
     def rotate_session(
         self,
@@ -218,7 +213,6 @@ class Ledger:
         pick: Callable[[list[KeyView], KeyView | None, int], KeyView | None],
         reason: RotationReason,
         cooldown: Callable[[int], datetime | None],
-        reservation_id: str,
         now: datetime,
         lease_seconds: int,
     ) -> Rotation | list[KeyView]:
@@ -229,52 +223,43 @@ class Ledger:
         """
         with self.db.write() as conn:
             _expire_leases(conn, now)
-            session = _session_row(conn, session_id)
-            if session["state"] != "open":
-                raise UnknownSession(f"session {session_id} is closed", session_id=session_id)
-            leg = _active_leg(conn, session_id)
-            from_key = session["key_id"]
-            need = max(0, session["allocated"] - session["used"])
+            row = _session_row(conn, session_id)
+            if row["state"] != "open":
+                raise UnknownSession(f"session {session_id} is {row['state']}", session_id=session_id)
+            from_key = row["key_id"]
+            need = max(0, row["allocated"] - row["used"])
             views = _key_views(conn, keys, now)
             current = next((v for v in views if v.key_id == from_key), None)
             target = pick(views, current, need)
             if target is None or target.key_id == from_key:
                 return views
-            if leg is not None:
-                _end_leg(conn, leg, "released", now)
+            _release_leg(conn, row)
             if not _reserve(conn, target, need, now):
-                raise RuntimeError("reservation refused inside the write lock")  # cannot happen: pick saw it
-            _insert_reservation(conn, reservation_id, session_id, target.key_id, need, now, lease_seconds)
+                raise RuntimeError("reservation refused inside the write lock")  # pick saw the capacity
+            conn.execute(
+                "UPDATE sessions SET key_id = ?, leg_day = ?, leg_granted = ?, leg_held = ?, leg_used = 0,"
+                " lease_expires_at = ?, updated_at = ? WHERE id = ?",
+                (target.key_id, utc_day(now), need, need, ts(now + timedelta(seconds=lease_seconds)), ts(now),
+                 session_id),
+            )
             strikes_row = conn.execute("SELECT strikes FROM key_cooldowns WHERE key_id = ?", (from_key,)).fetchone()
-            strikes = (strikes_row["strikes"] + 1) if strikes_row else 1
-            until = cooldown(strikes)
+            until = cooldown((strikes_row["strikes"] + 1) if strikes_row else 1)
             if until is not None:
-                conn.execute(
-                    "INSERT INTO key_cooldowns(key_id, until, reason, strikes, updated_at) VALUES (?,?,?,?,?)"
-                    " ON CONFLICT(key_id) DO UPDATE SET until=excluded.until, reason=excluded.reason,"
-                    " strikes=excluded.strikes, updated_at=excluded.updated_at",
-                    (from_key, ts(until), reason, strikes, ts(now)),
-                )
-            conn.execute("UPDATE sessions SET key_id = ?, updated_at = ? WHERE id = ?",
-                         (target.key_id, ts(now), session_id))
+                _set_cooldown(conn, from_key, until, reason, now)
             conn.execute(
                 "UPDATE alerts SET resolved_at = ? WHERE session_id = ? AND key_id = ? AND resolved_at IS NULL",
                 (ts(now), session_id, from_key),
             )
             _event(conn, now, "rotation", session_id, target.key_id, {
                 "from_key_id": from_key, "to_key_id": target.key_id, "reason": reason, "moved_tokens": need,
+                "left_leg": {"granted": row["leg_granted"], "used": row["leg_used"]},
                 "cooldown_until": ts(until) if until else None,
             })
-            return Rotation(_session(conn, session_id), from_key, target.key_id, need, until)
+            return Rotation(_session(_session_row(conn, session_id)), from_key, target.key_id, need, until)
 
     def set_cooldown(self, key_id: str, until: datetime, reason: str, now: datetime) -> None:
         with self.db.write() as conn:
-            conn.execute(
-                "INSERT INTO key_cooldowns(key_id, until, reason, strikes, updated_at) VALUES (?,?,?,1,?)"
-                " ON CONFLICT(key_id) DO UPDATE SET until=excluded.until, reason=excluded.reason,"
-                " strikes=key_cooldowns.strikes + 1, updated_at=excluded.updated_at",
-                (key_id, ts(until), reason, ts(now)),
-            )
+            _set_cooldown(conn, key_id, until, reason, now)
             _event(conn, now, "cooldown", None, key_id, {"until": ts(until), "reason": reason})
 
     def raise_alert(self, *, alert_id: str, session_id: str, key_id: str, kind: str, message: str,
@@ -293,17 +278,15 @@ class Ledger:
         """End a session and give back what it still holds."""
         with self.db.write() as conn:
             _expire_leases(conn, now)
-            session = _session_row(conn, session_id)
-            if session["state"] == "open":
-                leg = _active_leg(conn, session_id)
-                if leg is not None:
-                    _end_leg(conn, leg, "released", now)
+            row = _session_row(conn, session_id)
+            if row["state"] == "open":
+                _release_leg(conn, row)
                 conn.execute("UPDATE sessions SET state='closed', closed_at=?, updated_at=? WHERE id=?",
                              (ts(now), ts(now), session_id))
                 conn.execute("UPDATE alerts SET resolved_at = ? WHERE session_id = ? AND resolved_at IS NULL",
                              (ts(now), session_id))
-                _event(conn, now, "closed", session_id, session["key_id"], {"used": session["used"]})
-            return _session(conn, session_id)
+                _event(conn, now, "closed", session_id, row["key_id"], {"used": row["used"]})
+            return _session(_session_row(conn, session_id))
 
     def expire_leases(self, now: datetime) -> int:
         with self.db.write() as conn:
@@ -330,52 +313,47 @@ def _key_views(conn: sqlite3.Connection, keys: Iterable[ResolvedKey], now: datet
     return views
 
 
+_RESERVE = ("UPDATE key_day_counters SET reserved = reserved + ?"
+            " WHERE key_id = ? AND day = ? AND used + reserved + ? <= ?")
+
+
 def _reserve(conn: sqlite3.Connection, key: KeyView, need: int, now: datetime) -> bool:
+    """The one conditional update that grants tokens: used + reserved + need <= limit, or nothing."""
     day = utc_day(now)
-    conn.execute("INSERT OR IGNORE INTO key_day_counters(key_id, day) VALUES (?, ?)", (key.key_id, day))
-    cur = conn.execute(
-        "UPDATE key_day_counters SET reserved = reserved + ?"
-        " WHERE key_id = ? AND day = ? AND used + reserved + ? <= ?",
-        (need, key.key_id, day, need, key.tokens_per_day),
-    )
-    return cur.rowcount == 1
+    args = (need, key.key_id, day, need, key.tokens_per_day)
+    if conn.execute(_RESERVE, args).rowcount == 1:
+        return True
+    # No row yet for this key and day (the first grant of the day): create it, then try once more.
+    if conn.execute("INSERT OR IGNORE INTO key_day_counters(key_id, day) VALUES (?, ?)", (key.key_id, day)).rowcount:
+        return conn.execute(_RESERVE, args).rowcount == 1
+    return False
 
 
-def _insert_reservation(conn: sqlite3.Connection, reservation_id: str, session_id: str, key_id: str,
-                        need: int, now: datetime, lease_seconds: int) -> None:
-    conn.execute(
-        "INSERT INTO reservations(id, session_id, key_id, day, granted, held, state, lease_expires_at,"
-        " created_at) VALUES (?,?,?,?,?,?,'active',?,?)",
-        (reservation_id, session_id, key_id, utc_day(now), need, need,
-         ts(now + timedelta(seconds=lease_seconds)), ts(now)),
-    )
-
-
-def _end_leg(conn: sqlite3.Connection, leg: sqlite3.Row, state: str, now: datetime) -> None:
+def _release_leg(conn: sqlite3.Connection, row: sqlite3.Row) -> None:
     conn.execute("UPDATE key_day_counters SET reserved = reserved - ? WHERE key_id = ? AND day = ?",
-                 (leg["held"], leg["key_id"], leg["day"]))
-    conn.execute("UPDATE reservations SET held = 0, state = ?, ended_at = ? WHERE id = ?",
-                 (state, ts(now), leg["id"]))
+                 (row["leg_held"], row["key_id"], row["leg_day"]))
+    conn.execute("UPDATE sessions SET leg_held = 0 WHERE id = ?", (row["id"],))
+
+
+def _set_cooldown(conn: sqlite3.Connection, key_id: str, until: datetime, reason: str, now: datetime) -> None:
+    conn.execute(
+        "INSERT INTO key_cooldowns(key_id, until, reason, strikes, updated_at) VALUES (?,?,?,1,?)"
+        " ON CONFLICT(key_id) DO UPDATE SET until=excluded.until, reason=excluded.reason,"
+        " strikes=key_cooldowns.strikes + 1, updated_at=excluded.updated_at",
+        (key_id, ts(until), reason, ts(now)),
+    )
 
 
 def _expire_leases(conn: sqlite3.Connection, now: datetime) -> int:
     stale = conn.execute(
-        "SELECT * FROM reservations WHERE state = 'active' AND lease_expires_at < ?", (ts(now),)
+        "SELECT * FROM sessions WHERE state = 'open' AND lease_expires_at < ?", (ts(now),)
     ).fetchall()
-    for leg in stale:
-        _end_leg(conn, leg, "expired", now)
-        conn.execute("UPDATE sessions SET state='closed', closed_at=?, updated_at=? WHERE id=? AND state='open'",
-                     (ts(now), ts(now), leg["session_id"]))
-        _event(conn, now, "lease_expired", leg["session_id"], leg["key_id"], {"released": leg["held"]})
+    for row in stale:
+        _release_leg(conn, row)
+        conn.execute("UPDATE sessions SET state='expired', closed_at=?, updated_at=? WHERE id=?",
+                     (ts(now), ts(now), row["id"]))
+        _event(conn, now, "lease_expired", row["id"], row["key_id"], {"released": row["leg_held"]})
     return len(stale)
-
-
-def _active_leg(conn: sqlite3.Connection, session_id: str) -> sqlite3.Row | None:
-    row: sqlite3.Row | None = conn.execute(
-        "SELECT * FROM reservations WHERE session_id = ? AND state = 'active' ORDER BY created_at DESC LIMIT 1",
-        (session_id,),
-    ).fetchone()
-    return row
 
 
 def _session_row(conn: sqlite3.Connection, session_id: str) -> sqlite3.Row:
@@ -385,15 +363,12 @@ def _session_row(conn: sqlite3.Connection, session_id: str) -> sqlite3.Row:
     return row
 
 
-def _session(conn: sqlite3.Connection, session_id: str) -> SessionInfo:
-    row = _session_row(conn, session_id)
-    leg = _active_leg(conn, session_id)
-    granted = leg["granted"] if leg else row["allocated"]
+def _session(row: sqlite3.Row) -> SessionInfo:
     return SessionInfo(
         session_id=row["id"], label=row["label"], task_id=row["task_id"], key_id=row["key_id"],
-        allocated=row["allocated"], used=row["used"], held=leg["held"] if leg else 0,
-        rotation_threshold=threshold_tokens(granted, row["threshold_ratio"]), cost=round(row["cost_usd"], 6),
-        state=row["state"], created_at=parse_ts(row["created_at"]),
+        allocated=row["allocated"], used=row["used"], held=row["leg_held"],
+        rotation_threshold=threshold_tokens(row["leg_granted"], row["threshold_ratio"]),
+        cost=round(row["cost_usd"], 6), state=row["state"], created_at=parse_ts(row["created_at"]),
     )
 
 

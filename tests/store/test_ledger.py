@@ -113,7 +113,7 @@ def test_lease_expiry_returns_holds_and_usage_renews_it(ctx: Context, clock: Clo
     clock.advance(seconds=700)
     assert ctx.ledger.expire_leases(clock.now) == 1
     assert ctx.ledger.totals(clock.now) == {"used": 200, "reserved": 0}
-    assert ctx.ledger.session(a.session_id).state == "closed"
+    assert ctx.ledger.session(a.session_id).state == "expired"
 
 
 def test_counters_are_per_utc_day(ctx: Context, clock: Clock) -> None:

@@ -9,42 +9,35 @@ CREATE TABLE key_day_counters (
     PRIMARY KEY (key_id, day)
 );
 
+-- A session holds one reservation (its "leg") on its current key: what was granted there, what is
+-- still held on the counter, what was used, and the lease after which an unreported hold is released.
+-- Rotation moves the leg to another key; the rotation event keeps the old leg's figures.
 CREATE TABLE sessions (
-    id              TEXT PRIMARY KEY,
-    label           TEXT,
-    task_id         TEXT,
-    key_id          TEXT NOT NULL,
-    allocated       INTEGER NOT NULL CHECK (allocated >= 0),
-    used            INTEGER NOT NULL DEFAULT 0,
-    cost_usd        REAL NOT NULL DEFAULT 0,
-    threshold_ratio REAL NOT NULL,
-    state           TEXT NOT NULL CHECK (state IN ('open', 'closed')),
-    created_at      TEXT NOT NULL,
-    updated_at      TEXT NOT NULL,
-    closed_at       TEXT
-);
-
--- One hold per (session, key leg). `held` is what is still reserved on the counter.
-CREATE TABLE reservations (
     id               TEXT PRIMARY KEY,
-    session_id       TEXT NOT NULL REFERENCES sessions(id),
+    label            TEXT,
+    task_id          TEXT,
     key_id           TEXT NOT NULL,
-    day              TEXT NOT NULL,
-    granted          INTEGER NOT NULL CHECK (granted >= 0),
-    held             INTEGER NOT NULL CHECK (held >= 0),
+    allocated        INTEGER NOT NULL CHECK (allocated >= 0),
     used             INTEGER NOT NULL DEFAULT 0,
-    state            TEXT NOT NULL CHECK (state IN ('active', 'released', 'expired')),
+    cost_usd         REAL NOT NULL DEFAULT 0,
+    threshold_ratio  REAL NOT NULL,
+    leg_day          TEXT NOT NULL,
+    leg_granted      INTEGER NOT NULL CHECK (leg_granted >= 0),
+    leg_held         INTEGER NOT NULL CHECK (leg_held >= 0),
+    leg_used         INTEGER NOT NULL DEFAULT 0,
     lease_expires_at TEXT NOT NULL,
+    state            TEXT NOT NULL CHECK (state IN ('open', 'closed', 'expired')),
     created_at       TEXT NOT NULL,
-    ended_at         TEXT
-);
-CREATE INDEX reservations_active ON reservations(state, lease_expires_at);
-CREATE INDEX reservations_session ON reservations(session_id);
+    updated_at       TEXT NOT NULL,
+    closed_at        TEXT
+) WITHOUT ROWID;
+CREATE INDEX sessions_open_lease ON sessions(lease_expires_at) WHERE state = 'open';
+CREATE INDEX sessions_task ON sessions(task_id) WHERE task_id IS NOT NULL;
 
 -- Settled usage, idempotent by request id.
 CREATE TABLE usage_records (
     request_id          TEXT PRIMARY KEY,
-    session_id          TEXT NOT NULL REFERENCES sessions(id),
+    session_id          TEXT NOT NULL,
     key_id              TEXT NOT NULL,
     day                 TEXT NOT NULL,
     input_tokens        INTEGER NOT NULL,

@@ -1,0 +1,169 @@
+"""Spine figures (issue 2): allocation cost against bare SQLite, the overspend race, cold start, MCP round trip.
+
+Run: .venv/bin/python benchmarks/bench_spine.py [--calls 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, pct, summary_us  # noqa: E402
+
+from butler_skill.config import write_keys_file  # noqa: E402
+from butler_skill.errors import NoCapacity  # noqa: E402
+from butler_skill.handlers import tokens as t  # noqa: E402
+from butler_skill.host.context import Context  # noqa: E402
+
+
+def _ctx(folder: Path, limit: int) -> Context:
+    keys = folder / "keys.json"
+    if not keys.exists():
+        write_keys_file(keys, [{"id": "k1", "provider": "groq", "limits": {"tokens_per_day": limit}},
+                               {"id": "k2", "provider": "openai", "limits": {"tokens_per_day": limit}}])
+    return Context(env={"HOME": str(folder)}, keys_path=keys, state_path=folder / "state.db")
+
+
+def bare_sqlite(folder: Path, n: int) -> list[float]:
+    conn = sqlite3.connect(folder / "bare.db", isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("CREATE TABLE c (k TEXT PRIMARY KEY, reserved INTEGER NOT NULL)")
+    conn.execute("INSERT INTO c VALUES ('k1', 0)")
+    samples = []
+    for _ in range(n):
+        start = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("UPDATE c SET reserved = reserved + 1 WHERE k = 'k1' AND reserved + 1 <= 1000000000")
+        conn.execute("COMMIT")
+        samples.append(time.perf_counter() - start)
+    conn.close()
+    return samples
+
+
+def allocations(folder: Path, n: int) -> list[float]:
+    ctx = _ctx(folder, 10**12)
+    inp = t.AllocateTokensInput(prd_text="x", tokens=10)
+    t.allocate_tokens(ctx, inp)  # warm: config, connection, migrations
+    samples = []
+    for _ in range(n):
+        start = time.perf_counter()
+        t.allocate_tokens(ctx, inp)
+        samples.append(time.perf_counter() - start)
+    ctx.close()
+    return samples
+
+
+def race(folder: Path, attempts: int = 1000, fits: int = 50, each: int = 100) -> tuple[int, int, int]:
+    keys = folder / "keys.json"
+    write_keys_file(keys, [{"id": "small", "provider": "groq", "limits": {"tokens_per_day": fits * each}}])
+    gate = threading.Event()
+    granted: list[int] = []
+    lock = threading.Lock()
+
+    def one() -> None:
+        ctx = Context(env={"HOME": str(folder)}, keys_path=keys, state_path=folder / "race.db")
+        gate.wait()
+        try:
+            t.allocate_tokens(ctx, t.AllocateTokensInput(prd_text="x", tokens=each))
+            with lock:
+                granted.append(each)
+        except NoCapacity:
+            pass
+        finally:
+            ctx.close()
+
+    Context(env={}, keys_path=keys, state_path=folder / "race.db").db.close()  # migrate once up front
+    threads = [threading.Thread(target=one) for _ in range(attempts)]
+    for th in threads:
+        th.start()
+    gate.set()
+    for th in threads:
+        th.join()
+    ctx = Context(env={}, keys_path=keys, state_path=folder / "race.db")
+    totals = ctx.ledger.totals(ctx.now())
+    ctx.close()
+    return len(granted), sum(granted), totals["reserved"] + totals["used"]
+
+
+def cold_start(folder: Path, runs: int = 15) -> tuple[float, float]:
+    _ctx(folder, 10**9).close()
+    butler = str(Path(sys.executable).parent / "butler")
+    env = {"HOME": str(folder), "BUTLER_KEYS_PATH": str(folder / "keys.json"),
+           "BUTLER_STATE_PATH": str(folder / "state.db"), "PATH": "/usr/bin:/bin"}
+
+    def timed(cmd: list[str]) -> float:
+        values = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            subprocess.run(cmd, env=env, capture_output=True, check=True)
+            values.append(time.perf_counter() - start)
+        return statistics.median(values)
+
+    timed([sys.executable, "-c", "pass"])  # warm the page cache
+    return timed([sys.executable, "-c", "pass"]), timed([butler, "call", "get_status"])
+
+
+def mcp_round_trip(folder: Path, calls: int = 200) -> list[float]:
+    import anyio
+    from mcp.client.session import ClientSession
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    exe = shutil.which("butler-mcp", path=str(Path(sys.executable).parent))
+    assert exe
+    params = StdioServerParameters(command=exe, env={
+        "HOME": str(folder), "BUTLER_KEYS_PATH": str(folder / "keys.json"),
+        "BUTLER_STATE_PATH": str(folder / "state.db")})
+    samples: list[float] = []
+
+    async def run() -> None:
+        async with stdio_client(params) as (r, w), ClientSession(r, w) as session:
+            await session.initialize()
+            await session.call_tool("get_status", {})
+            for _ in range(calls):
+                start = time.perf_counter()
+                result = await session.call_tool("get_status", {})
+                samples.append(time.perf_counter() - start)
+                assert json.loads(result.content[0].text)["ok"]
+
+    anyio.run(run)
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--calls", type=int, default=10_000)
+    args = parser.parse_args()
+    print(f"machine: {machine()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        bare = bare_sqlite(folder, args.calls)
+        alloc = allocations(folder, args.calls)
+        print(f"bare SQLite BEGIN IMMEDIATE+UPDATE+COMMIT   {summary_us(bare)}")
+        print(f"allocate_tokens (handler, durable commit)   {summary_us(alloc)}")
+        print(f"  ratio of medians: {statistics.median(alloc) / statistics.median(bare):.2f}x   "
+              f"ratio of p99: {pct(alloc, 0.99) / pct(bare, 0.99):.2f}x   (goal: within 3x)")
+    with tempfile.TemporaryDirectory() as tmp:
+        admitted, granted, ledger = race(Path(tmp))
+        print(f"race: 1,000 concurrent allocations, capacity for 50 -> admitted {admitted}, "
+              f"granted {granted:,} tokens, ledger {ledger:,}, overspend {max(0, granted - 5_000):,}")
+    with tempfile.TemporaryDirectory() as tmp:
+        bare_py, cold = cold_start(Path(tmp))
+        print(f"cold start: python -c pass {bare_py * 1e3:.1f} ms, butler call get_status {cold * 1e3:.1f} ms "
+              f"({cold / bare_py:.1f}x; goal under 8x)")
+        rt = mcp_round_trip(Path(tmp))
+        print(f"MCP tools/call get_status on a warm server   {summary_us(rt)}")
+
+
+if __name__ == "__main__":
+    main()
