@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-from pydantic import BaseModel
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 # The manifest and schemas ship inside the package (butler_skill/manifest links to the top-level copies).
@@ -78,10 +80,24 @@ def manifest_root() -> Path:
     return MANIFEST_DIR
 
 
+COMPILED = "schemas/skill.manifest.json"
+
+
+def read_skill_yaml(base: Path) -> dict[str, Any]:
+    import yaml
+
+    data: dict[str, Any] = yaml.load((base / "skill.yaml").read_text("utf-8"),
+                                     Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    return data
+
+
 @cache
 def load_manifest(root: Path | None = None) -> Manifest:
+    """skill.yaml, read through its JSON compilation (kept in step by `butler schemas`): a cold start
+    then needs no YAML parser."""
     base = root or manifest_root()
-    raw = yaml.load((base / "skill.yaml").read_text("utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    compiled = base / COMPILED
+    raw = json.loads(compiled.read_text("utf-8")) if compiled.exists() else read_skill_yaml(base)
     tools = tuple(
         ToolSpec(
             name=t["name"], description=t["description"].strip(), handler=t["handler"],

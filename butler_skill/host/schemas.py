@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from butler_skill.host.manifest import Manifest
+from butler_skill.host.manifest import COMPILED, Manifest, read_skill_yaml
 
 TOOL_NAME = r"^[a-z][a-z0-9_]{0,47}$"  # butler__<name> must stay within MCP hosts' 64 characters
 
@@ -42,7 +42,10 @@ def _dump(schema: dict[str, Any]) -> str:
 
 
 def expected_files(manifest: Manifest) -> dict[str, str]:
-    files: dict[str, str] = {"schemas/skill.schema.json": _dump(SkillManifest.model_json_schema())}
+    files: dict[str, str] = {
+        "schemas/skill.schema.json": _dump(SkillManifest.model_json_schema()),
+        COMPILED: _dump(SkillManifest.model_validate(read_skill_yaml(manifest.root)).model_dump()),
+    }
     for tool in manifest.tools:
         inp = tool.input_model.model_json_schema(mode="validation")
         out = tool.output_model.model_json_schema(mode="serialization", by_alias=True)
