@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from butler_skill.core import estimate as est
-from butler_skill.core import rotation, selection
+from butler_skill.core import pricing, rotation, selection
 from butler_skill.core.days import utc_day
 from butler_skill.core.reporting import ProviderUsage, by_provider, usable
 from butler_skill.errors import InvalidInput, NoCapacity, UnknownKey
@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from butler_skill.host.context import Context
 
 _STRICT = ConfigDict(extra="forbid")
-CACHE_READ_PRICE_RATIO = 0.1  # cached input is billed at about a tenth of fresh input (Anthropic, OpenAI)
 
 
 # ---- allocate_tokens ---------------------------------------------------------------------------
@@ -328,14 +327,11 @@ class RecordUsageOutput(BaseModel):
 
 
 def usage_cost(ctx: Context, key_id: str, inp: RecordUsageInput) -> float:
-    if inp.cost is not None:
-        return round(inp.cost, 6)
     key = next(k for k in ctx.config.resolved() if k.id == key_id)
-    fresh_in = inp.input_tokens + inp.cache_write_tokens
-    return round(
-        (fresh_in * key.price_in_per_m + inp.cache_read_tokens * key.price_in_per_m * CACHE_READ_PRICE_RATIO
-         + inp.output_tokens * key.price_out_per_m) / 1_000_000,
-        6,
+    return pricing.usage_cost(
+        input_tokens=inp.input_tokens, output_tokens=inp.output_tokens, cache_read_tokens=inp.cache_read_tokens,
+        cache_write_tokens=inp.cache_write_tokens, price_in_per_m=key.price_in_per_m,
+        price_out_per_m=key.price_out_per_m, reported=inp.cost,
     )
 
 

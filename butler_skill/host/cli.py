@@ -110,7 +110,7 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     from butler_skill.host import schemas
     from butler_skill.host.manifest import load_manifest
 
-    manifest = load_manifest()
+    manifest = load_manifest(from_yaml=True)
     root = Path(args.root) if args.root else (manifest.root / "skill.yaml").resolve().parent
     if args.write:
         for rel in schemas.write(manifest, root):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from butler_skill.config import ButlerConfig
@@ -39,6 +39,10 @@ class Context:
     clock: Callable[[], datetime] = system_clock
     ids: Callable[[str], str] = uuid_ids
     cwd: Path = field(default_factory=Path.cwd)
+    # Where a long-running tool reports progress (the CLI sets it when stderr is a terminal).
+    progress: Callable[[Any], None] | None = None
+    # Faults the built-in demo provider injects (the demo and tests set it; None for real work).
+    demo_faults: Any = None
 
     def now(self) -> datetime:
         moment = self.clock()

@@ -92,12 +92,13 @@ def read_skill_yaml(base: Path) -> dict[str, Any]:
 
 
 @cache
-def load_manifest(root: Path | None = None) -> Manifest:
+def load_manifest(root: Path | None = None, *, from_yaml: bool = False) -> Manifest:
     """skill.yaml, read through its JSON compilation (kept in step by `butler schemas`): a cold start
-    then needs no YAML parser."""
+    then needs no YAML parser. `from_yaml` reads the source itself (what `butler schemas` compiles)."""
     base = root or manifest_root()
     compiled = base / COMPILED
-    raw = json.loads(compiled.read_text("utf-8")) if compiled.exists() else read_skill_yaml(base)
+    use_json = compiled.exists() and not from_yaml
+    raw = json.loads(compiled.read_text("utf-8")) if use_json else read_skill_yaml(base)
     tools = tuple(
         ToolSpec(
             name=t["name"], description=t["description"].strip(), handler=t["handler"],

@@ -135,13 +135,7 @@ class Ledger:
             chosen = pick(views)
             if chosen is None or not _reserve(conn, chosen, need, now):
                 return views
-            stamp = ts(now)
-            conn.execute(
-                "INSERT INTO sessions(id, label, task_id, key_id, allocated, threshold_ratio, leg_day, leg_granted,"
-                " leg_held, lease_expires_at, state, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,'open',?,?)",
-                (session_id, label, task_id, chosen.key_id, need, threshold_ratio, utc_day(now), need, need,
-                 ts(now + timedelta(seconds=lease_seconds)), stamp, stamp),
-            )
+            _insert_session(conn, session_id, label, task_id, chosen.key_id, need, threshold_ratio, now, lease_seconds)
             # The sessions row is the record of the allocation; no separate history event is needed.
             session = SessionInfo(
                 session_id=session_id, label=label, task_id=task_id, key_id=chosen.key_id, allocated=need, used=0,
@@ -327,6 +321,17 @@ def _reserve(conn: sqlite3.Connection, key: KeyView, need: int, now: datetime) -
     if conn.execute("INSERT OR IGNORE INTO key_day_counters(key_id, day) VALUES (?, ?)", (key.key_id, day)).rowcount:
         return conn.execute(_RESERVE, args).rowcount == 1
     return False
+
+
+def _insert_session(conn: sqlite3.Connection, session_id: str, label: str | None, task_id: str | None, key_id: str,
+                    tokens: int, threshold_ratio: float, now: datetime, lease_seconds: int) -> None:
+    stamp = ts(now)
+    conn.execute(
+        "INSERT INTO sessions(id, label, task_id, key_id, allocated, threshold_ratio, leg_day, leg_granted, leg_held,"
+        " lease_expires_at, state, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,'open',?,?)",
+        (session_id, label, task_id, key_id, tokens, threshold_ratio, utc_day(now), tokens, tokens,
+         ts(now + timedelta(seconds=lease_seconds)), stamp, stamp),
+    )
 
 
 def _release_leg(conn: sqlite3.Connection, row: sqlite3.Row) -> None:

@@ -16,7 +16,8 @@ from tests.conftest import REPO
 
 
 def test_committed_schemas_match_the_models() -> None:
-    assert schemas.check(load_manifest(), REPO) == []
+    assert schemas.check(load_manifest(from_yaml=True), REPO) == []
+    assert load_manifest() == load_manifest(from_yaml=True)  # the compiled manifest is skill.yaml
 
 
 def test_drift_is_detected(tmp_path) -> None:

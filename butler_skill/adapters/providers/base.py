@@ -1,0 +1,725 @@
+"""Shared vocabulary of the provider adapters: usage, rate-limit facts, results, failures, SSE, pricing.
+
+Adapters report what the provider said; they decide nothing (``core/inflight.py`` does).
+
+Usage normalisation
+-------------------
+Providers count input differently; ``Usage`` holds one convention:
+
+* ``input_tokens``: input tokens billed at the plain input price, i.e. *excluding* cache reads and cache
+  writes;
+* ``cache_read_tokens`` / ``cache_write_tokens``: input served from / written to the prompt cache;
+* ``total_input_tokens`` (computed) = input + cache_read + cache_write;
+* ``output_tokens``: everything generated, reasoning included; ``reasoning_tokens`` is the part of it that
+  was reasoning (informational, never added again);
+* ``total_tokens`` = total input + output, always recomputed from the parts.
+
+OpenAI-compatible: ``prompt_tokens`` *includes* ``prompt_tokens_details.cached_tokens``, so
+``input = prompt_tokens - cached_tokens`` and ``cache_read = cached_tokens``; ``completion_tokens`` includes
+``completion_tokens_details.reasoning_tokens``. Anthropic: ``input_tokens`` already *excludes*
+``cache_creation_input_tokens`` (→ cache_write) and ``cache_read_input_tokens`` (→ cache_read). Each token is
+therefore counted in exactly one field, and ``core.pricing.usage_cost`` prices each field once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from email.utils import parsedate_to_datetime
+from typing import Any, Literal, get_args
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+from butler_skill.errors import ProviderError
+from butler_skill.registry import WireFormat
+
+__all__ = [
+    "PROVIDER_FAILURE_KINDS",
+    "CompletionResult",
+    "ProviderFailure",
+    "ProviderFailureKind",
+    "RateLimitInfo",
+    "SSEEvent",
+    "Usage",
+    "WireFormat",
+    "classify_http_failure",
+    "estimate_prompt_tokens",
+    "estimated_usage",
+    "iter_sse",
+    "parse_duration",
+    "parse_retry_after",
+    "redact",
+]
+
+ProviderFailureKind = Literal["rate_limit", "quota_exhausted", "auth", "server", "timeout", "bad_response"]
+PROVIDER_FAILURE_KINDS: tuple[ProviderFailureKind, ...] = get_args(ProviderFailureKind)
+
+REDACTED = "[REDACTED]"
+_MAX_MESSAGE = 500
+
+
+class Usage(BaseModel):
+    """Token usage of one call, normalised (see the module doc)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    input_tokens: int = Field(default=0, ge=0)
+    output_tokens: int = Field(default=0, ge=0)
+    cache_read_tokens: int = Field(default=0, ge=0)
+    cache_write_tokens: int = Field(default=0, ge=0)
+    reasoning_tokens: int = Field(default=0, ge=0)
+    total_tokens: int = Field(default=0, ge=0)
+    cost_usd: float | None = Field(default=None, description="cost the provider reported (OpenRouter)")
+    estimated: bool = False
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def total_input_tokens(self) -> int:
+        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        reasoning_tokens: int = 0,
+        cost_usd: float | None = None,
+        estimated: bool = False,
+    ) -> Usage:
+        """Build a Usage whose ``total_tokens`` is the sum of its parts."""
+        return cls(
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cache_read_tokens=cache_read_tokens,
+            cache_write_tokens=cache_write_tokens,
+            reasoning_tokens=min(reasoning_tokens, output_tokens),
+            total_tokens=input_tokens + cache_read_tokens + cache_write_tokens + output_tokens,
+            cost_usd=cost_usd,
+            estimated=estimated,
+        )
+
+    @classmethod
+    def from_openai(cls, raw: Mapping[str, Any], *, estimated: bool = False) -> Usage:
+        """From an OpenAI-compatible ``usage`` object. Raises ``ValueError`` when it is not one."""
+        prompt = _count(raw.get("prompt_tokens"))
+        completion = _count(raw.get("completion_tokens"))
+        pdetails = raw.get("prompt_tokens_details") or {}
+        cdetails = raw.get("completion_tokens_details") or {}
+        cached = _count(pdetails.get("cached_tokens")) if isinstance(pdetails, Mapping) else 0
+        reasoning = _count(cdetails.get("reasoning_tokens")) if isinstance(cdetails, Mapping) else 0
+        cost = raw.get("cost")
+        return cls.of(
+            input_tokens=max(0, prompt - cached),
+            cache_read_tokens=min(cached, prompt),
+            output_tokens=completion,
+            reasoning_tokens=reasoning,
+            cost_usd=float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None,
+            estimated=estimated,
+        )
+
+    @classmethod
+    def from_anthropic(cls, raw: Mapping[str, Any], *, estimated: bool = False) -> Usage:
+        """From an Anthropic ``usage`` object."""
+        return cls.of(
+            input_tokens=_count(raw.get("input_tokens")),
+            output_tokens=_count(raw.get("output_tokens")),
+            cache_read_tokens=_count(raw.get("cache_read_input_tokens")),
+            cache_write_tokens=_count(raw.get("cache_creation_input_tokens")),
+            estimated=estimated,
+        )
+
+
+def _count(value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or not math.isfinite(value):
+        raise ValueError(f"not a token count: {value!r}")
+    return int(value)
+
+
+class RateLimitInfo(BaseModel):
+    """What the provider's headers said about its limits. ``*_s`` are seconds from the response."""
+
+    model_config = ConfigDict(frozen=True)
+
+    retry_after_s: float | None = None
+    limit_requests: int | None = None
+    limit_tokens: int | None = None
+    limit_input_tokens: int | None = None
+    limit_output_tokens: int | None = None
+    remaining_requests: int | None = None
+    remaining_tokens: int | None = None
+    remaining_input_tokens: int | None = None
+    remaining_output_tokens: int | None = None
+    reset_requests_s: float | None = None
+    reset_tokens_s: float | None = None
+    reset_input_tokens_s: float | None = None
+    reset_output_tokens_s: float | None = None
+    reset_requests_at: datetime | None = None
+    reset_tokens_at: datetime | None = None
+
+    def is_empty(self) -> bool:
+        return not any(v is not None for v in self.model_dump().values())
+
+
+class CompletionResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    usage: Usage
+    model: str | None = None
+    request_id: str | None = None
+    finish_reason: str | None = None
+    rate_limit: RateLimitInfo = Field(default_factory=RateLimitInfo)
+    interrupted: bool = Field(default=False, description="the stream ended early; usage is an estimate")
+    interruption: str | None = Field(default=None, description="why it ended early (no secrets)")
+
+
+class ProviderFailure(ProviderError):
+    """A provider call that failed. ``kind`` drives ``core.inflight.decide``.
+
+    The message and details never contain the API key or request headers: every text taken from the
+    provider goes through ``redact`` with the key that was sent before it is stored here.
+    """
+
+    def __init__(
+        self,
+        kind: ProviderFailureKind,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+        rate_limit: RateLimitInfo | None = None,
+        request_id: str | None = None,
+        provider_code: str | None = None,
+        secrets: Iterable[str] = (),
+    ) -> None:
+        secret_list = [s for s in secrets if s]
+        clean = redact(message, secret_list)
+        if len(clean) > _MAX_MESSAGE:
+            clean = clean[:_MAX_MESSAGE] + "…"
+        code = redact(provider_code, secret_list)[:100] if provider_code else None
+        rid = redact(request_id, secret_list)[:200] if request_id else None
+        super().__init__(
+            clean, kind=kind, status=status, retry_after_s=retry_after_s, request_id=rid, provider_code=code
+        )
+        self.kind: ProviderFailureKind = kind
+        self.status = status
+        self.retry_after_s = retry_after_s
+        self.rate_limit = rate_limit or RateLimitInfo()
+        self.request_id = rid
+        self.provider_code = code
+
+    def __repr__(self) -> str:
+        return f"ProviderFailure(kind={self.kind!r}, status={self.status!r}, message={self.message!r})"
+
+
+# Credential shapes masked even when they are not the key we sent (a server may echo another one).
+_CREDENTIAL_RE = re.compile(
+    r"(?i:bearer\s+)[A-Za-z0-9._~+/=-]{8,}"
+    r"|sk-ant-[A-Za-z0-9_-]{8,}|sk-or-v1-[A-Za-z0-9]{8,}|sk-(?:proj|svcacct)-[A-Za-z0-9_-]{8,}"
+    r"|sk-[A-Za-z0-9_-]{16,}|gsk_[A-Za-z0-9]{16,}|nvapi-[A-Za-z0-9_-]{16,}"
+    r"|(?i:x-api-key|authorization|api[_-]?key)[\"']?\s*[:=]\s*[\"']?(?i:bearer\s+)?[^\s\"',;}]{4,}"
+)
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """Mask every occurrence of each secret (and anything shaped like a credential) in ``text``."""
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return _CREDENTIAL_RE.sub(REDACTED, text)
+
+
+# ---------------------------------------------------------------------------------------------- headers
+
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s|d)")
+
+
+def parse_duration(value: str | None) -> float | None:
+    """Seconds in a Go-style duration (``6m0s``, ``1.5s``, ``120ms``, ``1h2m``) or a bare number."""
+    if value is None:
+        return None
+    v = value.strip().lower()
+    if not v:
+        return None
+    try:
+        number = float(v)
+    except ValueError:
+        pass
+    else:
+        return number if math.isfinite(number) and number >= 0 else None
+    pos, total = 0, 0.0
+    scale = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+    for m in _DURATION_RE.finditer(v):
+        if m.start() != pos:
+            return None
+        total += float(m.group(1)) * scale[m.group(2)]
+        pos = m.end()
+    return total if pos == len(v) and pos > 0 else None
+
+
+def parse_http_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        dt = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt
+
+
+def parse_rfc3339(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        dt = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt
+
+
+def parse_retry_after(headers: Mapping[str, str], now: datetime) -> float | None:
+    """Seconds to wait: ``retry-after-ms``, else ``retry-after`` as seconds or an HTTP-date (vs ``now``)."""
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+        try:
+            value = float(ms)
+        except ValueError:
+            value = -1.0
+        if math.isfinite(value) and value >= 0:
+            return value / 1000.0
+    raw = headers.get("retry-after")
+    if raw is None:
+        return None
+    raw = raw.strip()
+    try:
+        seconds = float(raw)
+    except ValueError:
+        when = parse_http_date(raw)
+        if when is None:
+            return None
+        return max(0.0, (when - now).total_seconds())
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def parse_int(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value.strip())
+    except ValueError:
+        try:
+            f = float(value)
+        except ValueError:
+            return None
+        return int(f) if math.isfinite(f) else None
+
+
+def response_now(headers: Mapping[str, str], fallback: datetime) -> datetime:
+    """The server's clock from its ``Date`` header, else ``fallback``."""
+    return parse_http_date(headers.get("date")) or fallback
+
+
+def request_id_from(body_id: Any, headers: Mapping[str, str]) -> str | None:
+    if isinstance(body_id, str) and body_id:
+        return body_id
+    return headers.get("x-request-id") or headers.get("request-id") or None
+
+
+# --------------------------------------------------------------------------------------------- failures
+
+_QUOTA_RE = re.compile(
+    r"insufficient_quota|quota|per[\s_-]day|daily|billing|credit balance|credits|payment required|\bRPD\b|\bTPD\b",
+    re.IGNORECASE,
+)
+
+
+def classify_http_failure(status: int, body_text: str) -> ProviderFailureKind:
+    """Map an HTTP error status (and what its body says) to a failure kind.
+
+    429 mentioning a quota / daily limit / billing → quota_exhausted, other 429 → rate_limit; 402 →
+    quota_exhausted; 400 about the credit balance (Anthropic answers that way) → quota_exhausted;
+    401/403 → auth; 408 → timeout; 5xx (incl. 529 overloaded) → server; any other status → bad_response.
+    """
+    if status == 429:
+        return "quota_exhausted" if _QUOTA_RE.search(body_text) else "rate_limit"
+    if status == 402:
+        return "quota_exhausted"
+    if status in (401, 403):
+        return "auth"
+    if status == 408:
+        return "timeout"
+    if status >= 500:
+        return "server"
+    if status == 400 and re.search(r"credit balance|insufficient_quota|billing", body_text, re.IGNORECASE):
+        return "quota_exhausted"
+    return "bad_response"
+
+
+def error_fields(body_text: str) -> tuple[str, str | None]:
+    """(message, code) from an error body in either provider's shape, else the raw text."""
+    try:
+        data = json.loads(body_text)
+    except ValueError:
+        return body_text.strip(), None
+    err = data.get("error") if isinstance(data, dict) else None
+    if isinstance(err, dict):
+        message = err.get("message")
+        code = err.get("code") or err.get("type")
+        return (str(message) if message is not None else body_text.strip()), (
+            str(code) if code is not None else None
+        )
+    if isinstance(err, str):
+        return err, None
+    if isinstance(data, dict) and isinstance(data.get("message"), str):
+        return data["message"], None
+    return body_text.strip(), None
+
+
+# ------------------------------------------------------------------------------------------ estimation
+
+
+def estimate_prompt_tokens(messages: Iterable[Mapping[str, Any]]) -> int:
+    """About chars / 4 over the message contents, plus 4 per message for the framing."""
+    chars = 0
+    count = 0
+    for message in messages:
+        count += 1
+        content = message.get("content")
+        if isinstance(content, str):
+            chars += len(content)
+        elif isinstance(content, list):
+            for part in content:
+                if isinstance(part, Mapping) and isinstance(part.get("text"), str):
+                    chars += len(part["text"])
+    return math.ceil(chars / 4) + 4 * count
+
+
+def estimated_usage(
+    prompt_estimate: int, max_tokens: int, text: str, seen: Usage | None, *, pessimistic: bool
+) -> Usage:
+    """A stand-in Usage marked ``estimated``.
+
+    Input: what the provider already reported when it did (Anthropic's ``message_start`` carries the real,
+    final input count), else ``prompt_estimate``. Output, pessimistic (an interrupted stream: we cannot know
+    how much the provider generated and will bill): the largest of ``max_tokens``, the output seen and
+    ceil(len(text) / 4). Otherwise (the answer completed without reporting usage): the larger of the output
+    seen and ceil(len(text) / 4).
+    """
+    seen_output = seen.output_tokens if seen else 0
+    out_from_text = math.ceil(len(text) / 4)
+    output = max(max_tokens, seen_output, out_from_text) if pessimistic else max(out_from_text, seen_output)
+    if seen is not None and seen.total_input_tokens > 0:
+        return Usage.of(
+            input_tokens=seen.input_tokens,
+            cache_read_tokens=seen.cache_read_tokens,
+            cache_write_tokens=seen.cache_write_tokens,
+            output_tokens=output,
+            estimated=True,
+        )
+    return Usage.of(input_tokens=prompt_estimate, output_tokens=output, estimated=True)
+
+
+# ------------------------------------------------------------------------------------------------- SSE
+
+
+@dataclass(frozen=True, slots=True)
+class SSEEvent:
+    event: str | None
+    data: str
+
+
+async def iter_sse(lines: AsyncIterator[str]) -> AsyncIterator[SSEEvent]:
+    """Server-sent events from decoded lines: ``event:`` / ``data:`` fields, blank line ends an event,
+    ``:`` comments ignored (OpenRouter sends keep-alive comments). A last event without its blank line is
+    still yielded."""
+    event: str | None = None
+    data: list[str] = []
+    async for raw in lines:
+        line = raw.rstrip("\r\n")
+        if line == "":
+            if data:
+                yield SSEEvent(event, "\n".join(data))
+            event, data = None, []
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "data":
+            data.append(value)
+        elif field == "event":
+            event = value
+    if data:
+        yield SSEEvent(event, "\n".join(data))
+
+
+# -------------------------------------------------------------------------------------------- pricing
+
+
+def utcnow() -> datetime:
+    """The adapters' default clock (adapters may read it; core never does)."""
+    return datetime.now(UTC)
+
+
+# ------------------------------------------------------------------------------------- client skeleton
+
+
+@dataclass(slots=True)
+class StreamState:
+    """What a stream delivered so far; survives a timeout so partial answers can still settle."""
+
+    parts: list[str]
+    request_id: str | None = None
+    model: str | None = None
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    done: bool = False
+    interruption: str | None = None
+    failure_kind: ProviderFailureKind | None = None
+    failure_message: str | None = None
+    rate_limit: RateLimitInfo | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+class ChatClient:
+    """The send / classify / stream skeleton both wire formats share. Subclasses fill in the hooks.
+
+    The ``httpx.AsyncClient`` is injected (its transport decides whether the network is real); the client
+    keeps no global state. ``clock`` is only used to turn an HTTP-date Retry-After into seconds when the
+    response has no ``Date`` header.
+
+    Secrets: failure messages pass through ``redact`` with the API key and every ``extra_headers`` value, so
+    neither appears even when the server echoes the request back; credential-shaped strings are masked too.
+
+    Timeouts: ``timeout_s`` bounds the whole call (``asyncio.timeout``) and every httpx operation. Streams:
+    an answer that stops early (connection dropped, timeout, error event, end without a finish) returns the
+    text received with ``interrupted=True`` and a pessimistic estimated usage when any text arrived; when no
+    text arrived it raises ``ProviderFailure`` (``timeout`` for timeouts, the error event's kind for error
+    events, ``bad_response`` otherwise). Failing before any response arrived is ``server`` (connection
+    refused, reset) or ``timeout``.
+    """
+
+    wire_format: WireFormat
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        base_url: str,
+        api_key: str | None,
+        *,
+        extra_headers: Mapping[str, str] | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._client = client
+        self._base_url = base_url.rstrip("/")
+        self._api_key = api_key or None
+        self._extra_headers = dict(extra_headers or {})
+        self._clock = clock or utcnow
+
+    # hooks ------------------------------------------------------------------------------------------
+    def _url(self) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _headers(self, stream: bool) -> dict[str, str]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _body(
+        self, model: str, messages: list[dict[str, Any]], max_tokens: int, stream: bool, extra: dict[str, Any]
+    ) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _rate_limit(self, headers: Mapping[str, str], now: datetime) -> RateLimitInfo:  # pragma: no cover
+        raise NotImplementedError
+
+    def _parse(self, data: Any, headers: Mapping[str, str]) -> StreamState:  # pragma: no cover - abstract
+        """A complete (non-stream) answer into a state; raise ValueError/KeyError/TypeError if malformed."""
+        raise NotImplementedError
+
+    def _on_event(self, event: SSEEvent, state: StreamState) -> None:  # pragma: no cover - abstract
+        """Fold one SSE event into ``state``; set ``done`` at the end, ``failure_*`` on an error event."""
+        raise NotImplementedError
+
+    # shared -----------------------------------------------------------------------------------------
+    @property
+    def _secrets(self) -> list[str]:
+        """The key, and the values of any extra headers (a gateway may authenticate through one)."""
+        values = [v for v in self._extra_headers.values() if len(v) >= 6]
+        return [self._api_key, *values] if self._api_key else values
+
+    def _failure(
+        self,
+        kind: ProviderFailureKind,
+        message: str,
+        *,
+        status: int | None = None,
+        rate_limit: RateLimitInfo | None = None,
+        request_id: str | None = None,
+        code: str | None = None,
+    ) -> ProviderFailure:
+        return ProviderFailure(
+            kind,
+            message,
+            status=status,
+            retry_after_s=rate_limit.retry_after_s if rate_limit else None,
+            rate_limit=rate_limit,
+            request_id=request_id,
+            provider_code=code,
+            secrets=self._secrets,
+        )
+
+    def _http_failure(
+        self, status: int, body_text: str, headers: Mapping[str, str], rate_limit: RateLimitInfo
+    ) -> ProviderFailure:
+        message, code = error_fields(body_text)
+        kind = classify_http_failure(status, body_text)
+        return self._failure(
+            kind,
+            f"{kind}: HTTP {status}: {message}",
+            status=status,
+            rate_limit=rate_limit,
+            request_id=request_id_from(None, headers),
+            code=code,
+        )
+
+    async def complete(
+        self,
+        model: str,
+        messages: list[dict[str, Any]],
+        max_tokens: int,
+        timeout_s: float = 60.0,
+        stream: bool = False,
+        extra: dict[str, Any] | None = None,
+    ) -> CompletionResult:
+        """One completion. Raises ``ProviderFailure``; see the class doc for streams that stop early."""
+        if max_tokens < 1:
+            raise ValueError("max_tokens must be at least 1")
+        body = self._body(model, messages, max_tokens, stream, dict(extra or {}))
+        prompt_estimate = estimate_prompt_tokens(messages)
+        state = StreamState(parts=[])
+        try:
+            async with asyncio.timeout(timeout_s):
+                if not stream:
+                    return await self._once(body, timeout_s, prompt_estimate, max_tokens)
+                await self._stream(body, timeout_s, state)
+        except (TimeoutError, httpx.TimeoutException):
+            if not stream or state.rate_limit is None:
+                raise self._failure("timeout", f"timeout: no complete answer within {timeout_s:g}s") from None
+            state.interruption = state.interruption or "timeout"
+        except httpx.TransportError as exc:
+            if not stream or state.rate_limit is None:
+                raise self._failure("server", f"server: connection failed ({type(exc).__name__})") from None
+            # The stream had begun (status 200 and headers seen): an interruption, settled below.
+            state.interruption = state.interruption or f"connection ({type(exc).__name__})"
+        return self._finish_stream(state, prompt_estimate, max_tokens)
+
+    async def _once(
+        self, body: dict[str, Any], timeout_s: float, prompt_estimate: int, max_tokens: int
+    ) -> CompletionResult:
+        resp = await self._client.post(
+            self._url(), json=body, headers=self._headers(False), timeout=httpx.Timeout(timeout_s)
+        )
+        now = response_now(resp.headers, self._clock())
+        rate_limit = self._rate_limit(resp.headers, now)
+        if resp.status_code >= 400:
+            raise self._http_failure(resp.status_code, resp.text, resp.headers, rate_limit)
+        try:
+            data = json.loads(resp.content)
+            state = self._parse(data, resp.headers)
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+            raise self._failure(
+                "bad_response",
+                f"bad_response: HTTP {resp.status_code}: unreadable answer ({type(exc).__name__})",
+                status=resp.status_code,
+                rate_limit=rate_limit,
+                request_id=request_id_from(None, resp.headers),
+            ) from None
+        if state.failure_kind is not None:
+            raise self._failure(
+                state.failure_kind,
+                f"{state.failure_kind}: {state.failure_message or 'error in a 200 answer'}",
+                status=resp.status_code,
+                rate_limit=rate_limit,
+                request_id=state.request_id,
+            )
+        usage = state.usage
+        if usage is None:
+            usage = estimated_usage(prompt_estimate, max_tokens, state.text, None, pessimistic=False)
+        return CompletionResult(
+            text=state.text,
+            usage=usage,
+            model=state.model,
+            request_id=state.request_id,
+            finish_reason=state.finish_reason,
+            rate_limit=rate_limit,
+        )
+
+    async def _stream(self, body: dict[str, Any], timeout_s: float, state: StreamState) -> None:
+        async with self._client.stream(
+            "POST", self._url(), json=body, headers=self._headers(True), timeout=httpx.Timeout(timeout_s)
+        ) as resp:
+            now = response_now(resp.headers, self._clock())
+            rate_limit = state.rate_limit = self._rate_limit(resp.headers, now)
+            if resp.status_code >= 400:
+                text = (await resp.aread()).decode("utf-8", "replace")
+                raise self._http_failure(resp.status_code, text, resp.headers, rate_limit)
+            state.request_id = request_id_from(None, resp.headers)
+            async for event in iter_sse(resp.aiter_lines()):
+                try:
+                    self._on_event(event, state)
+                except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+                    state.failure_kind = "bad_response"
+                    state.failure_message = f"unreadable stream event ({type(exc).__name__})"
+                if state.failure_kind is not None:
+                    state.interruption = state.failure_kind
+                    break
+                if state.done:
+                    break
+            if not state.done and state.interruption is None:
+                state.interruption = "stream ended early"
+
+    def _finish_stream(self, state: StreamState, prompt_estimate: int, max_tokens: int) -> CompletionResult:
+        rate_limit = state.rate_limit or RateLimitInfo()
+        # A finish reason means the answer is whole even if the transport failed afterwards.
+        complete = state.failure_kind is None and (state.done or state.finish_reason is not None)
+        interrupted = not complete
+        if interrupted and not state.text:
+            kind: ProviderFailureKind = state.failure_kind or (
+                "timeout" if state.interruption == "timeout" else "bad_response"
+            )
+            detail = state.failure_message or state.interruption or "stream ended early"
+            raise self._failure(
+                kind,
+                f"{kind}: stream stopped before any text ({detail})",
+                rate_limit=rate_limit,
+                request_id=state.request_id,
+            )
+        if interrupted:
+            usage = estimated_usage(prompt_estimate, max_tokens, state.text, state.usage, pessimistic=True)
+        elif state.usage is not None:
+            usage = state.usage
+        else:
+            usage = estimated_usage(prompt_estimate, max_tokens, state.text, None, pessimistic=False)
+        return CompletionResult(
+            text=state.text,
+            usage=usage,
+            model=state.model,
+            request_id=state.request_id,
+            finish_reason=state.finish_reason if not interrupted else (state.finish_reason or "interrupted"),
+            rate_limit=rate_limit,
+            interrupted=interrupted,
+            interruption=redact(state.interruption or "stream ended early", self._secrets) if interrupted else None,
+        )

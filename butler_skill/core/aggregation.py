@@ -1,0 +1,108 @@
+"""Aggregate recorded sub-task results into the original product's summary shape.
+
+Pure: no I/O, no clock. Output field names follow the original (``taskId``, ``totalSubTasks``,
+``successful``, ``failed``, ``totalTokensUsed``, ``successRate``, ``details``) through camelCase aliases;
+models accept either spelling on input (``populate_by_name``) and serialise by alias.
+
+Counting rules
+--------------
+* ``successful`` counts ``success``; ``failed`` counts ``failed``, ``timeout`` and ``cancelled``;
+  ``pending`` counts ``pending``. So ``successful + failed + pending == totalSubTasks``. The three failure
+  statuses are also broken out as ``timedOut`` and ``cancelled`` (both already inside ``failed``).
+* ``totalTokensUsed`` sums ``tokensUsed`` over *all* results, failed ones included: a failed attempt still
+  spent money.
+* ``successRate = successful / totalSubTasks`` (0 when there are no sub-tasks), so it lies in [0, 1].
+* Each input record counts once; a store that keeps several records per sub-task passes the latest one.
+
+The totals are one pass (O(n)); ``details`` is sorted by sub-task id (``st-2`` before ``st-10``) so the
+output does not depend on the order results arrived in: that sort is the only O(n log n) step.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+__all__ = [
+    "FAILED_STATUSES",
+    "RESULT_STATUSES",
+    "ResultStatus",
+    "SubTaskResult",
+    "TaskAggregate",
+    "aggregate",
+]
+
+ResultStatus = Literal["success", "failed", "timeout", "cancelled", "pending"]
+RESULT_STATUSES: tuple[ResultStatus, ...] = get_args(ResultStatus)
+FAILED_STATUSES: frozenset[str] = frozenset({"failed", "timeout", "cancelled"})
+
+
+class _CamelModel(BaseModel):
+    # serialize_by_alias needs pydantic >= 2.11.
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True, frozen=True
+    )
+
+
+class SubTaskResult(_CamelModel):
+    """One recorded sub-task outcome (as ``submit_result`` or the spawn runner stores it)."""
+
+    sub_task_id: str
+    status: ResultStatus
+    tokens_used: int = Field(default=0, ge=0)
+    error: str | None = None
+    output: str | None = None
+    key_id: str | None = None
+    attempts: int = Field(default=0, ge=0)
+
+
+class TaskAggregate(_CamelModel):
+    task_id: str
+    total_sub_tasks: int = Field(ge=0)
+    successful: int = Field(ge=0)
+    failed: int = Field(ge=0)
+    pending: int = Field(ge=0)
+    timed_out: int = Field(ge=0)
+    cancelled: int = Field(ge=0)
+    total_tokens_used: int = Field(ge=0)
+    success_rate: float = Field(ge=0.0, le=1.0)
+    details: list[SubTaskResult]
+
+
+_DIGITS = re.compile(r"([0-9]+)")  # ASCII only: int() refuses some Unicode digits (e.g. "²")
+
+
+def _natural_key(result: SubTaskResult) -> tuple[tuple[tuple[int, int | str], ...], int, str]:
+    parts = tuple(
+        (0, int(p)) if i % 2 else (1, p) for i, p in enumerate(_DIGITS.split(result.sub_task_id)) if p != ""
+    )
+    # The tail makes the order total, so equal ids still sort the same way whatever the input order.
+    return parts, result.attempts, result.model_dump_json()
+
+
+def aggregate(task_id: str, results: Iterable[SubTaskResult]) -> TaskAggregate:
+    """Totals, success rate and per-sub-task details for ``task_id``."""
+    details = list(results)
+    counts = dict.fromkeys(RESULT_STATUSES, 0)
+    tokens = 0
+    for r in details:
+        counts[r.status] += 1
+        tokens += r.tokens_used
+    total = len(details)
+    successful = counts["success"]
+    return TaskAggregate(
+        task_id=task_id,
+        total_sub_tasks=total,
+        successful=successful,
+        failed=counts["failed"] + counts["timeout"] + counts["cancelled"],
+        pending=counts["pending"],
+        timed_out=counts["timeout"],
+        cancelled=counts["cancelled"],
+        total_tokens_used=tokens,
+        success_rate=successful / total if total else 0.0,
+        details=sorted(details, key=_natural_key),
+    )

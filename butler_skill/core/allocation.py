@@ -1,0 +1,122 @@
+"""Budget split across sub-tasks: proportional shares in whole tokens that sum exactly to the budget.
+
+Pure: no I/O, no clock, no randomness. All arithmetic is exact (integers and ``Fraction``); floats never
+enter a share, so the same input always gives the same shares on every machine.
+
+The rule
+--------
+Each item is ``(estimated_tokens, priority)``. Its weight is ``estimated_tokens * PRIORITY_MULTIPLIERS[p]``
+(low 1/2, medium 1, high 3/2, critical 2) and its exact share is ``budget * weight / sum(weights)``. Whole
+tokens come from largest-remainder rounding: every item gets the floor of its exact share, and the tokens
+left over (fewer than the number of items) go one each to the items with the largest fractional parts,
+earlier items first on ties. Hence:
+
+* the shares sum exactly to the budget;
+* each share is within one token of its exact value (strictly less than one away);
+* an item with a higher priority and the same estimate never gets less than a lower-priority one;
+* multiplying every estimate by the same k > 0 changes nothing.
+
+Zero estimates: when every estimate is zero, the weights fall back to the multipliers alone (a critical item
+still gets four times a low one). When the weights still sum to zero (only possible with caller-supplied
+multipliers of zero), every item gets an equal split. When some estimates are zero and others are not, a
+zero-estimate item gets a share of zero: it asked for nothing.
+
+Worked example: budget 100,000 over ``(50_000, "low")`` and ``(50_000, "critical")`` gives weights 25,000
+and 100,000, so shares 20,000 and 80,000. The original Butler description quoted 33k/67k for the same
+case, which is only reachable with an unstated cap on the multiplier ratio; we apply none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from fractions import Fraction
+from typing import Literal, get_args
+
+from butler_skill.errors import InvalidInput
+
+Priority = Literal["low", "medium", "high", "critical"]
+PRIORITIES: tuple[Priority, ...] = get_args(Priority)
+
+PRIORITY_MULTIPLIERS: Mapping[Priority, Fraction] = {
+    "low": Fraction(1, 2),
+    "medium": Fraction(1),
+    "high": Fraction(3, 2),
+    "critical": Fraction(2),
+}
+
+__all__ = [
+    "PRIORITIES",
+    "PRIORITY_MULTIPLIERS",
+    "Priority",
+    "exact_shares",
+    "largest_remainder",
+    "split_budget",
+]
+
+
+def _weights(
+    items: Sequence[tuple[int, Priority]], multipliers: Mapping[Priority, Fraction]
+) -> list[Fraction]:
+    for i, (estimate, priority) in enumerate(items):
+        if isinstance(estimate, bool) or not isinstance(estimate, int):
+            raise InvalidInput("estimated tokens must be an integer", index=i)
+        if estimate < 0:
+            raise InvalidInput("estimated tokens must not be negative", index=i, estimate=estimate)
+        if priority not in multipliers:
+            raise InvalidInput("unknown priority", index=i, priority=str(priority))
+    weights = [Fraction(e) * Fraction(multipliers[p]) for e, p in items]
+    if sum(weights) == 0:
+        # All estimates are zero: split by multiplier alone.
+        weights = [Fraction(multipliers[p]) for _, p in items]
+    if sum(weights) == 0:
+        # Only reachable with caller-supplied zero multipliers: all-equal fallback.
+        weights = [Fraction(1)] * len(items)
+    return weights
+
+
+def exact_shares(
+    budget: int,
+    items: Sequence[tuple[int, Priority]],
+    multipliers: Mapping[Priority, Fraction] = PRIORITY_MULTIPLIERS,
+) -> list[Fraction]:
+    """The exact (fractional) proportional share of each item; they sum to ``budget``."""
+    _check_budget(budget)
+    if not items:
+        return []
+    weights = _weights(items, multipliers)
+    total = sum(weights)
+    return [budget * w / total for w in weights]
+
+
+def largest_remainder(total: int, exact: Sequence[Fraction]) -> list[int]:
+    """Round exact shares that sum to ``total`` into integers that sum to ``total``.
+
+    Floors first; the remaining units go to the largest fractional parts, earlier index first on ties.
+    """
+    floors = [q.numerator // q.denominator for q in exact]
+    left = total - sum(floors)
+    if left:
+        order = sorted(range(len(exact)), key=lambda i: (-(exact[i] - floors[i]), i))
+        for i in order[:left]:
+            floors[i] += 1
+    return floors
+
+
+def split_budget(
+    budget: int,
+    items: list[tuple[int, Priority]],
+    multipliers: Mapping[Priority, Fraction] = PRIORITY_MULTIPLIERS,
+) -> list[int]:
+    """Split ``budget`` whole tokens over ``items`` = ``[(estimated_tokens, priority), ...]``.
+
+    Returns one share per item, in the items' order, summing exactly to ``budget`` (an empty list for no
+    items). Raises ``InvalidInput`` for a negative budget or estimate, or an unknown priority.
+    """
+    return largest_remainder(budget, exact_shares(budget, items, multipliers))
+
+
+def _check_budget(budget: int) -> None:
+    if isinstance(budget, bool) or not isinstance(budget, int):
+        raise InvalidInput("budget must be an integer number of tokens")
+    if budget < 0:
+        raise InvalidInput("budget must not be negative", budget=budget)

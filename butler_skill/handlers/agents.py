@@ -1,0 +1,273 @@
+"""Sub-agent tools: plan (the host spawns), spawn (Butler runs), submit, aggregate, retry."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from butler_skill.core.aggregation import SubTaskResult, TaskAggregate, aggregate
+from butler_skill.core.decomposition import stages as stage_layers
+from butler_skill.core.prompts import spawn_label, subtask_prompt
+from butler_skill.errors import InvalidInput, UnknownSession
+from butler_skill.store.tasks import SubTaskRow, TaskStore
+from butler_skill.subagents.clients import ClientFactory
+from butler_skill.subagents.planning import plan_task, replan_failed, spec_of
+from butler_skill.subagents.runner import SpawnOptions, run_task
+
+if TYPE_CHECKING:
+    from butler_skill.host.context import Context
+
+FINAL = ("success", "failed", "timeout", "cancelled")
+RETRYABLE = ("failed", "timeout", "cancelled")
+
+
+class TaskResult(BaseModel):
+    """The original's TaskResult, plus the output, the key that served it and the attempts made."""
+
+    taskId: str
+    subTaskId: str
+    status: Literal["pending", "running", "success", "failed", "timeout", "cancelled"]
+    tokensUsed: int
+    error: str | None = None
+    output: str | None = None
+    key_id: str
+    attempts: int
+
+
+def _result(row: SubTaskRow) -> TaskResult:
+    return TaskResult(taskId=row.task_id, subTaskId=row.id, status=row.status,  # type: ignore[arg-type]
+                      tokensUsed=row.tokens_used, error=row.error, output=row.output, key_id=row.key_id,
+                      attempts=row.attempts)
+
+
+def _aggregate(task_id: str, rows: list[SubTaskRow]) -> TaskAggregate:
+    return aggregate(task_id, [
+        SubTaskResult(sub_task_id=r.id, status=r.status, tokens_used=r.tokens_used,  # type: ignore[arg-type]
+                      error=r.error, output=r.output, key_id=r.key_id, attempts=r.attempts)
+        for r in rows
+    ])
+
+
+# ---- plan_agents -------------------------------------------------------------------------------
+class PlanOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    runTimeoutSeconds: int = Field(default=300, ge=10, le=86_400)
+    preferredProvider: str | None = None
+
+
+class PlanAgentsInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200, description="The task's name.")
+    description: str = Field(min_length=1, max_length=50_000, description="What to do: a list or prose.")
+    budget: int = Field(gt=0, le=100_000_000, description="Tokens for the whole task, split over sub-tasks.")
+    options: PlanOptions = Field(default_factory=PlanOptions)
+
+
+class PlannedAgent(BaseModel):
+    sub_task_id: str
+    title: str
+    kind: str
+    priority: str
+    stage: int = Field(description="Spawn stage by stage: every dependency is in an earlier stage.")
+    depends_on: list[str]
+    task: str = Field(description="The instruction to give the sub-agent (sessions_spawn `task`).")
+    label: str = Field(description="sessions_spawn `label`.")
+    model: str = Field(description="sessions_spawn `model`, as provider/model.")
+    runTimeoutSeconds: int
+    tokens: int = Field(description="This sub-agent's reserved share of the budget.")
+    session_id: str = Field(description="Pass it to submit_result with the child's result and usage.")
+    key_id: str
+
+
+class PlanAgentsOutput(BaseModel):
+    task_id: str
+    budget: int
+    stages: list[list[str]]
+    agents: list[PlannedAgent]
+    next_steps: str
+
+
+def _planned(ctx: Context, task_id: str, rows: list[SubTaskRow], timeout_s: int) -> list[PlannedAgent]:
+    store = TaskStore(ctx.db)
+    task = store.task(task_id)
+    keys = {k.id: k for k in ctx.config.resolved()}
+    layer = {sid: n for n, ids in enumerate(stage_layers([spec_of(r) for r in rows]), start=1) for sid in ids}
+    return [
+        PlannedAgent(
+            sub_task_id=r.id, title=r.title, kind=r.kind, priority=r.priority, stage=layer[r.id],
+            depends_on=list(r.depends_on),
+            task=subtask_prompt(task_name=task.name, task_description=task.description, subtask_id=r.id,
+                                subtask_text=r.text, depends_on=r.depends_on, outputs={}, share=r.share),
+            label=spawn_label(task.name, r.id), model=f"{keys[r.key_id].provider}/{keys[r.key_id].model}",
+            runTimeoutSeconds=timeout_s, tokens=r.share, session_id=r.session_id, key_id=r.key_id,
+        )
+        for r in rows
+    ]
+
+
+NEXT_STEPS = (
+    "Spawn stage 1's agents now with sessions_spawn (task, label, model, runTimeoutSeconds as given). When a "
+    "child reports back, call submit_result with its session_id, status, output and token usage. Spawn a "
+    "stage once every agent it depends on succeeded, adding their outputs to its task text. When all are "
+    "reported, call aggregate_task_results; retry_failed_tasks re-plans what failed within the budget left."
+)
+
+
+def plan_agents(ctx: Context, inp: PlanAgentsInput) -> PlanAgentsOutput:
+    timeout_s = inp.options.runTimeoutSeconds
+    task_id, rows = plan_task(ctx, name=inp.name, description=inp.description, budget=inp.budget, mode="plan",
+                              options={"timeoutMs": timeout_s * 1000, **inp.options.model_dump(exclude_none=True)},
+                              preferred_provider=inp.options.preferredProvider)
+    agents = _planned(ctx, task_id, rows, timeout_s)
+    return PlanAgentsOutput(task_id=task_id, budget=inp.budget,
+                            stages=stage_layers([spec_of(r) for r in rows]), agents=agents, next_steps=NEXT_STEPS)
+
+
+# ---- spawn_agent -------------------------------------------------------------------------------
+class SpawnAgentInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(min_length=1, max_length=50_000)
+    budget: int = Field(gt=0, le=100_000_000)
+    options: SpawnOptions = Field(default_factory=SpawnOptions)
+
+
+class SpawnAgentOutput(BaseModel):
+    task_id: str
+    results: list[TaskResult]
+    aggregate: TaskAggregate
+
+
+def _run(ctx: Context, task_id: str, options: SpawnOptions) -> None:
+    async def go() -> None:
+        async with ClientFactory(ctx.config, demo_faults=ctx.demo_faults, run_id=ctx.new_id("run")) as factory:
+            await run_task(ctx, task_id, options, factory, progress=ctx.progress)
+
+    asyncio.run(go())
+
+
+def spawn_agent(ctx: Context, inp: SpawnAgentInput) -> SpawnAgentOutput:
+    task_id, _ = plan_task(ctx, name=inp.name, description=inp.description, budget=inp.budget, mode="spawn",
+                           options=inp.options.model_dump(exclude_none=True),
+                           preferred_provider=inp.options.preferredProvider)
+    _run(ctx, task_id, inp.options)
+    rows = TaskStore(ctx.db).subtasks(task_id)
+    return SpawnAgentOutput(task_id=task_id, results=[_result(r) for r in rows], aggregate=_aggregate(task_id, rows))
+
+
+# ---- submit_result -----------------------------------------------------------------------------
+class ReportedUsage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    input_tokens: int = Field(default=0, ge=0)
+    output_tokens: int = Field(default=0, ge=0)
+    cache_read_tokens: int = Field(default=0, ge=0)
+    cache_write_tokens: int = Field(default=0, ge=0)
+    cost: float | None = Field(default=None, ge=0)
+
+
+class SubmitResultInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    session_id: str = Field(min_length=1)
+    status: Literal["success", "failed", "timeout", "cancelled"]
+    output: str | None = Field(default=None, max_length=200_000)
+    error: str | None = Field(default=None, max_length=2_000)
+    usage: ReportedUsage = Field(default_factory=ReportedUsage)
+    request_id: str | None = Field(default=None, max_length=200,
+                                   description="Defaults to one per session, so a repeated report counts once.")
+
+
+class SubmitResultOutput(BaseModel):
+    task_id: str
+    sub_task_id: str
+    status: str
+    tokens_used: int
+    duplicate: bool
+    ready: list[str] = Field(description="Sub-tasks whose dependencies have now all succeeded: spawn them.")
+    pending: int
+
+
+def submit_result(ctx: Context, inp: SubmitResultInput) -> SubmitResultOutput:
+    from butler_skill.handlers.tokens import RecordUsageInput, record_usage
+
+    store = TaskStore(ctx.db)
+    row = store.subtask_by_session(inp.session_id)
+    if row is None:
+        raise UnknownSession(f"no sub-task has session {inp.session_id!r}", session_id=inp.session_id)
+    if row.status in FINAL and row.status != inp.status:
+        raise InvalidInput(f"sub-task {row.id} was already reported as {row.status}", path="/status")
+    u = inp.usage
+    usage = record_usage(ctx, RecordUsageInput(
+        session_id=inp.session_id, request_id=inp.request_id or f"result:{inp.session_id}",
+        input_tokens=u.input_tokens, output_tokens=u.output_tokens, cache_read_tokens=u.cache_read_tokens,
+        cache_write_tokens=u.cache_write_tokens, cost=u.cost, close=True,
+    ))
+    duplicate = row.status == inp.status and usage.duplicate
+    if not duplicate:
+        store.set_status(row.task_id, row.id, inp.status, ctx.now(), output=inp.output, error=inp.error)
+    rows = store.subtasks(row.task_id)
+    done = {r.id for r in rows if r.status == "success"}
+    ready = [r.id for r in rows if r.status == "pending" and r.depends_on and set(r.depends_on) <= done
+             and row.id in r.depends_on]
+    me = next(r for r in rows if r.id == row.id)
+    return SubmitResultOutput(task_id=row.task_id, sub_task_id=row.id, status=me.status, tokens_used=me.tokens_used,
+                              duplicate=duplicate, ready=ready, pending=sum(1 for r in rows if r.status == "pending"))
+
+
+# ---- aggregate_task_results --------------------------------------------------------------------
+class AggregateInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    task_id: str = Field(min_length=1)
+
+
+def aggregate_task_results(ctx: Context, inp: AggregateInput) -> TaskAggregate:
+    return _aggregate(inp.task_id, TaskStore(ctx.db).subtasks(inp.task_id))
+
+
+# ---- retry_failed_tasks ------------------------------------------------------------------------
+class RetryInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    task_id: str = Field(min_length=1)
+    options: SpawnOptions | None = Field(default=None, description="For spawned tasks: how to run the retries.")
+
+
+class RetryOutput(BaseModel):
+    task_id: str
+    retried: list[str]
+    remaining_budget: int
+    results: list[TaskResult] = Field(default_factory=list, description="Spawned tasks: every sub-task's result.")
+    agents: list[PlannedAgent] = Field(default_factory=list, description="Planned tasks: what to spawn again.")
+    aggregate: TaskAggregate
+
+
+def retry_failed_tasks(ctx: Context, inp: RetryInput) -> RetryOutput:
+    store = TaskStore(ctx.db)
+    task = store.task(inp.task_id)
+    rows = store.subtasks(task.id)
+    failed = [r for r in rows if r.status in RETRYABLE]
+    remaining = task.budget - store.task_tokens(task.id)
+    if not failed:
+        return RetryOutput(task_id=task.id, retried=[], remaining_budget=remaining,
+                           results=[_result(r) for r in rows], aggregate=_aggregate(task.id, rows))
+    preferred = task.options.get("preferredProvider")
+    replan_failed(ctx, task.id, failed, remaining, preferred_provider=preferred)
+    retried = [r.id for r in failed]
+    if task.mode == "spawn":
+        options = inp.options or SpawnOptions.model_validate(task.options)
+        _run(ctx, task.id, options)
+        rows = store.subtasks(task.id)
+        return RetryOutput(task_id=task.id, retried=retried, remaining_budget=remaining,
+                           results=[_result(r) for r in rows], aggregate=_aggregate(task.id, rows))
+    rows = store.subtasks(task.id)
+    timeout_s = int(task.options.get("runTimeoutSeconds", 300))
+    agents = [a for a in _planned(ctx, task.id, rows, timeout_s) if a.sub_task_id in retried]
+    return RetryOutput(task_id=task.id, retried=retried, remaining_budget=remaining, agents=agents,
+                       aggregate=_aggregate(task.id, rows))

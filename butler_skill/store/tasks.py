@@ -1,0 +1,225 @@
+"""Tasks and sub-tasks in the ledger: planned together, each sub-task with its own reserved session.
+
+A task's plan is written in one transaction: every sub-task's share is reserved, or none is. A
+sub-task's tokens are read from its sessions' settled usage, so aggregates equal the ledger's figures.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from butler_skill.core.decomposition import SubTaskSpec
+from butler_skill.core.selection import KeyView
+from butler_skill.errors import NoCapacity, UnknownTask
+from butler_skill.models import ResolvedKey
+from butler_skill.store.db import Database
+from butler_skill.store.ledger import _expire_leases, _insert_session, _key_views, _release_leg, _reserve
+from butler_skill.store.timestamps import ts
+
+SharePicker = Callable[[list[KeyView], int], KeyView | None]
+
+
+@dataclass(frozen=True)
+class PlannedSubTask:
+    spec: SubTaskSpec
+    share: int
+    session_id: str
+
+
+@dataclass(frozen=True)
+class SubTaskRow:
+    task_id: str
+    id: str
+    position: int
+    round: int
+    title: str
+    text: str
+    kind: str
+    priority: str
+    weight_bp: int
+    estimated_tokens: int
+    share: int
+    depends_on: tuple[str, ...]
+    session_id: str
+    key_id: str
+    status: str
+    output: str | None
+    error: str | None
+    attempts: int
+    tokens_used: int
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    id: str
+    name: str
+    description: str
+    budget: int
+    mode: str
+    options: dict[str, Any]
+    created_at: str
+
+
+class TaskStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def create(
+        self,
+        *,
+        task_id: str,
+        name: str,
+        description: str,
+        budget: int,
+        mode: str,
+        options: dict[str, Any],
+        planned: Sequence[PlannedSubTask],
+        keys: Sequence[ResolvedKey],
+        pick: SharePicker,
+        threshold_ratio: float,
+        now: datetime,
+        lease_seconds: int,
+    ) -> None:
+        """Write the task and reserve every sub-task's share, all or nothing."""
+        stamp = ts(now)
+        with self.db.write() as conn:
+            _expire_leases(conn, now)
+            conn.execute(
+                "INSERT INTO tasks(id, name, description, budget, mode, options, created_at, updated_at)"
+                " VALUES (?,?,?,?,?,?,?,?)",
+                (task_id, name, description, budget, mode, json.dumps(options, sort_keys=True), stamp, stamp),
+            )
+            for position, item in enumerate(planned):
+                key = self._reserve_share(conn, item.share, keys, pick, now)
+                _insert_session(conn, item.session_id, item.spec.id, task_id, key.key_id, item.share,
+                                threshold_ratio, now, lease_seconds)
+                s = item.spec
+                conn.execute(
+                    "INSERT INTO subtasks(task_id, id, position, title, text, kind, priority, weight_bp,"
+                    " estimated_tokens, share, depends_on, session_id, status, updated_at)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,'pending',?)",
+                    (task_id, s.id, position, s.title, s.text, s.kind, s.priority, s.weight_bp, s.estimated_tokens,
+                     item.share, json.dumps(list(s.depends_on)), item.session_id, stamp),
+                )
+
+    @staticmethod
+    def _reserve_share(conn: sqlite3.Connection, share: int, keys: Sequence[ResolvedKey], pick: SharePicker,
+                       now: datetime) -> KeyView:
+        views = _key_views(conn, keys, now)
+        chosen = pick(views, share)
+        if chosen is None or not _reserve(conn, chosen, share, now):
+            largest = max((v.remaining for v in views if v.enabled and not v.cooling(now)), default=0)
+            # Raising rolls the whole plan back: no share of it stays reserved.
+            raise NoCapacity(f"no key can hold a sub-task share of {share} tokens (largest available: {largest})",
+                             requested=share, largest_available=largest, hint="lower the budget or add keys")
+        return chosen
+
+    def reopen(
+        self,
+        *,
+        task_id: str,
+        shares: dict[str, int],
+        session_ids: dict[str, str],
+        keys: Sequence[ResolvedKey],
+        pick: SharePicker,
+        threshold_ratio: float,
+        now: datetime,
+        lease_seconds: int,
+    ) -> None:
+        """Give failed sub-tasks a fresh session with a new share (a retry round), all or nothing."""
+        with self.db.write() as conn:
+            _expire_leases(conn, now)
+            for st_id, share in shares.items():
+                key = self._reserve_share(conn, share, keys, pick, now)
+                _insert_session(conn, session_ids[st_id], st_id, task_id, key.key_id, share, threshold_ratio,
+                                now, lease_seconds)
+                conn.execute(
+                    "UPDATE subtasks SET session_id = ?, share = ?, status = 'pending', error = NULL, output = NULL,"
+                    " round = round + 1, updated_at = ? WHERE task_id = ? AND id = ?",
+                    (session_ids[st_id], share, ts(now), task_id, st_id),
+                )
+
+    def task(self, task_id: str) -> TaskRow:
+        with self.db.read() as conn:
+            row = conn.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        if row is None:
+            raise UnknownTask(f"no task {task_id!r}", task_id=task_id)
+        return TaskRow(id=row["id"], name=row["name"], description=row["description"], budget=row["budget"],
+                       mode=row["mode"], options=json.loads(row["options"]), created_at=row["created_at"])
+
+    def subtasks(self, task_id: str) -> list[SubTaskRow]:
+        with self.db.read() as conn:
+            rows = conn.execute(
+                "SELECT st.*, s.key_id AS key_id,"
+                " (SELECT COALESCE(SUM(used), 0) FROM sessions u WHERE u.task_id = st.task_id AND u.label = st.id)"
+                " AS tokens_used FROM subtasks st JOIN sessions s ON s.id = st.session_id"
+                " WHERE st.task_id = ? ORDER BY st.position",
+                (task_id,),
+            ).fetchall()
+        if not rows:
+            self.task(task_id)  # raises UnknownTask when the task does not exist
+        return [_subtask(r) for r in rows]
+
+    def subtask_by_session(self, session_id: str) -> SubTaskRow | None:
+        with self.db.read() as conn:
+            row = conn.execute("SELECT task_id, id FROM subtasks WHERE session_id = ?", (session_id,)).fetchone()
+        if row is None:
+            return None
+        return next(s for s in self.subtasks(row["task_id"]) if s.id == row["id"])
+
+    def task_tokens(self, task_id: str) -> int:
+        with self.db.read() as conn:
+            row = conn.execute("SELECT COALESCE(SUM(used), 0) AS used FROM sessions WHERE task_id = ?",
+                               (task_id,)).fetchone()
+        return int(row["used"])
+
+    def set_status(self, task_id: str, st_id: str, status: str, now: datetime, *, output: str | None = None,
+                   error: str | None = None) -> None:
+        with self.db.write() as conn:
+            conn.execute(
+                "UPDATE subtasks SET status = ?, output = COALESCE(?, output), error = ?, updated_at = ?"
+                " WHERE task_id = ? AND id = ?",
+                (status, output, error, ts(now), task_id, st_id),
+            )
+
+    def record_attempt(self, *, task_id: str, st_id: str, key_id: str, outcome: str, request_id: str | None,
+                       tokens: int, error: str | None, started: datetime, ended: datetime) -> int:
+        with self.db.write() as conn:
+            n = conn.execute("SELECT COALESCE(MAX(n), 0) + 1 AS n FROM attempts WHERE task_id = ? AND subtask_id = ?",
+                             (task_id, st_id)).fetchone()["n"]
+            conn.execute(
+                "INSERT INTO attempts(task_id, subtask_id, n, key_id, outcome, request_id, tokens, error,"
+                " started_at, ended_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (task_id, st_id, n, key_id, outcome, request_id, tokens, error, ts(started), ts(ended)),
+            )
+            conn.execute("UPDATE subtasks SET attempts = ? WHERE task_id = ? AND id = ?", (n, task_id, st_id))
+            return int(n)
+
+    def attempts(self, task_id: str) -> list[dict[str, Any]]:
+        with self.db.read() as conn:
+            return [dict(r) for r in conn.execute(
+                "SELECT * FROM attempts WHERE task_id = ? ORDER BY subtask_id, n", (task_id,))]
+
+    def release_session(self, session_id: str, now: datetime) -> None:
+        """Give back what a sub-task's session still holds (timeouts, cancellation, the end of a run)."""
+        with self.db.write() as conn:
+            row = conn.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
+            if row is not None and row["state"] == "open":
+                _release_leg(conn, row)
+                conn.execute("UPDATE sessions SET state = 'closed', closed_at = ?, updated_at = ? WHERE id = ?",
+                             (ts(now), ts(now), session_id))
+
+
+def _subtask(r: sqlite3.Row) -> SubTaskRow:
+    return SubTaskRow(
+        task_id=r["task_id"], id=r["id"], position=r["position"], round=r["round"], title=r["title"], text=r["text"],
+        kind=r["kind"], priority=r["priority"], weight_bp=r["weight_bp"], estimated_tokens=r["estimated_tokens"],
+        share=r["share"], depends_on=tuple(json.loads(r["depends_on"])), session_id=r["session_id"],
+        key_id=r["key_id"], status=r["status"], output=r["output"], error=r["error"], attempts=r["attempts"],
+        tokens_used=int(r["tokens_used"]),
+    )

@@ -1,0 +1,88 @@
+"""Turn a task description and a budget into sub-tasks with reserved shares (decompose, split, reserve)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from butler_skill.core import selection
+from butler_skill.core.allocation import split_budget
+from butler_skill.core.decomposition import SubTaskSpec, decompose
+from butler_skill.errors import InvalidInput
+from butler_skill.store.tasks import PlannedSubTask, SubTaskRow, TaskStore
+
+if TYPE_CHECKING:
+    from butler_skill.host.context import Context
+
+
+def task_store(ctx: Context) -> TaskStore:
+    return TaskStore(ctx.db)
+
+
+def plan_task(
+    ctx: Context,
+    *,
+    name: str,
+    description: str,
+    budget: int,
+    mode: str,
+    options: dict[str, Any],
+    preferred_provider: str | None = None,
+) -> tuple[str, list[SubTaskRow]]:
+    specs = decompose(description, name)
+    shares = split_budget(budget, [(s.estimated_tokens, s.priority) for s in specs])
+    if min(shares) < 1:
+        raise InvalidInput(f"a budget of {budget} tokens cannot give each of {len(specs)} sub-tasks a share",
+                           path="budget", subtasks=len(specs))
+    task_id = ctx.new_id("task")
+    planned = [PlannedSubTask(spec=s, share=share, session_id=ctx.new_id("ses")) for s, share in zip(specs, shares,
+                                                                                                       strict=True)]
+    now = ctx.now()
+    cfg = ctx.config
+    store = task_store(ctx)
+    store.create(
+        task_id=task_id, name=name, description=description, budget=budget, mode=mode, options=options,
+        planned=planned, keys=cfg.resolved(), pick=_picker(now, preferred_provider),
+        threshold_ratio=cfg.rotation_threshold, now=now, lease_seconds=_lease(ctx, options),
+    )
+    return task_id, store.subtasks(task_id)
+
+
+def replan_failed(ctx: Context, task_id: str, failed: Sequence[SubTaskRow], remaining_budget: int,
+                  preferred_provider: str | None = None) -> list[SubTaskRow]:
+    """Fresh shares for failed sub-tasks out of what the task's budget has left."""
+    items = [(s.estimated_tokens, s.priority) for s in failed]
+    shares = split_budget(remaining_budget, items)  # type: ignore[arg-type]
+    if not failed or min(shares) < 1:
+        raise InvalidInput(f"{remaining_budget} tokens left in the budget cannot cover {len(failed)} retries",
+                           path="task_id", remaining_budget=remaining_budget)
+    now = ctx.now()
+    cfg = ctx.config
+    store = task_store(ctx)
+    task = store.task(task_id)
+    store.reopen(
+        task_id=task_id, shares={s.id: share for s, share in zip(failed, shares, strict=True)},
+        session_ids={s.id: ctx.new_id("ses") for s in failed}, keys=cfg.resolved(),
+        pick=_picker(now, preferred_provider), threshold_ratio=cfg.rotation_threshold, now=now,
+        lease_seconds=_lease(ctx, task.options),
+    )
+    return store.subtasks(task_id)
+
+
+def _picker(now: Any, preferred_provider: str | None) -> Any:
+    def pick(views: list[selection.KeyView], share: int) -> selection.KeyView | None:
+        return selection.choose_key(views, share, now, preferred_provider=preferred_provider)
+
+    return pick
+
+
+def _lease(ctx: Context, options: dict[str, Any]) -> int:
+    # A sub-task's hold must outlive its run: at least the run timeout plus a margin, never less than the default.
+    timeout_s = int(options.get("timeoutMs", 300_000)) // 1000
+    return max(ctx.config.lease_seconds, timeout_s * 2 + 60)
+
+
+def spec_of(row: SubTaskRow) -> SubTaskSpec:
+    return SubTaskSpec(id=row.id, title=row.title, text=row.text, kind=row.kind,  # type: ignore[arg-type]
+                       weight_bp=row.weight_bp, estimated_tokens=row.estimated_tokens,
+                       priority=row.priority, depends_on=row.depends_on)  # type: ignore[arg-type]

@@ -1,0 +1,230 @@
+"""Run a planned task's sub-tasks against provider APIs: in dependency order, at most `maxConcurrent`
+at once, each bounded by what is left of its share, with retries, rotation and a timeout.
+
+Every decision (retry, rotate, give up, how long to wait) is `core.inflight.decide`; this module only
+does what it says: calls the provider, settles usage in the ledger, sleeps, and records attempts. A
+sub-task's session is released whatever happens (success, failure, timeout, cancellation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from butler_skill.adapters.providers.base import ProviderFailure, estimate_prompt_tokens
+from butler_skill.core import inflight, pricing
+from butler_skill.core.prompts import subtask_prompt
+from butler_skill.handlers.tokens import rotate_session
+from butler_skill.store.tasks import SubTaskRow, TaskStore
+from butler_skill.subagents.clients import ClientFactory
+
+if TYPE_CHECKING:
+    from butler_skill.host.context import Context
+
+ProgressStatus = Literal["waiting", "running", "retrying", "rotated", "success", "failed", "timeout", "cancelled"]
+
+
+class SpawnOptions(BaseModel):
+    """The original's options and defaults, plus what a careful runner needs."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    maxConcurrent: int = Field(default=3, ge=1, le=1_000)
+    retryOnFailure: bool = True
+    maxRetries: int = Field(default=2, ge=0, le=20)
+    timeoutMs: int = Field(default=300_000, ge=100, le=86_400_000)
+    stream: bool = Field(default=False, description="Stream answers (usage taken from the final chunk).")
+    backoffBaseMs: int = Field(default=1_000, ge=1, le=600_000)
+    backoffMaxMs: int = Field(default=30_000, ge=1, le=3_600_000)
+    preferredProvider: str | None = None
+
+    def policy(self) -> inflight.RetryPolicy:
+        attempts = 1 + (self.maxRetries if self.retryOnFailure else 0)
+        return inflight.RetryPolicy(base_delay_s=self.backoffBaseMs / 1000,
+                                    max_delay_s=max(self.backoffMaxMs, self.backoffBaseMs) / 1000,
+                                    max_attempts=attempts, bad_response_attempts=min(attempts, 2))
+
+
+class Progress(BaseModel):
+    task_id: str
+    subtask_id: str
+    status: ProgressStatus
+    key_id: str | None = None
+    attempt: int = 0
+    tokens: int = 0
+    message: str = ""
+
+
+ProgressSink = Callable[[Progress], None]
+
+
+class _Run:
+    def __init__(self, ctx: Context, task_id: str, options: SpawnOptions, factory: ClientFactory,
+                 progress: ProgressSink | None, jitter: Callable[[], float]) -> None:
+        self.ctx = ctx
+        self.store = TaskStore(ctx.db)
+        self.task = self.store.task(task_id)
+        self.options = options
+        self.factory = factory
+        self.progress = progress
+        self.jitter = jitter
+        self.keys = {k.id: k for k in ctx.config.resolved()}
+        self.slots = asyncio.Semaphore(options.maxConcurrent)
+        self.outputs: dict[str, str] = {}
+        self.status: dict[str, str] = {}
+        self.done: dict[str, asyncio.Event] = {}
+
+    def emit(self, st: SubTaskRow, status: ProgressStatus, **kw: object) -> None:
+        if self.progress is not None:
+            self.progress(Progress(task_id=self.task.id, subtask_id=st.id, status=status,
+                                   **kw))  # type: ignore[arg-type]
+
+    def finish(self, st: SubTaskRow, status: str, *, output: str | None = None, error: str | None = None) -> None:
+        now = self.ctx.now()
+        self.store.release_session(st.session_id, now)
+        self.store.set_status(self.task.id, st.id, status, now, output=output, error=error)
+        self.status[st.id] = status
+        if output is not None:
+            self.outputs[st.id] = output
+
+    async def run(self) -> None:
+        rows = self.store.subtasks(self.task.id)
+        for st in rows:
+            self.done[st.id] = asyncio.Event()
+            if st.status == "success":  # a retry round keeps what already succeeded
+                self.status[st.id] = "success"
+                self.outputs[st.id] = st.output or ""
+                self.done[st.id].set()
+        await asyncio.gather(*(self.one(st) for st in rows if st.status == "pending"))
+
+    async def one(self, st: SubTaskRow) -> None:
+        try:
+            for dep in st.depends_on:
+                await self.done[dep].wait()
+            blocked = [d for d in st.depends_on if self.status.get(d) != "success"]
+            if blocked:
+                self.finish(st, "cancelled", error=f"not run: {', '.join(blocked)} did not succeed")
+                self.emit(st, "cancelled", message=f"waits on {', '.join(blocked)}")
+                return
+            try:
+                async with asyncio.timeout(self.options.timeoutMs / 1000):
+                    await self.attempts(st)
+            except TimeoutError:
+                self.finish(st, "timeout", error=f"no result within {self.options.timeoutMs} ms")
+                self.emit(st, "timeout")
+        except asyncio.CancelledError:
+            self.finish(st, "cancelled", error="the run was cancelled")
+            raise
+        finally:
+            if st.id not in self.status:  # an unexpected error: never leave the share reserved
+                self.finish(st, "failed", error="internal error in the runner")
+            self.done[st.id].set()
+
+    async def attempts(self, st: SubTaskRow) -> None:
+        attempt, rate_limits = 0, 0
+        policy = self.options.policy()
+        while True:
+            attempt += 1
+            session = self.ctx.ledger.session(st.session_id)
+            key = self.keys[session.key_id]
+            prompt = subtask_prompt(task_name=self.task.name, task_description=self.task.description,
+                                    subtask_id=st.id, subtask_text=st.text, depends_on=st.depends_on,
+                                    outputs=self.outputs, share=session.allocated)
+            messages = [{"role": "user", "content": prompt}]
+            room = session.held - estimate_prompt_tokens(messages)
+            if room < 1:
+                self.finish(st, "failed", error=f"share exhausted: {session.held} tokens left, prompt needs more")
+                self.emit(st, "failed", key_id=key.id, attempt=attempt, message="share exhausted")
+                return
+            started = self.ctx.now()
+            self.emit(st, "running", key_id=key.id, attempt=attempt)
+            try:
+                async with self.slots:
+                    result = await self.factory.client_for(key).complete(
+                        key.model, messages, max_tokens=room, timeout_s=self.options.timeoutMs / 1000,
+                        stream=self.options.stream,
+                    )
+            except ProviderFailure as failure:
+                ended = self.ctx.now()
+                self.store.record_attempt(task_id=self.task.id, st_id=st.id, key_id=key.id, outcome=failure.kind,
+                                          request_id=failure.request_id, tokens=0, error=failure.message,
+                                          started=started, ended=ended)
+                rate_limits = rate_limits + 1 if failure.kind == "rate_limit" else 0
+                action = inflight.decide(
+                    allocated=session.allocated, used=session.used, now=ended, failure=failure.kind,
+                    retry_after_s=failure.retry_after_s, consecutive_rate_limits=max(1, rate_limits),
+                    attempt=attempt, jitter=self.jitter(), threshold=self.ctx.config.rotation_threshold,
+                    policy=policy,
+                )
+                if not await self.act(st, action, attempt, failure, policy):
+                    return
+                continue
+            self.settle(st, key.id, result, started, attempt)
+            return
+
+    async def act(self, st: SubTaskRow, action: inflight.Continue | inflight.Rotate | inflight.RetrySame
+                  | inflight.Fail, attempt: int, failure: ProviderFailure, policy: inflight.RetryPolicy) -> bool:
+        """Carry out the decision; False when the sub-task is over."""
+        if isinstance(action, inflight.Fail) or attempt >= policy.max_attempts:
+            reason = action.reason if isinstance(action, inflight.Fail) else f"{failure.kind}: out of attempts"
+            self.finish(st, "failed", error=f"{reason}: {failure.message}")
+            self.emit(st, "failed", attempt=attempt, message=reason)
+            return False
+        if isinstance(action, inflight.RetrySame):
+            self.emit(st, "retrying", attempt=attempt,
+                      message=f"{failure.kind}, retry in {action.after_seconds:.1f}s")
+            await asyncio.sleep(action.after_seconds)
+            return True
+        if isinstance(action, inflight.Rotate):
+            outcome, _ = rotate_session(self.ctx, st.session_id, action.reason, retry_after_s=failure.retry_after_s)
+            if outcome.rotated:
+                self.emit(st, "rotated", key_id=outcome.to_key_id, attempt=attempt,
+                          message=f"{outcome.from_key_id} -> {outcome.to_key_id} ({action.reason})")
+                return True
+            if action.reason == "rate_limit" and action.cooldown_seconds <= policy.max_delay_s:
+                # Nowhere else to go: wait out the provider's Retry-After on the same key.
+                self.emit(st, "retrying", attempt=attempt,
+                          message=f"no other key; waiting {action.cooldown_seconds:.0f}s")
+                await asyncio.sleep(action.cooldown_seconds)
+                return True
+            self.finish(st, "failed",
+                        error=f"{failure.kind} and no other key can take the share: {failure.message}")
+            self.emit(st, "failed", attempt=attempt, message="no key left")
+            return False
+        return True
+
+    def settle(self, st: SubTaskRow, key_id: str, result: object, started: datetime, attempt: int) -> None:
+        from butler_skill.adapters.providers.base import CompletionResult
+
+        assert isinstance(result, CompletionResult)
+        u = result.usage
+        key = self.keys[key_id]
+        cost = pricing.usage_cost(input_tokens=u.input_tokens, output_tokens=u.output_tokens,
+                                  cache_read_tokens=u.cache_read_tokens, cache_write_tokens=u.cache_write_tokens,
+                                  price_in_per_m=key.price_in_per_m, price_out_per_m=key.price_out_per_m,
+                                  reported=u.cost_usd)
+        now = self.ctx.now()
+        request_id = result.request_id or f"{st.session_id}:{attempt}"
+        outcome = self.ctx.ledger.commit_usage(
+            request_id=request_id, session_id=st.session_id, input_tokens=u.input_tokens,
+            output_tokens=u.output_tokens, cache_read_tokens=u.cache_read_tokens,
+            cache_write_tokens=u.cache_write_tokens, cost_usd=cost, cost_reported=u.cost_usd is not None,
+            estimated=u.estimated or result.interrupted, now=now, lease_seconds=self.ctx.config.lease_seconds,
+        )
+        tokens = u.input_tokens + u.output_tokens + u.cache_read_tokens + u.cache_write_tokens
+        self.store.record_attempt(task_id=self.task.id, st_id=st.id, key_id=key_id,
+                                  outcome="interrupted" if result.interrupted else "success",
+                                  request_id=request_id, tokens=tokens, error=result.interruption,
+                                  started=started, ended=now)
+        self.finish(st, "success", output=result.text)
+        self.emit(st, "success", key_id=key_id, attempt=attempt, tokens=outcome.session.used)
+
+
+async def run_task(ctx: Context, task_id: str, options: SpawnOptions, factory: ClientFactory, *,
+                   progress: ProgressSink | None = None, jitter: Callable[[], float] = random.random) -> None:
+    await _Run(ctx, task_id, options, factory, progress, jitter).run()
