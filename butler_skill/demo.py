@@ -1,8 +1,12 @@
 """`butler demo`: Butler's main job on the built-in demo provider, end to end, with no keys.
 
-It writes the demo key set into a scratch folder, allocates tokens for a sample PRD, settles usage as
-the work reports it, crosses the 75% threshold (alert, then rotation to the next key), and prints the
-status tables a person would read. Everything goes through the same tool dispatch as the CLI and MCP.
+Part one, tokens: it writes the demo key set into a scratch folder, allocates tokens for a sample PRD,
+settles usage as the work reports it, crosses the 75% threshold (alert, then rotation to the next key).
+Part two, sub-agents: it splits a five-step task into sub-tasks with budget shares and runs them in
+parallel on the demo provider, which answers one call with a rate limit (Butler rotates to another
+account) and fails the review step (Butler retries it, then `retry_failed_tasks` finishes it). It ends
+with the aggregate and the status tables a person would read. Everything goes through the same tool
+dispatch as the CLI and the MCP server.
 """
 
 from __future__ import annotations
@@ -12,11 +16,13 @@ import tempfile
 from pathlib import Path
 from typing import Any, TextIO
 
+from butler_skill.adapters.providers.demo import DemoFaults
 from butler_skill.config import DEMO_KEYS, write_keys_file
-from butler_skill.demo_data import SAMPLE_PRD
+from butler_skill.demo_data import FAILING_MARKER, SAMPLE_PRD, SAMPLE_TASK, SAMPLE_TASK_NAME
 from butler_skill.host.context import Context
 from butler_skill.host.dispatch import call_tool
-from butler_skill.host.tables import fmt_int, status_tables
+from butler_skill.host.progress import printer
+from butler_skill.host.tables import fmt_int, status_tables, table
 
 
 def demo_context(state_dir: Path, env: dict[str, str] | None = None) -> Context:
@@ -88,5 +94,32 @@ def _run(ctx: Context, out: TextIO) -> int:
                                    "input_tokens": 0, "output_tokens": 0, "close": True}, ctx))
     say("4. the session closed and released what it still held")
     say()
+    _subagents(ctx, say, out)
+    say()
     say(status_tables(_ok(call_tool("get_status", {"history_limit": 5}, ctx))))
     return 0
+
+
+def _subagents(ctx: Context, say: Any, out: TextIO) -> None:
+    say(f"Sub-agents: spawn_agent splits \"{SAMPLE_TASK_NAME}\" and runs the parts in parallel (maxConcurrent 3)")
+    ctx.progress = printer(out)
+    ctx.demo_faults = DemoFaults(rate_limit_calls=frozenset({2}), retry_after_s=1, server_error_marker=FAILING_MARKER)
+    options = {"maxConcurrent": 3, "maxRetries": 2, "backoffBaseMs": 50}
+    first = _ok(call_tool("spawn_agent", {"name": SAMPLE_TASK_NAME, "description": SAMPLE_TASK, "budget": 40_000,
+                                         "options": options}, ctx))
+    task_id = first["task_id"]
+    say(table(["sub-task", "status", "key", "tokens", "attempts", "note"], [
+        [r["subTaskId"], r["status"], r["key_id"], fmt_int(r["tokensUsed"]), r["attempts"],
+         (r["error"] or (r["output"] or "").splitlines()[0])[:60]] for r in first["results"]
+    ], right=(3, 4)))
+    agg = first["aggregate"]
+    say(f"first round: {agg['successful']} of {agg['totalSubTasks']} succeeded, "
+        f"{fmt_int(agg['totalTokensUsed'])} tokens")
+    say("retry_failed_tasks: the failed part gets a fresh share from the budget that is left")
+    ctx.demo_faults = None  # the provider has recovered
+    retry = _ok(call_tool("retry_failed_tasks", {"task_id": task_id, "options": options}, ctx))
+    ctx.progress = None
+    final = _ok(call_tool("aggregate_task_results", {"task_id": task_id}, ctx))
+    say(f"aggregate_task_results: {final['successful']}/{final['totalSubTasks']} succeeded "
+        f"(success rate {final['successRate']:.0%}), {fmt_int(final['totalTokensUsed'])} tokens of the "
+        f"{fmt_int(40_000)} budget; retried {', '.join(retry['retried']) or 'nothing'}")

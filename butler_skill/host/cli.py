@@ -60,6 +60,10 @@ def cmd_call(args: argparse.Namespace) -> int:
         return _emit(exc.to_payload())
     ctx = _context(args)
     install_log_redaction(ctx)
+    if sys.stderr.isatty() and not args.quiet:
+        from butler_skill.host.progress import printer
+
+        ctx.progress = printer(sys.stderr)
     try:
         return _emit(call_tool(args.tool, payload, ctx))
     finally:
@@ -161,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("call", help="call a tool with JSON input; prints a JSON envelope")
     p.add_argument("tool", choices=[t.name for t in load_manifest().tools], metavar="TOOL")
     p.add_argument("--input", "-i", help="JSON text, @file, or - for stdin (default {})")
+    p.add_argument("--quiet", "-q", action="store_true", help="no live progress on stderr")
     p.set_defaults(func=cmd_call)
 
     p = sub.add_parser("status", help="keys, sessions, alerts and rotations as tables")

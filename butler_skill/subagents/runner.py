@@ -209,7 +209,8 @@ class _Run:
                                   price_in_per_m=key.price_in_per_m, price_out_per_m=key.price_out_per_m,
                                   reported=u.cost_usd)
         now = self.ctx.now()
-        request_id = result.request_id or f"{st.session_id}:{attempt}"
+        # Provider ids are unique per provider, not across them: namespace them by the key that was used.
+        request_id = f"{key_id}:{result.request_id}" if result.request_id else f"{st.session_id}:{attempt}"
         outcome = self.ctx.ledger.commit_usage(
             request_id=request_id, session_id=st.session_id, input_tokens=u.input_tokens,
             output_tokens=u.output_tokens, cache_read_tokens=u.cache_read_tokens,

@@ -81,7 +81,10 @@ def _subject(messages: list[Any]) -> str:
     for m in reversed(messages):
         if isinstance(m, dict) and m.get("role") == "user":
             text, _ = _prompt_text([m])
-            line = " ".join(text.split())
+            # A sub-agent prompt names its own part on a line of its own: answer about that.
+            part = next((ln.split(": ", 1)[1] for ln in text.splitlines()
+                         if ln.startswith("Your part (") and ": " in ln), None)
+            line = " ".join((part or text).split())
             if line:
                 return line[:80] + ("…" if len(line) > 80 else "")
     return "the task"

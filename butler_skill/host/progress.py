@@ -1,0 +1,26 @@
+"""Live progress lines for people (stderr in a terminal); JSON on stdout stays clean."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TextIO
+
+ICONS = {"waiting": "·", "running": "▶", "retrying": "↻", "rotated": "⇄", "success": "✓", "failed": "✗",
+         "timeout": "⌛", "cancelled": "–"}
+
+
+def progress_line(event: Any) -> str:
+    where = f" on {event.key_id}" if event.key_id else ""
+    attempt = f" (attempt {event.attempt})" if event.attempt > 1 else ""
+    tokens = f", {event.tokens:,} tokens" if event.tokens else ""
+    note = f": {event.message}" if event.message else ""
+    return f"  {ICONS.get(event.status, '?')} {event.subtask_id:<6} {event.status:<9}{where}{attempt}{tokens}{note}"
+
+
+def printer(stream: TextIO | None = None) -> Any:
+    out = stream or sys.stderr
+
+    def show(event: Any) -> None:
+        print(progress_line(event), file=out, flush=True)
+
+    return show
