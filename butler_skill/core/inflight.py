@@ -59,6 +59,7 @@ __all__ = [
     "backoff_seconds",
     "decide",
     "threshold_reached",
+    "when_no_key_to_rotate_to",
 ]
 
 FailureKind = Literal["none", "rate_limit", "quota_exhausted", "auth", "server", "timeout", "bad_response"]
@@ -199,3 +200,12 @@ def decide(
     if past:
         return Rotate(reason="threshold", prefer_other_scope=False, cooldown_seconds=0.0)
     return Continue()
+
+
+def when_no_key_to_rotate_to(action: Rotate, policy: RetryPolicy | None = None) -> RetrySame | Fail:
+    """No other key can take the share. A rate limit short enough to sit out (at most the longest
+    backoff) is waited for on the same key; anything else ends the sub-task."""
+    p = policy or RetryPolicy()
+    if action.reason == "rate_limit" and action.cooldown_seconds <= p.max_delay_s:
+        return RetrySame(after_seconds=action.cooldown_seconds, attempt=2)
+    return Fail(reason=f"{action.reason} and no other key can take the share")

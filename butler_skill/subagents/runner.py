@@ -186,14 +186,13 @@ class _Run:
                 self.emit(st, "rotated", key_id=outcome.to_key_id, attempt=attempt,
                           message=f"{outcome.from_key_id} -> {outcome.to_key_id} ({action.reason})")
                 return True
-            if action.reason == "rate_limit" and action.cooldown_seconds <= policy.max_delay_s:
-                # Nowhere else to go: wait out the provider's Retry-After on the same key.
+            fallback = inflight.when_no_key_to_rotate_to(action, policy)
+            if isinstance(fallback, inflight.RetrySame):
                 self.emit(st, "retrying", attempt=attempt,
-                          message=f"no other key; waiting {action.cooldown_seconds:.0f}s")
-                await asyncio.sleep(action.cooldown_seconds)
+                          message=f"no other key; waiting {fallback.after_seconds:.0f}s")
+                await asyncio.sleep(fallback.after_seconds)
                 return True
-            self.finish(st, "failed",
-                        error=f"{failure.kind} and no other key can take the share: {failure.message}")
+            self.finish(st, "failed", error=f"{fallback.reason}: {failure.message}")
             self.emit(st, "failed", attempt=attempt, message="no key left")
             return False
         return True

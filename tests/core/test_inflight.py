@@ -188,3 +188,16 @@ def test_quota_until_is_the_next_utc_midnight(now: datetime) -> None:
     assert until.utcoffset() == timedelta(0)
     assert (until.hour, until.minute, until.second, until.microsecond) == (0, 0, 0, 0)
     assert timedelta(0) < until - now <= timedelta(days=1)
+
+
+@given(st.sampled_from(["rate_limit", "quota_exhausted", "auth", "threshold"]), st.floats(0, 7200))
+def test_without_a_target_only_short_rate_limits_are_waited_out(reason: str, cooldown: float) -> None:
+    from butler_skill.core.inflight import Fail, RetrySame, Rotate, when_no_key_to_rotate_to
+
+    policy = RetryPolicy(max_delay_s=30)
+    action = Rotate(reason=reason, prefer_other_scope=reason == "rate_limit", cooldown_seconds=cooldown)
+    out = when_no_key_to_rotate_to(action, policy)
+    if reason == "rate_limit" and cooldown <= 30:
+        assert isinstance(out, RetrySame) and out.after_seconds == cooldown
+    else:
+        assert isinstance(out, Fail)

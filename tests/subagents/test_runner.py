@@ -211,3 +211,23 @@ def test_unknown_task_and_bad_options(tmp_path: Path, server: FakeLLM) -> None:
     too_big = call_tool("spawn_agent", {"name": "x", "description": "1. a\n2. b", "budget": 200_000}, ctx)
     assert too_big["error"]["code"] == "no_capacity"
     assert ledger_figures(ctx, "none")["reserved"] == 0 and server.requests == []
+
+
+def test_rate_limit_with_nowhere_to_go_waits_it_out(tmp_path: Path, server: FakeLLM) -> None:
+    keys = [k for k in keys_for(server, formats=("openai",)) if k["id"] == "oa-1"]
+    ctx = make_ctx(tmp_path, keys)
+    server.script(rate_limited("1"))
+    (r,) = spawn(ctx, description="1. Research prices", budget=3_000)["results"]
+    assert r["status"] == "success" and r["attempts"] == 2 and r["key_id"] == "oa-1"
+
+
+def test_quota_exhausted_parks_the_key_until_midnight(tmp_path: Path, server: FakeLLM) -> None:
+    from tests.servers.fake_llm import insufficient_quota
+
+    ctx = make_ctx(tmp_path, keys_for(server))
+    server.script(insufficient_quota())
+    (r,) = spawn(ctx, description="1. Research prices", budget=3_000)["results"]
+    assert r["status"] == "success" and r["key_id"] in {"oa-2", "an-1"}
+    views = {v.key_id: v for v in ctx.ledger.key_views(ctx.config.resolved(), ctx.now())}
+    parked = views["oa-1"].cooldown_until
+    assert parked is not None and (parked.hour, parked.minute, parked.second) == (0, 0, 0) and parked > ctx.now()
