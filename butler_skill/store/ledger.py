@@ -65,6 +65,12 @@ class Ledger:
             rows = conn.execute("SELECT key_id, cost_usd FROM key_day_counters WHERE day = ?", (utc_day(now),))
             return {r["key_id"]: float(r["cost_usd"]) for r in rows}
 
+    def costs_by_key(self) -> dict[str, float]:
+        """LLM cost recorded per key over all days (the treasury derives prepaid credit from it)."""
+        with self.db.read() as conn:
+            rows = conn.execute("SELECT key_id, SUM(cost_usd) AS cost FROM key_day_counters GROUP BY key_id")
+            return {r["key_id"]: float(r["cost"]) for r in rows}
+
     def session(self, session_id: str) -> SessionInfo:
         with self.db.read() as conn:
             return _session(_session_row(conn, session_id))

@@ -154,12 +154,15 @@ class TaskStore:
 
     def subtasks(self, task_id: str) -> list[SubTaskRow]:
         with self.db.read() as conn:
+            # A sub-task's tokens are the usage of every session it had (one per round). Summed once per
+            # task and joined: a correlated sub-query here rescanned the task's sessions for every row (O(n²)).
             rows = conn.execute(
-                "SELECT st.*, s.key_id AS key_id,"
-                " (SELECT COALESCE(SUM(used), 0) FROM sessions u WHERE u.task_id = st.task_id AND u.label = st.id)"
-                " AS tokens_used FROM subtasks st JOIN sessions s ON s.id = st.session_id"
+                "SELECT st.*, s.key_id AS key_id, COALESCE(u.used, 0) AS tokens_used"
+                " FROM subtasks st JOIN sessions s ON s.id = st.session_id"
+                " LEFT JOIN (SELECT label, SUM(used) AS used FROM sessions WHERE task_id = ? GROUP BY label) u"
+                " ON u.label = st.id"
                 " WHERE st.task_id = ? ORDER BY st.position",
-                (task_id,),
+                (task_id, task_id),
             ).fetchall()
         if not rows:
             self.task(task_id)  # raises UnknownTask when the task does not exist
@@ -190,15 +193,23 @@ class TaskStore:
     def record_attempt(self, *, task_id: str, st_id: str, key_id: str, outcome: str, request_id: str | None,
                        tokens: int, error: str | None, started: datetime, ended: datetime) -> int:
         with self.db.write() as conn:
-            n = conn.execute("SELECT COALESCE(MAX(n), 0) + 1 AS n FROM attempts WHERE task_id = ? AND subtask_id = ?",
-                             (task_id, st_id)).fetchone()["n"]
+            return _record_attempt(conn, AttemptRecord(key_id, outcome, request_id, tokens, error, started, ended),
+                                   task_id, st_id)
+
+    def finish(self, *, task_id: str, st_id: str, session_id: str, status: str, now: datetime,
+               output: str | None = None, error: str | None = None, attempt: AttemptRecord | None = None) -> None:
+        """End a sub-task in one transaction: record its last attempt (if given), give back what its session
+        still holds, and set its status. (Three transactions before: a crash between them left a finished
+        call without its status, and every commit is a WAL append the runner pays per sub-task.)"""
+        with self.db.write() as conn:
+            if attempt is not None:
+                _record_attempt(conn, attempt, task_id, st_id)
+            _release_session(conn, session_id, now)
             conn.execute(
-                "INSERT INTO attempts(task_id, subtask_id, n, key_id, outcome, request_id, tokens, error,"
-                " started_at, ended_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (task_id, st_id, n, key_id, outcome, request_id, tokens, error, ts(started), ts(ended)),
+                "UPDATE subtasks SET status = ?, output = COALESCE(?, output), error = ?, updated_at = ?"
+                " WHERE task_id = ? AND id = ?",
+                (status, output, error, ts(now), task_id, st_id),
             )
-            conn.execute("UPDATE subtasks SET attempts = ? WHERE task_id = ? AND id = ?", (n, task_id, st_id))
-            return int(n)
 
     def attempts(self, task_id: str) -> list[dict[str, Any]]:
         with self.db.read() as conn:
@@ -208,11 +219,40 @@ class TaskStore:
     def release_session(self, session_id: str, now: datetime) -> None:
         """Give back what a sub-task's session still holds (timeouts, cancellation, the end of a run)."""
         with self.db.write() as conn:
-            row = conn.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
-            if row is not None and row["state"] == "open":
-                _release_leg(conn, row)
-                conn.execute("UPDATE sessions SET state = 'closed', closed_at = ?, updated_at = ? WHERE id = ?",
-                             (ts(now), ts(now), session_id))
+            _release_session(conn, session_id, now)
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One call made for a sub-task: which key, what came back, when."""
+
+    key_id: str
+    outcome: str
+    request_id: str | None
+    tokens: int
+    error: str | None
+    started: datetime
+    ended: datetime
+
+
+def _record_attempt(conn: sqlite3.Connection, a: AttemptRecord, task_id: str, st_id: str) -> int:
+    n = conn.execute("SELECT COALESCE(MAX(n), 0) + 1 AS n FROM attempts WHERE task_id = ? AND subtask_id = ?",
+                     (task_id, st_id)).fetchone()["n"]
+    conn.execute(
+        "INSERT INTO attempts(task_id, subtask_id, n, key_id, outcome, request_id, tokens, error,"
+        " started_at, ended_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        (task_id, st_id, n, a.key_id, a.outcome, a.request_id, a.tokens, a.error, ts(a.started), ts(a.ended)),
+    )
+    conn.execute("UPDATE subtasks SET attempts = ? WHERE task_id = ? AND id = ?", (n, task_id, st_id))
+    return int(n)
+
+
+def _release_session(conn: sqlite3.Connection, session_id: str, now: datetime) -> None:
+    row = conn.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
+    if row is not None and row["state"] == "open":
+        _release_leg(conn, row)
+        conn.execute("UPDATE sessions SET state = 'closed', closed_at = ?, updated_at = ? WHERE id = ?",
+                     (ts(now), ts(now), session_id))
 
 
 def _subtask(r: sqlite3.Row) -> SubTaskRow:

@@ -14,4 +14,5 @@ def ts(moment: datetime) -> str:
 
 
 def parse_ts(text: str) -> datetime:
-    return datetime.strptime(text, _FORMAT).replace(tzinfo=UTC)
+    # fromisoformat reads the trailing Z as UTC (Python 3.11) and is an order of magnitude faster than strptime.
+    return datetime.fromisoformat(text)

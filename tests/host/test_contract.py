@@ -81,7 +81,11 @@ def test_skill_md_frontmatter() -> None:
     assert oc["requires"]["bins"] == ["butler"]
     assert any(i["kind"] == "uv" and i["package"] == "butler-skill" for i in oc["install"])
     declared = {v["name"] for v in oc["envVars"]}
-    assert set(ENV_VARS) <= declared
+    from butler_skill.config import DEFAULT_KEYS
+    from butler_skill.treasury.config import ENV_VARS as TREASURY_ENV_VARS
+
+    assert set(ENV_VARS) | set(TREASURY_ENV_VARS) <= declared
+    assert {k["key_env"] for k in DEFAULT_KEYS} <= declared  # every secret Butler may read is declared
 
 
 def test_skill_md_tool_table_matches_manifest() -> None:
