@@ -31,6 +31,8 @@ ENV_VARS: dict[str, str] = {
     "BUTLER_ROTATION_THRESHOLD": "Fraction of an allocation that triggers rotation (default 0.75).",
     "BUTLER_AUTO_ROTATE": "Rotate automatically when the threshold is crossed: 1 or 0 (default 1).",
     "BUTLER_LEASE_SECONDS": "How long an unreported reservation is held before it expires (default 3600).",
+    "BUTLER_LOG_LEVEL": "Log level on stderr: DEBUG, INFO, WARNING (default) or ERROR. Logs are redacted.",
+    "BUTLER_LOG_FILE": "Also write the (redacted) log to this file, created with mode 0600.",
 }
 
 

@@ -52,14 +52,12 @@ def _emit(envelope: dict[str, Any]) -> int:
 
 def cmd_call(args: argparse.Namespace) -> int:
     from butler_skill.host.dispatch import call_tool
-    from butler_skill.host.redaction import install_log_redaction
 
     try:
         payload = _read_input(args.input)
     except ButlerError as exc:
         return _emit(exc.to_payload())
     ctx = _context(args)
-    install_log_redaction(ctx)
     if sys.stderr.isatty() and not args.quiet:
         from butler_skill.host.progress import printer
 
@@ -224,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
+    from butler_skill.host.redaction import install_log_redaction
+
+    install_log_redaction(_context(args))
     try:
         return int(args.func(args))
     except ButlerError as exc:

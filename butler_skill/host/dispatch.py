@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from butler_skill.errors import ButlerError, InternalError, InvalidInput
 from butler_skill.host.context import Context
 from butler_skill.host.manifest import Manifest, ToolSpec, load_manifest
-from butler_skill.host.redaction import redact_payload
+from butler_skill.host.redaction import redact_payload, redact_value
 
 log = logging.getLogger("butler.host")
 
@@ -83,6 +83,8 @@ def run_handler(tool: ToolSpec, ctx: Context, inp: BaseModel) -> BaseModel:
 def call_tool(name: str, payload: Any, ctx: Context, manifest: Manifest | None = None) -> dict[str, Any]:
     """Run one tool; always returns a JSON-ready envelope: {"ok": true, "result": ...} or the error shape."""
     manifest = manifest or load_manifest()
+    # A key pasted into any field (a label, a request id, a PRD) is masked before it can be stored or echoed.
+    payload = redact_value(payload, ctx)
     try:
         tool = manifest.tool(name)
         if tool is None:

@@ -93,7 +93,7 @@ async def serve(ctx: Context) -> None:
 def main() -> int:
     ctx = Context()
     # stdout is the protocol channel: logs go to stderr, through the redaction filter.
-    install_log_redaction(ctx, stream=sys.stderr)
+    install_log_redaction(ctx, stream=sys.stderr)  # stdout carries the protocol
     try:
         anyio.run(serve, ctx)
     except KeyboardInterrupt:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -47,6 +48,13 @@ def redact_text(text: str, secrets: list[str]) -> str:
     return redact_secrets(text)
 
 
+def redact_value(value: Any, ctx: Context | None) -> Any:
+    """The same value with every string masked (inputs: a secret pasted into a field is never stored)."""
+    text = json.dumps(value)
+    clean = redact_text(text, known_secrets(ctx))
+    return value if clean == text else json.loads(clean)
+
+
 def redact_payload(payload: dict[str, Any], ctx: Context | None) -> dict[str, Any]:
     text = json.dumps(payload, sort_keys=False)
     clean = redact_text(text, known_secrets(ctx))
@@ -71,15 +79,30 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def install_log_redaction(ctx: Context | None, stream: Any = None, level: int = logging.WARNING) -> logging.Handler:
-    """Attach a redacting handler to the `butler` logger (filters on a handler also see child loggers)."""
-    logger = logging.getLogger("butler")
-    for old in [h for h in logger.handlers if getattr(h, "butler_redacting", False)]:
-        logger.removeHandler(old)
-    handler = logging.StreamHandler(stream)
-    handler.butler_redacting = True  # type: ignore[attr-defined]
-    handler.addFilter(RedactingFilter(known_secrets(ctx)))
-    handler.setFormatter(logging.Formatter("butler: %(levelname)s %(name)s: %(message)s"))
-    logger.addHandler(handler)
-    logger.setLevel(min(logger.level or level, level))
-    return handler
+def install_log_redaction(ctx: Context | None, stream: Any = None) -> list[logging.Handler]:
+    """Route every log record (Butler's, httpx's, the MCP SDK's) through the redaction filter.
+
+    Handlers go on the root logger, because a filter on a logger does not see its children's records and
+    libraries log under their own names. `BUTLER_LOG_LEVEL` (default WARNING) sets the level;
+    `BUTLER_LOG_FILE` adds a file (created 0600) beside the stream.
+    """
+    env = ctx.env if ctx is not None else {}
+    level = getattr(logging, str(env.get("BUTLER_LOG_LEVEL", "WARNING")).upper(), logging.WARNING)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "butler_redacting", False)]:
+        root.removeHandler(old)
+        old.close()
+    redactor = RedactingFilter(known_secrets(ctx))
+    handlers: list[logging.Handler] = [logging.StreamHandler(stream)]
+    if env.get("BUTLER_LOG_FILE"):
+        path = env["BUTLER_LOG_FILE"]
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        handlers.append(logging.FileHandler(path, encoding="utf-8"))
+    for handler in handlers:
+        handler.butler_redacting = True  # type: ignore[attr-defined]
+        handler.addFilter(redactor)
+        handler.setFormatter(logging.Formatter("%(asctime)s butler %(levelname)s %(name)s: %(message)s"))
+        handler.setLevel(level)
+        root.addHandler(handler)
+    root.setLevel(level)
+    return handlers
