@@ -49,12 +49,22 @@ def cooldown_until(
     return None
 
 
+def rests_whole_scope(reason: RotationReason) -> bool:
+    """A rate limit throttles the account: every key of that scope rests, not only the one that was refused."""
+    return reason == "rate_limit"
+
+
 def prefer_other_scope(reason: RotationReason) -> bool:
     """Rate limits are per account: move to another one. A spent daily quota is per key."""
     return reason == "rate_limit"
 
 
 AfterUsage = Literal["continue", "alert", "rotate"]
+
+
+def overrun(used: int, allocated: int) -> int:
+    """Tokens used beyond the whole allocation (0 when within it): a person should hear of it."""
+    return max(0, used - allocated)
 
 
 def after_usage(

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from butler_skill.core.aggregation import SubTaskResult, TaskAggregate, aggregate
 from butler_skill.core.decomposition import stages as stage_layers
 from butler_skill.core.prompts import spawn_label, subtask_prompt
-from butler_skill.errors import InvalidInput, UnknownSession
+from butler_skill.errors import Conflict, InvalidInput, UnknownSession
 from butler_skill.store.tasks import SubTaskRow, TaskStore
 from butler_skill.subagents.clients import ClientFactory
 from butler_skill.subagents.planning import plan_task, replan_failed, spec_of
@@ -200,17 +200,27 @@ def submit_result(ctx: Context, inp: SubmitResultInput) -> SubmitResultOutput:
     row = store.subtask_by_session(inp.session_id)
     if row is None:
         raise UnknownSession(f"no sub-task has session {inp.session_id!r}", session_id=inp.session_id)
-    if row.status in FINAL and row.status != inp.status:
-        raise InvalidInput(f"sub-task {row.id} was already reported as {row.status}", path="/status")
     u = inp.usage
-    usage = record_usage(ctx, RecordUsageInput(
-        session_id=inp.session_id, request_id=inp.request_id or f"result:{inp.session_id}",
-        input_tokens=u.input_tokens, output_tokens=u.output_tokens, cache_read_tokens=u.cache_read_tokens,
-        cache_write_tokens=u.cache_write_tokens, cost=u.cost, close=True,
-    ))
-    duplicate = row.status == inp.status and usage.duplicate
-    if not duplicate:
-        store.set_status(row.task_id, row.id, inp.status, ctx.now(), output=inp.output, error=inp.error)
+    total = u.input_tokens + u.output_tokens + u.cache_read_tokens + u.cache_write_tokens
+    if row.status in FINAL:
+        # One report per sub-task run: the same report again changes nothing; a different one is refused.
+        if row.status != inp.status:
+            raise InvalidInput(f"sub-task {row.id} was already reported as {row.status}", path="/status")
+        if total != ctx.ledger.session(inp.session_id).used:
+            raise Conflict(f"sub-task {row.id} was already reported with other usage", session_id=inp.session_id)
+        duplicate = True
+    else:
+        now = ctx.now()
+        record_usage(ctx, RecordUsageInput(
+            session_id=inp.session_id, request_id=inp.request_id or f"result:{inp.session_id}",
+            input_tokens=u.input_tokens, output_tokens=u.output_tokens, cache_read_tokens=u.cache_read_tokens,
+            cache_write_tokens=u.cache_write_tokens, cost=u.cost, close=True,
+        ))
+        key_id = ctx.ledger.session(inp.session_id).key_id
+        store.record_attempt(task_id=row.task_id, st_id=row.id, key_id=key_id, outcome=inp.status,
+                             request_id=inp.request_id, tokens=total, error=inp.error, started=now, ended=now)
+        store.set_status(row.task_id, row.id, inp.status, now, output=inp.output, error=inp.error)
+        duplicate = False
     rows = store.subtasks(row.task_id)
     done = {r.id for r in rows if r.status == "success"}
     ready = [r.id for r in rows if r.status == "pending" and r.depends_on and set(r.depends_on) <= done
@@ -242,7 +252,7 @@ class RetryInput(BaseModel):
 class RetryOutput(BaseModel):
     task_id: str
     retried: list[str]
-    remaining_budget: int
+    remaining_budget: int = Field(description="Budget neither used nor held when the retry was planned.")
     results: list[TaskResult] = Field(default_factory=list, description="Spawned tasks: every sub-task's result.")
     agents: list[PlannedAgent] = Field(default_factory=list, description="Planned tasks: what to spawn again.")
     aggregate: TaskAggregate
@@ -253,7 +263,8 @@ def retry_failed_tasks(ctx: Context, inp: RetryInput) -> RetryOutput:
     task = store.task(inp.task_id)
     rows = store.subtasks(task.id)
     failed = [r for r in rows if r.status in RETRYABLE]
-    remaining = task.budget - store.task_tokens(task.id)
+    # What is left: neither used nor still held by a sub-task that has not reported yet.
+    remaining = task.budget - store.task_committed(task.id)
     if not failed:
         return RetryOutput(task_id=task.id, retried=[], remaining_budget=remaining,
                            results=[_result(r) for r in rows], aggregate=_aggregate(task.id, rows))

@@ -260,16 +260,21 @@ def rotate_session(
     def pick(views: list[selection.KeyView], current: selection.KeyView | None, need: int) -> Any:
         if new_key_id is not None:
             return next(iter(selection.eligible([v for v in views if v.key_id == new_key_id], need, now)), None)
+        if current is None:
+            return selection.choose_key(views, need, now)
+        # A throttled account's other keys are throttled too: they are no place to go.
+        exclude = [v.key_id for v in views if v.key_id == current.key_id
+                   or (rotation.rests_whole_scope(reason) and v.scope == current.scope)]
         return selection.choose_key(
-            views, need, now, exclude=[current.key_id] if current else [],
-            avoid_scope=current.scope if current and rotation.prefer_other_scope(reason) else None,
+            views, need, now, exclude=exclude,
+            avoid_scope=current.scope if rotation.prefer_other_scope(reason) else None,
         )
 
     before = ctx.ledger.session(session_id)
     result = ctx.ledger.rotate_session(
         session_id=session_id, keys=keys, pick=pick, reason=reason,
         cooldown=lambda strikes: rotation.cooldown_until(reason, now, retry_after_s=retry_after_s, strikes=strikes),
-        now=now, lease_seconds=cfg.lease_seconds,
+        now=now, lease_seconds=cfg.lease_seconds, rest_scope=rotation.rests_whole_scope(reason),
     )
     if isinstance(result, Rotation):
         return RotationOutcome(
@@ -295,7 +300,8 @@ def rotate_key(ctx: Context, inp: RotateKeyInput) -> RotateKeyOutput:
         # Nowhere to go, but the key still failed: rest it so nothing else picks it up.
         until = rotation.cooldown_until(inp.reason, ctx.now(), retry_after_s=inp.retry_after_s)
         if until is not None:
-            ctx.ledger.set_cooldown(session.key_id, until, inp.reason, ctx.now())
+            ctx.ledger.set_cooldown(session.key_id, until, inp.reason, ctx.now(), keys=ctx.config.resolved(),
+                                    rest_scope=rotation.rests_whole_scope(inp.reason))
             outcome = outcome.model_copy(update={"cooldown_until": until})
     return RotateKeyOutput(rotation=outcome, session=session)
 
@@ -371,6 +377,16 @@ def record_usage(ctx: Context, inp: RecordUsageInput) -> RecordUsageOutput:
     if inp.close:
         session = ctx.ledger.close_session(session.session_id, now)
         status = "closed"
+    over = rotation.overrun(session.used, session.allocated)
+    if over and not outcome.duplicate:
+        # Raised after closing, so it stays pending: the work cost more than it was given.
+        message = (f"session {session.session_id} used {session.used} tokens, {over} more than its "
+                   f"allocation of {session.allocated}")
+        alert_id = ctx.new_id("alr")
+        if ctx.ledger.raise_alert(alert_id=alert_id, session_id=session.session_id, key_id=session.key_id,
+                                  kind="overrun", message=message, now=now):
+            alert = Alert(alert_id=alert_id, kind="overrun", session_id=session.session_id,
+                          key_id=session.key_id, message=message, created_at=now)
     return RecordUsageOutput(duplicate=outcome.duplicate, session=session, cost=cost,
                              threshold_crossed=step != "continue",
                              alert=alert, rotation=rotated, status=status)

@@ -215,6 +215,7 @@ class Ledger:
         cooldown: Callable[[int], datetime | None],
         now: datetime,
         lease_seconds: int,
+        rest_scope: bool = False,
     ) -> Rotation | list[KeyView]:
         """Move a session's remaining allocation to another key, in one transaction.
 
@@ -245,7 +246,8 @@ class Ledger:
             strikes_row = conn.execute("SELECT strikes FROM key_cooldowns WHERE key_id = ?", (from_key,)).fetchone()
             until = cooldown((strikes_row["strikes"] + 1) if strikes_row else 1)
             if until is not None:
-                _set_cooldown(conn, from_key, until, reason, now)
+                for key_id in _resting(keys, from_key, rest_scope):
+                    _set_cooldown(conn, key_id, until, reason, now)
             conn.execute(
                 "UPDATE alerts SET resolved_at = ? WHERE session_id = ? AND key_id = ? AND resolved_at IS NULL",
                 (ts(now), session_id, from_key),
@@ -257,10 +259,12 @@ class Ledger:
             })
             return Rotation(_session(_session_row(conn, session_id)), from_key, target.key_id, need, until)
 
-    def set_cooldown(self, key_id: str, until: datetime, reason: str, now: datetime) -> None:
+    def set_cooldown(self, key_id: str, until: datetime, reason: str, now: datetime, *,
+                     keys: Sequence[ResolvedKey] = (), rest_scope: bool = False) -> None:
         with self.db.write() as conn:
-            _set_cooldown(conn, key_id, until, reason, now)
-            _event(conn, now, "cooldown", None, key_id, {"until": ts(until), "reason": reason})
+            for rested in _resting(keys, key_id, rest_scope):
+                _set_cooldown(conn, rested, until, reason, now)
+                _event(conn, now, "cooldown", None, rested, {"until": ts(until), "reason": reason})
 
     def raise_alert(self, *, alert_id: str, session_id: str, key_id: str, kind: str, message: str,
                     now: datetime) -> bool:
@@ -344,6 +348,13 @@ def _release_leg(conn: sqlite3.Connection, row: sqlite3.Row) -> None:
     conn.execute("UPDATE key_day_counters SET reserved = reserved - ? WHERE key_id = ? AND day = ?",
                  (row["leg_held"], row["key_id"], row["leg_day"]))
     conn.execute("UPDATE sessions SET leg_held = 0 WHERE id = ?", (row["id"],))
+
+
+def _resting(keys: Sequence[ResolvedKey], key_id: str, whole_scope: bool) -> list[str]:
+    scope = next((k.scope for k in keys if k.id == key_id), None)
+    if not whole_scope or scope is None:
+        return [key_id]
+    return [key_id] + [k.id for k in keys if k.scope == scope and k.id != key_id]
 
 
 def _set_cooldown(conn: sqlite3.Connection, key_id: str, until: datetime, reason: str, now: datetime) -> None:

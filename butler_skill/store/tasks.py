@@ -175,6 +175,14 @@ class TaskStore:
             return None
         return next(s for s in self.subtasks(row["task_id"]) if s.id == row["id"])
 
+    def task_committed(self, task_id: str) -> int:
+        """Tokens of the task's budget already spoken for: used by any session, plus what open sessions hold."""
+        with self.db.read() as conn:
+            row = conn.execute(
+                "SELECT COALESCE(SUM(used), 0) + COALESCE(SUM(CASE WHEN state = 'open' THEN leg_held ELSE 0 END), 0)"
+                " AS committed FROM sessions WHERE task_id = ?", (task_id,)).fetchone()
+        return int(row["committed"])
+
     def task_tokens(self, task_id: str) -> int:
         with self.db.read() as conn:
             row = conn.execute("SELECT COALESCE(SUM(used), 0) AS used FROM sessions WHERE task_id = ?",

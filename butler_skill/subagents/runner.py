@@ -20,7 +20,7 @@ from butler_skill.adapters.providers.base import ProviderFailure, estimate_promp
 from butler_skill.core import inflight, pricing
 from butler_skill.core.prompts import subtask_prompt
 from butler_skill.handlers.tokens import rotate_session
-from butler_skill.store.tasks import SubTaskRow, TaskStore
+from butler_skill.store.tasks import AttemptRecord, SubTaskRow, TaskStore
 from butler_skill.subagents.clients import ClientFactory
 
 if TYPE_CHECKING:
@@ -84,10 +84,10 @@ class _Run:
             self.progress(Progress(task_id=self.task.id, subtask_id=st.id, status=status,
                                    **kw))  # type: ignore[arg-type]
 
-    def finish(self, st: SubTaskRow, status: str, *, output: str | None = None, error: str | None = None) -> None:
-        now = self.ctx.now()
-        self.store.release_session(st.session_id, now)
-        self.store.set_status(self.task.id, st.id, status, now, output=output, error=error)
+    def finish(self, st: SubTaskRow, status: str, *, output: str | None = None, error: str | None = None,
+               attempt: AttemptRecord | None = None) -> None:
+        self.store.finish(task_id=self.task.id, st_id=st.id, session_id=st.session_id, status=status,
+                          now=self.ctx.now(), output=output, error=error, attempt=attempt)
         self.status[st.id] = status
         if output is not None:
             self.outputs[st.id] = output
@@ -217,11 +217,9 @@ class _Run:
             estimated=u.estimated or result.interrupted, now=now, lease_seconds=self.ctx.config.lease_seconds,
         )
         tokens = u.input_tokens + u.output_tokens + u.cache_read_tokens + u.cache_write_tokens
-        self.store.record_attempt(task_id=self.task.id, st_id=st.id, key_id=key_id,
-                                  outcome="interrupted" if result.interrupted else "success",
-                                  request_id=request_id, tokens=tokens, error=result.interruption,
-                                  started=started, ended=now)
-        self.finish(st, "success", output=result.text)
+        self.finish(st, "success", output=result.text, attempt=AttemptRecord(
+            key_id=key_id, outcome="interrupted" if result.interrupted else "success", request_id=request_id,
+            tokens=tokens, error=result.interruption, started=started, ended=now))
         self.emit(st, "success", key_id=key_id, attempt=attempt, tokens=outcome.session.used)
 
 

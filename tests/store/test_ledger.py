@@ -73,9 +73,20 @@ def test_rate_limit_moves_to_another_scope_and_rests_the_key(ctx: Context, clock
     assert out.rotation.cooldown_until == clock.now.replace() + (out.rotation.cooldown_until - clock.now)
     assert (out.rotation.cooldown_until - clock.now).total_seconds() == 30
     avail = {k.key_id for k in t.get_available_keys(ctx, t.GetAvailableKeysInput()).keys}
-    assert "alpha-1" not in avail
+    assert avail == {"beta-1"}  # the whole of acct-a rests: its limit is the account's, not the key's
+    assert alloc(ctx, 100, preferred_provider="groq").key_id == "beta-1"
     clock.advance(seconds=31)
-    assert "alpha-1" in {k.key_id for k in t.get_available_keys(ctx, t.GetAvailableKeysInput()).keys}
+    assert {"alpha-1", "alpha-2"} <= {k.key_id for k in t.get_available_keys(ctx, t.GetAvailableKeysInput()).keys}
+
+
+def test_rate_limit_with_only_the_same_account_left_stays_put(ctx: Context, clock: Clock) -> None:
+    b = alloc(ctx, 20_000, preferred_provider="openai")  # fills acct-b
+    assert b.key_id == "beta-1"
+    a = alloc(ctx, 1_000)
+    out = t.rotate_key(ctx, t.RotateKeyInput(session_id=a.session_id, reason="rate_limit", retry_after_s=60))
+    assert not out.rotation.rotated and out.session.key_id == a.key_id  # alpha-2 shares the throttled account
+    assert out.rotation.cooldown_until is not None
+    assert not {"alpha-1", "alpha-2"} & {k.key_id for k in t.get_available_keys(ctx, t.GetAvailableKeysInput()).keys}
 
 
 def test_quota_exhausted_parks_until_next_utc_midnight(ctx: Context, clock: Clock) -> None:
