@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, pct, summary_us  # noqa: E402
+from _common import machine, pct, summary_us
 
-from butler_skill.config import write_keys_file  # noqa: E402
-from butler_skill.errors import NoCapacity  # noqa: E402
-from butler_skill.handlers import tokens as t  # noqa: E402
-from butler_skill.host.context import Context  # noqa: E402
+from butler_skill.config import write_keys_file
+from butler_skill.errors import NoCapacity
+from butler_skill.handlers import tokens as t
+from butler_skill.host.context import Context
 
 
 def _ctx(folder: Path, limit: int) -> Context:
