@@ -392,3 +392,10 @@ def stages(subtasks: Sequence[SubTaskSpec]) -> list[list[str]]:
         done.update(layer)
         layers.append(layer)
     return layers
+
+
+def ready_after(finished: str, depends_on: Mapping[str, Sequence[str]], statuses: Mapping[str, str]) -> list[str]:
+    """Sub-tasks that `finished` unblocks: still pending, depending on it, every dependency succeeded."""
+    done = {sid for sid, status in statuses.items() if status == "success"}
+    return [sid for sid, deps in depends_on.items()
+            if statuses.get(sid) == "pending" and finished in deps and set(deps) <= done]

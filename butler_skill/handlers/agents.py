@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from butler_skill.core.aggregation import SubTaskResult, TaskAggregate, aggregate
+from butler_skill.core.decomposition import ready_after
 from butler_skill.core.decomposition import stages as stage_layers
 from butler_skill.core.prompts import spawn_label, subtask_prompt
 from butler_skill.errors import Conflict, InvalidInput, UnknownSession
@@ -222,9 +223,7 @@ def submit_result(ctx: Context, inp: SubmitResultInput) -> SubmitResultOutput:
         store.set_status(row.task_id, row.id, inp.status, now, output=inp.output, error=inp.error)
         duplicate = False
     rows = store.subtasks(row.task_id)
-    done = {r.id for r in rows if r.status == "success"}
-    ready = [r.id for r in rows if r.status == "pending" and r.depends_on and set(r.depends_on) <= done
-             and row.id in r.depends_on]
+    ready = ready_after(row.id, {r.id: r.depends_on for r in rows}, {r.id: r.status for r in rows})
     me = next(r for r in rows if r.id == row.id)
     return SubmitResultOutput(task_id=row.task_id, sub_task_id=row.id, status=me.status, tokens_used=me.tokens_used,
                               duplicate=duplicate, ready=ready, pending=sum(1 for r in rows if r.status == "pending"))

@@ -276,3 +276,17 @@ def test_a_bullet_list_of_n_items_gives_n_subtasks_in_order(items: list[tuple[st
 def test_weights_favour_analysis_over_review() -> None:
     subtasks = decompose("- analyze churn\n- review the churn analysis")
     assert subtasks[0].weight_bp > subtasks[1].weight_bp
+
+
+@given(st.lists(st.sampled_from(["pending", "success", "failed", "running"]), min_size=1, max_size=8), st.data())
+def test_ready_after_only_names_unblocked_pending_dependants(statuses: list[str], data: st.DataObject) -> None:
+    from butler_skill.core.decomposition import ready_after
+
+    ids = [f"st-{i + 1}" for i in range(len(statuses))]
+    deps = {sid: tuple(data.draw(st.lists(st.sampled_from(ids[:i]), unique=True)) if i else ())
+            for i, sid in enumerate(ids)}
+    finished = data.draw(st.sampled_from(ids))
+    status = dict(zip(ids, statuses, strict=True))
+    for sid in ready_after(finished, deps, status):
+        assert status[sid] == "pending" and finished in deps[sid]
+        assert all(status[d] == "success" for d in deps[sid])
