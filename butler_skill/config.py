@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from butler_skill.errors import ConfigError, UnknownKey
@@ -146,9 +144,15 @@ def load_keys_file(path: Path) -> list[KeyConfig]:
 
 
 def parse_keys(text: str, source: str) -> list[KeyConfig]:
+    if source.endswith(".json"):
+        loads, errors = json.loads, (json.JSONDecodeError,)
+    else:
+        import yaml  # only YAML keys files pay for the parser
+
+        loads, errors = yaml.safe_load, (yaml.YAMLError,)  # type: ignore[assignment]
     try:
-        data: Any = json.loads(text) if source.endswith(".json") else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        data: Any = loads(text)
+    except errors as exc:
         # The parser's message can quote the offending line, which may hold a secret: give the position only.
         line = getattr(exc, "lineno", None) or getattr(getattr(exc, "problem_mark", None), "line", None)
         raise ConfigError(f"{source}: not valid JSON/YAML (near line {line})", file=source, line=line) from None
@@ -222,6 +226,8 @@ def write_keys_file(path: Path, keys: list[dict[str, Any]], force: bool = False)
 
 def git_exposure(path: Path) -> str | None:
     """Why a file inside a git work tree would be committed, or None when it is safe (or not in git)."""
+    import subprocess
+
     folder = path.parent
     try:
         inside = subprocess.run(

@@ -17,11 +17,11 @@ from types import SimpleNamespace
 from typing import Any
 
 from butler_skill import __version__
-from butler_skill.core.scan_report import format_text, json_report, sarif_report
 from butler_skill.errors import ButlerError, InvalidInput
-from butler_skill.handlers.scan import ScanSecretsInput, collect, working_dir
-from butler_skill.scanning.baseline import write_baseline
 from butler_skill.scanning.sources import DEFAULT_MAX_BYTES
+
+# The scanner's rules are costly to import: every `butler` command builds this parser, only `scan` needs them,
+# so run_scan imports them.
 
 EXIT_CLEAN = 0
 EXIT_FOUND = 1
@@ -65,6 +65,10 @@ def _emit(text: str, output: str | None, cwd: Path) -> None:
 
 def run_scan(args: argparse.Namespace) -> int:
     """Scan as `args` says, print the report, return the exit code (0 clean, 1 found, 2 bad usage)."""
+    from butler_skill.core.scan_report import format_text, json_report, sarif_report
+    from butler_skill.handlers.scan import ScanSecretsInput, collect, working_dir
+    from butler_skill.scanning.baseline import write_baseline
+
     fmt = getattr(args, "format", "text")
     try:
         if args.max_bytes < 1:

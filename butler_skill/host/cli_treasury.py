@@ -20,12 +20,18 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
-from butler_skill.core.treasury import decimal_str
 from butler_skill.errors import ButlerError
 
 if TYPE_CHECKING:
     from butler_skill.host.context import Context
     from butler_skill.treasury.service import TreasuryService
+
+
+def decimal_str(value: Any) -> str:
+    # Imported on use: every `butler` command builds this parser, only `treasury` needs the policy rules.
+    from butler_skill.core.treasury import decimal_str as render
+
+    return render(value)
 
 
 def add_treasury_parser(subparsers: Any) -> None:

@@ -37,14 +37,29 @@ def known_secrets(ctx: Context | None) -> list[str]:
     return sorted((s for s in found if len(s) >= MIN_SECRET_LENGTH), key=len, reverse=True)
 
 
+# The keywords of the scanner's high-confidence rules (core/scan.py; a test keeps the two equal). Text with
+# none of them cannot hold a credential shape, so the scanner, costly to import, is not loaded for it.
+SHAPE_KEYWORDS = ("ABIA", "ACCA", "AKIA", "ASIA", "PRIVATE KEY-----", "T3BlbkFJ", "_API_KEY:", "gho_", "ghp_",
+                  "ghr_", "ghs_", "ghu_", "github_pat_", "gsk_", "k_live_", "k_test_", "nvapi-", "sk-admin-",
+                  "sk-ant-admin01-", "sk-ant-api03-", "sk-or-v1-", "sk-proj-", "sk-svcacct-")
+SHAPE_KEYWORDS_CI = ("aws", "entity")
+
+
+def may_hold_credential(text: str) -> bool:
+    if any(k in text for k in SHAPE_KEYWORDS):
+        return True
+    lower = text.lower()
+    return any(k in lower for k in SHAPE_KEYWORDS_CI)
+
+
 def redact_text(text: str, secrets: list[str]) -> str:
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, MASK)
-    try:
-        from butler_skill.core.scan import redact_secrets
-    except ImportError:
+    if not may_hold_credential(text):
         return text
+    from butler_skill.core.scan import redact_secrets
+
     return redact_secrets(text)
 
 

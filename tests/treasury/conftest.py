@@ -22,7 +22,7 @@ from tests.servers.fake_openrouter import FakeOpenRouter, start_fake_openrouter
 
 # Realistic shapes, random values: none of them may ever leave Butler.
 CIRCLE_API_KEY = "TEST_API_KEY:" + "5b1e0c9a7d3f42e8b6a1c0d9e8f7a6b5" + ":" + "c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9"
-ENTITY_SECRET = "9f8e7d6c5b4a39281706f5e4d3c2b1a0" + "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
+ENTITY_SECRET = "9f8e7d6c5b4a39281706f5e4d3c2b1a0" + "0a1b2c3d4e5f60718293a4b5c6d7e8f9"  # butler:allow (test fixture)
 MANAGEMENT_KEY = "sk-or-v1-" + "7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a29" + "1807f6e5d4c3b2a19f8e7d6c5b4a3928"
 SECRETS = (CIRCLE_API_KEY, ENTITY_SECRET, MANAGEMENT_KEY)
 WALLET_ID = "0b9a1f5e-3c2d-4e6f-8a7b-9c0d1e2f3a4b"

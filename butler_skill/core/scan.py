@@ -1,0 +1,737 @@
+"""Credential rules: find keys, tokens and private keys in text, without ever keeping the secret.
+
+Pure: no I/O, no clock, no environment. Callers hand in text and a path (the path only chooses how strict
+the generic rule is: in source code a secret must be a quoted literal, in config files it may be bare).
+
+Each rule is a keyword prefilter (cheap substring test over the whole text), an anchored pattern, an
+entropy floor over the part of the match that is random, and a placeholder check. Findings carry a
+fingerprint (a truncated SHA-256 over rule id and secret) and a redacted preview (the format's public prefix
+and the length), never the secret itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from bisect import bisect_right
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from itertools import pairwise
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ALLOW_MARKER = "butler:allow"
+ALLOW_NEXT_LINE_MARKER = "butler:allow-next-line"
+FINGERPRINT_VERSION = "butler-scan/v1"
+ELLIPSIS = "…"
+
+
+class Confidence(StrEnum):
+    HIGH = "high"
+    MEDIUM = "medium"
+
+
+class Rule(BaseModel):
+    """One credential shape.
+
+    `kind` says how `pattern` is used: `token` rules search it anywhere (the key carries its own prefix);
+    `assignment` rules apply it to the value assigned to a name that `name_pattern` accepts; `block` is the
+    multi-line private-key rule.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(description="Stable rule id (SARIF ruleId, baseline entries).")
+    description: str
+    confidence: Confidence
+    kind: Literal["token", "assignment", "block"]
+    keywords: tuple[str, ...] = Field(description="Prefilter: the rule runs only if one of these occurs.")
+    keywords_ignore_case: bool = False
+    gate: str = Field(default="", description="Substring of every keyword, shared by several rules: tested once.")
+    pattern: str = Field(description="Token/block rules: the shape searched for. Assignment rules: the value.")
+    name_pattern: str | None = Field(default=None, description="Assignment rules: accepted (normalized) names.")
+    name_deny: str | None = Field(default=None, description="Assignment rules: names that look close but are not.")
+    entropy: float = Field(description="Floor in bits per character over the random part of the secret.")
+    visible: int = Field(default=0, description="Leading characters that are format, not secret (previewed).")
+    free_value: bool = Field(default=False, description="Value is free text: apply the stricter heuristics.")
+    env_key_names: bool = Field(
+        default=False, description="Also accept UPPER_SNAKE names ending in _KEY (environment variables)."
+    )
+
+
+class Finding(BaseModel):
+    """One credential found. Holds no key material: only a fingerprint and a redacted preview."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rule_id: str
+    description: str
+    confidence: Confidence
+    path: str
+    line: int = Field(ge=1, description="1-based line of the first character of the secret.")
+    column: int = Field(ge=1, description="1-based column (Unicode code points).")
+    end_line: int = Field(ge=1)
+    end_column: int = Field(ge=1, description="1-based column just past the secret.")
+    fingerprint: str = Field(description="sha256(rule id, secret) truncated to 32 hex; stable across runs.")
+    preview: str = Field(description="Redacted: the format prefix, then the secret's length.")
+    length: int = Field(ge=1, description="Length of the secret in characters.")
+    commit: str | None = Field(default=None, description="History scans: the commit that added the line.")
+    allowed: bool = Field(default=False, description="Suppressed by an inline butler:allow comment.")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The rules. Facts about key shapes come from the providers' documentation; see docs/scanner.md.
+
+_GENERIC_NAMES = (
+    r"(?:^|_)(?:secret|secrets|token|password|passwd|pwd|pass|passphrase|apikey|credential|credentials"
+    r"|authorization|accesstoken|secretkey)(?:_|$)"
+    r"|(?:^|_)(?:api|access|private|secret|auth|signing|encryption|master|client|app)_(?:key|secret)(?:_|$)"
+)
+_GENERIC_DENY = (
+    r"(?:^|_)(?:max|min|num|page|next|prev|cursor|tokenizer|tokens|count|csrf|xsrf|public|pub)(?:_|$)"
+    r"|_(?:url|uri|endpoint|path|file|filename|dir|type|length|len|size|name|names|field|label|id|ids|hash"
+    r"|env|var|prefix|policy|ttl|expiry|expires|expiration|timeout|format|regex|pattern|version|mode"
+    r"|enabled|required|param|header|lifetime|location|arn|ref|kind|provider|store|manager|rotation"
+    r"|ciphertext|encrypted|limit|usage|budget|estimate|schema|key_id|keyid|fingerprint|digest|sha\d*|md5|crc\d*"
+    r"|checksum|hashed|source"
+    r"|address|addr|account|contract|mint|decimals|symbol|balance|amount)$"
+)
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        id="private-key", description="Private key block (PEM / OpenSSH)", confidence=Confidence.HIGH,
+        kind="block", keywords=("PRIVATE KEY-----",),
+        pattern=r"-----BEGIN[ A-Z0-9]{0,32}PRIVATE KEY(?: BLOCK)?-----",
+        entropy=4.0,
+    ),
+    Rule(
+        id="openai-project-key", description="OpenAI project API key (sk-proj-)", confidence=Confidence.HIGH,
+        kind="token", keywords=("sk-proj-",), gate="sk-", pattern=r"sk-proj-[A-Za-z0-9_-]{40,250}(?![A-Za-z0-9_-])",
+        entropy=3.5, visible=8,
+    ),
+    Rule(
+        id="openai-service-account-key", description="OpenAI service-account key (sk-svcacct-)",
+        confidence=Confidence.HIGH, kind="token", keywords=("sk-svcacct-",), gate="sk-",
+        pattern=r"sk-svcacct-[A-Za-z0-9_-]{40,250}(?![A-Za-z0-9_-])", entropy=3.5, visible=11,
+    ),
+    Rule(
+        id="openai-admin-key", description="OpenAI admin key (sk-admin-)", confidence=Confidence.HIGH,
+        kind="token", keywords=("sk-admin-",), gate="sk-", pattern=r"sk-admin-[A-Za-z0-9_-]{40,250}(?![A-Za-z0-9_-])",
+        entropy=3.5, visible=9,
+    ),
+    Rule(
+        id="openai-legacy-key", description="OpenAI user API key (legacy sk-...T3BlbkFJ...)",
+        confidence=Confidence.HIGH, kind="token", keywords=("T3BlbkFJ",),
+        pattern=r"sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}(?![A-Za-z0-9])", entropy=3.2, visible=3,
+    ),
+    Rule(
+        id="anthropic-api-key", description="Anthropic API key (sk-ant-api03-)", confidence=Confidence.HIGH,
+        kind="token", keywords=("sk-ant-api03-",), gate="sk-",
+        pattern=r"sk-ant-api03-[A-Za-z0-9_-]{80,120}(?![A-Za-z0-9_-])", entropy=3.5, visible=13,
+    ),
+    Rule(
+        id="anthropic-admin-key", description="Anthropic admin key (sk-ant-admin01-)",
+        confidence=Confidence.HIGH, kind="token", keywords=("sk-ant-admin01-",), gate="sk-",
+        pattern=r"sk-ant-admin01-[A-Za-z0-9_-]{80,120}(?![A-Za-z0-9_-])", entropy=3.5, visible=15,
+    ),
+    Rule(
+        id="groq-api-key", description="Groq API key (gsk_)", confidence=Confidence.HIGH, kind="token",
+        keywords=("gsk_",), pattern=r"gsk_[A-Za-z0-9]{52}(?![A-Za-z0-9])", entropy=3.5, visible=4,
+    ),
+    Rule(
+        id="nvidia-api-key", description="NVIDIA NIM API key (nvapi-)", confidence=Confidence.HIGH,
+        kind="token", keywords=("nvapi-",), pattern=r"nvapi-[A-Za-z0-9_-]{64}(?![A-Za-z0-9_-])",
+        entropy=3.5, visible=6,
+    ),
+    Rule(
+        id="openrouter-api-key", description="OpenRouter API key (sk-or-v1-)", confidence=Confidence.HIGH,
+        kind="token", keywords=("sk-or-v1-",), gate="sk-", pattern=r"sk-or-v1-[a-f0-9]{64}(?![A-Za-z0-9])",
+        entropy=3.0, visible=9,
+    ),
+    Rule(
+        id="circle-api-key", description="Circle API key (TEST_/LIVE_/SAND_API_KEY:)",
+        confidence=Confidence.HIGH, kind="token", keywords=("_API_KEY:",),
+        pattern=r"(?:TEST|LIVE|SAND)_API_KEY:[a-fA-F0-9]{32}:[a-fA-F0-9]{32}(?![A-Za-z0-9])",
+        entropy=3.0, visible=13,
+    ),
+    Rule(
+        id="stripe-secret-key", description="Stripe secret or restricted key (sk_/rk_ live or test)",
+        confidence=Confidence.HIGH, kind="token", keywords=("k_live_", "k_test_"),
+        pattern=r"[sr]k_(?:live|test)_[A-Za-z0-9]{10,247}(?![A-Za-z0-9])", entropy=3.0, visible=8,
+    ),
+    Rule(
+        id="aws-access-key-id", description="AWS access key id (AKIA/ASIA/ABIA/ACCA)",
+        confidence=Confidence.HIGH, kind="token", keywords=("AKIA", "ASIA", "ABIA", "ACCA"),
+        pattern=r"(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Za-z0-9])", entropy=2.5, visible=4,
+    ),
+    Rule(
+        id="github-token", description="GitHub token (ghp_/gho_/ghu_/ghs_/ghr_)", confidence=Confidence.HIGH,
+        kind="token", keywords=("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
+        pattern=r"gh[pousr]_[A-Za-z0-9]{36}(?![A-Za-z0-9])", entropy=3.5, visible=4,
+    ),
+    Rule(
+        id="github-fine-grained-pat", description="GitHub fine-grained personal access token (github_pat_)",
+        confidence=Confidence.HIGH, kind="token", keywords=("github_pat_",),
+        pattern=r"github_pat_[A-Za-z0-9_]{82}(?![A-Za-z0-9_])", entropy=3.5, visible=11,
+    ),
+    Rule(
+        id="circle-entity-secret", description="Circle entity secret (32 bytes hex) assigned to an entity-secret name",
+        confidence=Confidence.HIGH, kind="assignment", keywords=("entity",), keywords_ignore_case=True,
+        pattern=r"[a-fA-F0-9]{64}", name_pattern=r"(?:^|_)entity_?secret(?:_|$)",
+        name_deny=r"_(?:ciphertext|encrypted|path|file|env|name)$", entropy=3.0,
+    ),
+    Rule(
+        id="aws-secret-access-key", description="AWS secret access key assigned to an AWS secret name",
+        confidence=Confidence.HIGH, kind="assignment", keywords=("aws",), keywords_ignore_case=True,
+        pattern=r"[A-Za-z0-9/+]{40}", name_pattern=r"(?:^|_)aws(?:_[a-z0-9]+)*_secret(?:_|$)",
+        name_deny=r"_(?:path|file|env|name|arn|id)$", entropy=3.5,
+    ),
+    Rule(
+        id="generic-secret", description="High-entropy value assigned to a secret-looking name",
+        confidence=Confidence.MEDIUM, kind="assignment",
+        # Every accepted name contains one of these (they are also the anchors names are found from).
+        keywords=("secret", "token", "pass", "pwd", "key", "credential", "authorization"),
+        keywords_ignore_case=True, pattern=r"[\s\S]{8,256}", name_pattern=_GENERIC_NAMES,
+        name_deny=_GENERIC_DENY, entropy=3.0, free_value=True, env_key_names=True,
+    ),
+)
+
+RULES_BY_ID: dict[str, Rule] = {r.id: r for r in RULES}
+
+_COMPILED: dict[str, re.Pattern[str]] = {r.id: re.compile(r.pattern) for r in RULES}
+_NAME_RE: dict[str, re.Pattern[str]] = {r.id: re.compile(r.name_pattern) for r in RULES if r.name_pattern}
+_NAME_DENY_RE: dict[str, re.Pattern[str]] = {r.id: re.compile(r.name_deny) for r in RULES if r.name_deny}
+
+# Public example keys from provider documentation: shaped right, never real.
+KNOWN_EXAMPLES: frozenset[str] = frozenset({
+    "AKIAIOSFODNN7EXAMPLE",
+    "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    "sk_test_4eC39HqLyjWDarjtT1zdp7dc",
+    "sk_test_BQokikJOvBiI2HlWgH4olfQ2",
+})
+
+# Words that mark a value as a stand-in. Checked in lower and UPPER case (exact), so a random key
+# hits one only by a one-in-millions accident.
+_PLACEHOLDER_WORDS = (
+    "xxxx", "example", "placeholder", "dummy", "your", "redacted", "changeme", "change_me", "sample",
+    "insert", "replace", "fake", "notreal", "not_real", "...", ELLIPSIS, "****", "<", ">", "${", "{{", "}}",
+    "%s", "here",
+)
+# Extra stand-in words for free-text values (generic rule only).
+_FREE_WORDS = (
+    "test", "mock", "secret", "password", "passwd", "token", "apikey", "api_key", "api-key", "demo",
+    "qwerty", "letmein", "admin", "default", "none", "null", "undefined", "string", "p@ss", "hunter2",
+    "foobar", "lorem", "abc123", "1234", "todo", "stub", "bogus", "invalid", "my-", "my_",
+    "process.env", "os.environ", "getenv", "env(", "vault:", "secretkeyref", "arn:aws",
+)
+_CODE_EXTS = frozenset({
+    ".py", ".pyi", ".ipynb", ".js", ".mjs", ".cjs", ".jsx", ".ts", ".tsx", ".mts", ".cts", ".go", ".java",
+    ".kt", ".kts", ".scala", ".groovy", ".rb", ".php", ".cs", ".fs", ".swift", ".rs", ".c", ".h", ".cc",
+    ".cpp", ".hpp", ".m", ".mm", ".dart", ".lua", ".r", ".jl", ".ex", ".exs", ".erl", ".clj", ".vue",
+    ".svelte", ".elm", ".hs", ".ml", ".zig", ".nim", ".cr", ".v", ".sol",
+})
+
+_WORD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+_NAME_CHARS = _WORD_CHARS | frozenset("_.-")
+_NAME_MAX = 80
+
+# After a name: an optional closing quote/bracket, an optional type annotation, a separator, an optional
+# opening quote and an optional auth scheme. The value itself is matched separately.
+_TAIL_CONFIG = re.compile(
+    r"""(?P<close>\\?["'`])?\]?[ \t]{0,4}(?P<sep>:=|=>|==|!=|=|:|,|>|[ \t])"""
+    r"""[ \t]{0,4}(?P<open>\\?["'`])?(?P<scheme>(?i:bearer|token|basic)[ \t]+)?"""
+)
+# Source code also has typed declarations: `api_key: str = "..."`, `const token: string = '...'`.
+_TAIL_CODE = re.compile(
+    r"""(?P<close>\\?["'`])?\]?[ \t]{0,4}"""
+    r"""(?:(?P<annot>:[ \t]*[A-Za-z_][\w\[\]., |]{0,40}?[ \t]*=)|(?P<sep>:=|=>|==|!=|=|:|,|>|[ \t]))"""
+    r"""[ \t]{0,4}(?P<open>\\?["'`])?(?P<scheme>(?i:bearer|token|basic)[ \t]+)?"""
+)
+_QUOTED_VALUE = re.compile(r"""[^\s"'`\\]{1,257}""")
+_BARE_VALUE = re.compile(r"""[^\s"'`\\,;<>(){}\[\]]{1,257}(?=$|[\s,;#<)\]}\\"'`])""")
+_CAMEL_1 = re.compile(r"([a-z0-9])([A-Z])")
+_CAMEL_2 = re.compile(r"([A-Z]+)([A-Z][a-z])")
+_NAME_SPLIT = re.compile(r"[_.\-]+")
+# Words, not randomness: snake_case, UPPER_CASE, kebab, dotted, camelCase, PascalCase, Title-Words.
+_IDENTIFIER_LIKE = re.compile(
+    r"[a-z]+(?:[_\-./][a-z]+)*\d{0,4}|[A-Z]+(?:[_\-./][A-Z]+)*\d{0,4}|[a-z]+(?:[A-Z][a-z]+)+\d{0,4}"
+    r"|(?:[A-Z][a-z]+)+\d{0,4}|[A-Za-z][a-z]+(?:[_\-./ ][A-Za-z][a-z]+)+\d{0,4}"
+)
+# Not literals: $VAR / ${VAR} / %VAR% / %(name)s, YAML tags and anchors (!secret, &x, *x), decorators and
+# scoped names (@org/pkg), file paths (/etc/x, ./x, ~/x, ../x).
+_REFERENCE = re.compile(
+    r"\$[A-Za-z_]\w*|\$\{[^}]*\}.*|\$\(.*|%[A-Za-z_]\w*%|%\(?[A-Za-z_]*\)?[sdr]|[!&*@][A-Za-z_][\w./-]*"
+)
+_PATH = re.compile(r"(?:~|\.{1,2})?/[\w.\-]+(?:/[\w.\-]+)*/?")
+_FILE_EXT = re.compile(r"\.[a-z][a-z0-9]{0,5}$")
+# A file name (`client.py`, `02_setup.ipynb`), a format template (`{user}`, f"{key}"), a key prefix on its own.
+_FILENAME = re.compile(r"[\w\-.]+\.[a-z][a-z0-9]{0,4}")
+_TEMPLATE = re.compile(r"\{[A-Za-z_][\w.]*\}")
+_KEY_PREFIXES = (
+    "sk-", "sk_live_", "sk_test_", "rk_live_", "rk_test_", "gsk_", "nvapi-", "ghp_", "gho_", "ghu_", "ghs_",
+    "ghr_", "github_pat_", "AKIA", "ASIA", "xox", "TEST_API_KEY", "LIVE_API_KEY", "SAND_API_KEY",
+)
+# A 20-byte EVM address is public; a 32-byte private key (0x + 64 hex) is not, and stays a finding.
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
+
+
+def shannon_entropy(value: str) -> float:
+    """Bits per character of the value's own character distribution."""
+    if not value:
+        return 0.0
+    n = len(value)
+    return -sum((c / n) * math.log2(c / n) for c in Counter(value).values())
+
+
+def fingerprint(rule_id: str, secret: str) -> str:
+    """Stable, one-way id of a secret under a rule: what baselines and SARIF partialFingerprints store."""
+    digest = hashlib.sha256(f"{FINGERPRINT_VERSION}\0{rule_id}\0{secret}".encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()[:32]
+
+
+def preview(secret: str, visible: int) -> str:
+    """`gsk_…(56 chars)`: the format's public prefix (or up to 3 characters of a free value) and the length."""
+    if visible <= 0:
+        visible = min(3, len(secret) // 8)
+    visible = min(visible, len(secret) // 2)
+    return f"{secret[:visible]}{ELLIPSIS}({len(secret)} chars)"
+
+
+def _max_run(value: str) -> int:
+    best = run = 1 if value else 0
+    for a, b in pairwise(value):
+        run = run + 1 if a == b else 1
+        best = max(best, run)
+    return best
+
+
+def _max_step_run(value: str) -> int:
+    """Longest run of characters that go up (or down) by one code point: abcdef, 123456, 987654."""
+    best = 1 if value else 0
+    up = down = 1
+    for a, b in pairwise(value):
+        d = ord(b) - ord(a)
+        up = up + 1 if d == 1 else 1
+        down = down + 1 if d == -1 else 1
+        best = max(best, up, down)
+    return best
+
+
+def _is_periodic(value: str) -> bool:
+    """abcabcabc..., a1b2a1b2...: a short unit repeated fills the whole value."""
+    return any(value[p:] == value[:-p] for p in range(1, min(16, len(value) // 3) + 1))
+
+
+def _has_word(value: str, words: Iterable[str]) -> bool:
+    """A stand-in word written in one case (none, NONE, None): random mixed case (RnoNe) does not count."""
+    return any(w in value or w.upper() in value or w.capitalize() in value for w in words)
+
+
+def _has_word_exact_case(value: str, words: Iterable[str]) -> bool:
+    return any(w in value or w.upper() in value for w in words)
+
+
+def is_placeholder(body: str, *, free: bool = False) -> bool:
+    """Stand-ins that have a key's shape but no key's randomness: xxxx, your-key, abcdef..., 000000."""
+    if not body:
+        return True
+    if free:
+        if _has_word(body, _PLACEHOLDER_WORDS) or _has_word(body, _FREE_WORDS):
+            return True
+    elif _has_word_exact_case(body, _PLACEHOLDER_WORDS):
+        return True
+    if _max_run(body) >= 6 or _max_step_run(body) >= 7:
+        return True
+    return _is_periodic(body)
+
+
+def _entropy_floor(rule: Rule, body: str) -> float:
+    # Short strings cannot reach a high per-character entropy: cap the floor by what the length allows.
+    return min(rule.entropy, math.log2(max(len(body), 2)) - 1.0)
+
+
+def _char_classes(value: str) -> int:
+    return (
+        any(c.islower() for c in value)
+        + any(c.isupper() for c in value)
+        + any(c.isdigit() for c in value)
+        + any(not c.isalnum() for c in value)
+    )
+
+
+def _free_value_ok(value: str) -> bool:
+    """Heuristics for a value assigned to a secret-looking name: is it a credential or just a word?"""
+    n = len(value)
+    if n < 8 or n > 256:
+        return False
+    if value[0] in "{<([" or _REFERENCE.fullmatch(value) or "://" in value or value.isdigit():
+        return False
+    if _PATH.fullmatch(value) and (value.lower() == value or _FILE_EXT.search(value)):
+        return False
+    if _FILENAME.fullmatch(value) or _TEMPLATE.search(value):
+        return False
+    if n < 20 and value.startswith(_KEY_PREFIXES):
+        return False  # "sk-or-v1-" + ...: a key's prefix alone, or a truncated stand-in
+    if _IDENTIFIER_LIKE.fullmatch(value) or _EMAIL.fullmatch(value) or _ADDRESS.fullmatch(value):
+        return False
+    classes = _char_classes(value)
+    if n < 16:
+        return classes >= 3 and shannon_entropy(value) >= 2.5
+    return classes >= 2
+
+
+def _known_example(secret: str) -> bool:
+    return secret in KNOWN_EXAMPLES
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Candidate extraction.
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    order: int
+    rule: Rule
+    start: int
+    end: int
+    secret: str
+
+
+def _normalize_name(name: str) -> str:
+    spaced = _CAMEL_2.sub(r"\1_\2", _CAMEL_1.sub(r"\1_\2", name))
+    return "_".join(p for p in _NAME_SPLIT.split(spaced.lower()) if p)
+
+
+def _prefilter(rule: Rule, text: str, lower: str | None, gates: dict[str, bool]) -> bool:
+    haystack = lower if rule.keywords_ignore_case else text
+    if haystack is None:
+        return False
+    if rule.gate:
+        open_ = gates.get(rule.gate)
+        if open_ is None:
+            open_ = gates[rule.gate] = rule.gate in haystack
+        if not open_:
+            return False
+    return any(k in haystack for k in rule.keywords)
+
+
+def _token_candidates(rule: Rule, order: int, text: str, validate: bool) -> list[_Candidate]:
+    out: list[_Candidate] = []
+    for m in _COMPILED[rule.id].finditer(text):
+        start, end = m.span()
+        secret = m.group(0)
+        if validate:
+            if start > 0 and text[start - 1] in _WORD_CHARS:
+                continue
+            body = secret[rule.visible:]
+            if _known_example(secret) or is_placeholder(body):
+                continue
+            if shannon_entropy(body) < _entropy_floor(rule, body):
+                continue
+        out.append(_Candidate(order, rule, start, end, secret))
+    return out
+
+
+_PEM_END = re.compile(r"-----END[ A-Z0-9]{0,32}PRIVATE KEY(?: BLOCK)?-----")
+_PEM_LINE = re.compile(r"(?:[ \t]*(?:\\r)?(?:\\n|\r?\n)[ \t]*[A-Za-z0-9+/=]{1,128}[ \t]*)+")
+_PEM_MAX = 16384
+
+
+def _pem_material(body: str) -> str:
+    """The base64 of a PEM body: escaped newlines undone, header lines (Proc-Type: ...) dropped."""
+    lines = body.replace("\\r", "\n").replace("\\n", "\n").splitlines()
+    return "".join(re.sub(r"[^A-Za-z0-9+/=]", "", ln) for ln in lines if ":" not in ln)
+
+
+def _block_candidates(rule: Rule, order: int, text: str, validate: bool) -> list[_Candidate]:
+    out: list[_Candidate] = []
+    for m in _COMPILED[rule.id].finditer(text):
+        start, header_end = m.span()
+        end_m = _PEM_END.search(text, header_end, min(len(text), header_end + _PEM_MAX))
+        nxt = text.find("-----BEGIN", header_end, end_m.start() if end_m else header_end + _PEM_MAX)
+        if end_m is not None and nxt == -1:
+            end, body = end_m.end(), text[header_end:end_m.start()]
+        else:
+            # No END (a truncated block, a diff hunk): take the base64 lines that follow the header.
+            lines = _PEM_LINE.match(text, header_end)
+            end = lines.end() if lines else header_end
+            body = text[header_end:end]
+        material = _pem_material(body)
+        if validate and (
+            len(material) < 64 or is_placeholder(material) or shannon_entropy(material) < rule.entropy
+        ):
+            continue
+        secret = m.group(0) + material
+        out.append(_Candidate(order, rule, start, end, secret))
+    return out
+
+
+_NAME_FWD = re.compile(r"[A-Za-z0-9_.\-]{0,80}")  # _NAME_MAX
+
+
+def _name_start(text: str, pos: int) -> int:
+    s = pos
+    lo = max(0, pos - _NAME_MAX)
+    while s > lo and text[s - 1] in _NAME_CHARS:
+        s -= 1
+    while s < pos and text[s] in "-.":
+        s += 1
+    return s
+
+
+def _assignment_values(text: str, name_end: int, code: bool) -> tuple[int, int] | None:
+    """Locate the literal assigned at name_end, or None if what follows is not a literal assignment."""
+    t = (_TAIL_CODE if code else _TAIL_CONFIG).match(text, name_end)
+    if t is None:
+        return None
+    sep = t.group("sep")
+    if sep in ("==", "!="):
+        return None
+    close, opening, scheme = t.group("close"), t.group("open"), t.group("scheme")
+    if sep == "," and not close:
+        return None  # positional pairs only between quoted strings: getenv("X", "v"), setdefault("X", "v")
+    if sep is not None and sep in " \t" and not (scheme or _flag_before(text, name_end)):
+        return None  # whitespace separates only CLI flags: --token VALUE
+    pos = t.end()
+    if opening:
+        v = _QUOTED_VALUE.match(text, pos)
+        if v is None:
+            return None
+        after = text[v.end():v.end() + len(opening)]
+        if after != opening and not (scheme and after[:1] in "\"'`\\"):
+            return None
+        return v.span()
+    if code and not scheme:
+        return None  # in source code only a literal is a secret: api_key = get_key() is not
+    v = _BARE_VALUE.match(text, pos)
+    return v.span() if v else None
+
+
+def _flag_before(text: str, name_end: int) -> bool:
+    s = name_end
+    while s > 0 and text[s - 1] in _NAME_CHARS:
+        s -= 1
+    return text.startswith("--", s)
+
+
+def _assignment_candidates(
+    rules: Sequence[tuple[int, Rule]], text: str, lower: str, code: bool, validate: bool
+) -> list[_Candidate]:
+    anchors: set[int] = set()
+    for _, rule in rules:
+        for kw in rule.keywords:
+            i = lower.find(kw)
+            while i != -1:
+                anchors.add(i)
+                i = lower.find(kw, i + 1)
+    out: list[_Candidate] = []
+    examined_to = -1
+    for pos in sorted(anchors):
+        if pos < examined_to:
+            continue  # another keyword of a name already examined
+        ne = _NAME_FWD.match(text, pos).end()  # type: ignore[union-attr]
+        examined_to = ne
+        span = _assignment_values(text, ne, code)  # most anchors stop here, before any Python loop
+        if span is None:
+            continue
+        ns = _name_start(text, pos)
+        if not (text[ns].isalpha() or text[ns] == "_") or _FILENAME.fullmatch(text, ns, ne):
+            continue  # "01_token_plan.py", "token.txt": file names, not variables
+        vs, ve = span
+        value = text[vs:ve]
+        raw_name = text[ns:ne]
+        name = _normalize_name(raw_name)
+        for order, rule in rules:
+            if not _NAME_RE[rule.id].search(name) and not (rule.env_key_names and _env_key_name(raw_name, name)):
+                continue
+            deny = _NAME_DENY_RE.get(rule.id)
+            if deny is not None and deny.search(name):
+                continue
+            if not _COMPILED[rule.id].fullmatch(value):
+                continue
+            if validate and not _value_ok(rule, value):
+                continue
+            out.append(_Candidate(order, rule, vs, ve, value))
+            break
+    return out
+
+
+_ENV_KEY_DENY = re.compile(
+    r"(?:^|_)(?:public|pub|cache|sort|partition|primary|foreign|idempotency|dedup|dedupe|lookup|object|s3|gpg"
+    r"|pgp|ssh|hot|hash|map|row|range|index|redis|kms|license|licence|site|recaptcha_site|stripe_publishable)_key$"
+)
+
+
+def _env_key_name(raw: str, name: str) -> bool:
+    """OPENAI_KEY, MAPBOX_KEY: environment-variable style names that end in _KEY."""
+    return raw.isupper() and name.endswith("_key") and not _ENV_KEY_DENY.search(name)
+
+
+def _value_ok(rule: Rule, value: str) -> bool:
+    if _known_example(value) or is_placeholder(value, free=rule.free_value):
+        return False
+    if rule.free_value and not _free_value_ok(value):
+        return False
+    floor = _entropy_floor(rule, value) if not rule.free_value else (rule.entropy if len(value) >= 16 else 2.5)
+    return shannon_entropy(value) >= floor
+
+
+def _is_code_path(path: str) -> bool:
+    name = path.replace("\\", "/").rsplit("/", 1)[-1].lower()
+    dot = name.rfind(".")
+    return dot > 0 and name[dot:] in _CODE_EXTS
+
+
+def _candidates(text: str, path: str, rules: Sequence[Rule], validate: bool) -> list[_Candidate]:
+    lower: str | None = None
+    found: list[_Candidate] = []
+    assignment: list[tuple[int, Rule]] = []
+    gates: dict[str, bool] = {}
+    for order, rule in enumerate(rules):
+        if rule.keywords_ignore_case and lower is None:
+            lower = text.lower()
+        if not _prefilter(rule, text, lower, gates):
+            continue
+        if rule.kind == "token":
+            found.extend(_token_candidates(rule, order, text, validate))
+        elif rule.kind == "block":
+            found.extend(_block_candidates(rule, order, text, validate))
+        else:
+            assignment.append((order, rule))
+    if assignment and lower is not None:
+        found.extend(_assignment_candidates(assignment, text, lower, _is_code_path(path), validate))
+    if len(found) <= 1:
+        return found
+    # Overlaps: the earlier rule (more specific) wins.
+    found.sort(key=lambda c: (c.order, c.start))
+    kept: list[_Candidate] = []
+    for c in found:
+        if all(c.end <= k.start or c.start >= k.end for k in kept):
+            kept.append(c)
+    kept.sort(key=lambda c: (c.start, c.order))
+    return kept
+
+
+class _Lines:
+    """Offset → (line, column) for one text, built only when something was found."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.starts = [0]
+        i = text.find("\n")
+        while i != -1:
+            self.starts.append(i + 1)
+            i = text.find("\n", i + 1)
+
+    def locate(self, offset: int) -> tuple[int, int]:
+        idx = bisect_right(self.starts, offset) - 1
+        return idx + 1, offset - self.starts[idx] + 1
+
+    def line_text(self, line: int) -> str:
+        if line < 1 or line > len(self.starts):
+            return ""
+        start = self.starts[line - 1]
+        end = self.starts[line] - 1 if line < len(self.starts) else len(self.text)
+        return self.text[start:end]
+
+
+def _allowed(lines: _Lines, line: int) -> bool:
+    if ALLOW_MARKER in lines.line_text(line):
+        return True
+    return ALLOW_NEXT_LINE_MARKER in lines.line_text(line - 1)
+
+
+def scan_text(
+    text: str,
+    path: str,
+    *,
+    include_allowed: bool = False,
+    line_offset: int = 0,
+    rules: Sequence[Rule] = RULES,
+) -> list[Finding]:
+    """Every credential in `text`, in order of position. `path` is recorded and chooses code vs config.
+
+    Lines carrying `butler:allow` (or preceded by a line carrying `butler:allow-next-line`) are dropped,
+    or kept with allowed=True when include_allowed is set. `line_offset` shifts reported line numbers
+    (for texts that are a slice of a file, such as a diff hunk).
+    """
+    candidates = _candidates(text, path, rules, validate=True)
+    if not candidates:
+        return []
+    lines = _Lines(text)
+    findings: list[Finding] = []
+    for c in candidates:
+        line, col = lines.locate(c.start)
+        end_line, end_col = lines.locate(c.end)
+        allowed = _allowed(lines, line)
+        if allowed and not include_allowed:
+            continue
+        findings.append(
+            Finding(
+                rule_id=c.rule.id,
+                description=c.rule.description,
+                confidence=c.rule.confidence,
+                path=path,
+                line=line + line_offset,
+                column=col,
+                end_line=end_line + line_offset,
+                end_column=end_col,
+                fingerprint=fingerprint(c.rule.id, c.secret),
+                preview=_preview_for(c),
+                length=len(c.secret),
+                allowed=allowed,
+            )
+        )
+    return findings
+
+
+def _preview_for(c: _Candidate) -> str:
+    if c.rule.kind == "block":
+        header = c.secret.split("-----", 2)
+        label = f"-----{header[1]}-----" if len(header) > 2 else ""
+        return f"{label}{ELLIPSIS}({len(c.secret)} chars)"
+    return preview(c.secret, c.rule.visible)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Redaction for logs and outputs.
+
+_HIGH_RULES: tuple[Rule, ...] = tuple(r for r in RULES if r.confidence is Confidence.HIGH)
+_HIGH_KEYWORDS: tuple[str, ...] = tuple(
+    sorted({k for r in _HIGH_RULES if not r.keywords_ignore_case for k in r.keywords})
+)
+_HIGH_KEYWORDS_CI: tuple[str, ...] = tuple(
+    sorted({k for r in _HIGH_RULES if r.keywords_ignore_case for k in r.keywords})
+)
+
+
+def redact_secrets(text: str) -> str:
+    """Mask every match of a high-confidence rule with its redacted preview.
+
+    Masks the shape whether or not the value looks like a placeholder: for a log filter a false mask is
+    harmless and a missed one is a leak. Text with none of the rules' keywords returns at once.
+    """
+    if not any(k in text for k in _HIGH_KEYWORDS):
+        if not _HIGH_KEYWORDS_CI:
+            return text
+        lower = text.lower()
+        if not any(k in lower for k in _HIGH_KEYWORDS_CI):
+            return text
+    found = _candidates(text, "", _HIGH_RULES, validate=False)
+    if not found:
+        return text
+    parts: list[str] = []
+    pos = 0
+    for c in sorted(found, key=lambda c: c.start):
+        if c.start < pos:
+            continue
+        parts.append(text[pos:c.start])
+        parts.append(_preview_for(c))
+        pos = c.end
+    parts.append(text[pos:])
+    return "".join(parts)
