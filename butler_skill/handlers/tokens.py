@@ -341,6 +341,16 @@ def usage_cost(ctx: Context, key_id: str, inp: RecordUsageInput) -> float:
     )
 
 
+def _alert(ctx: Context, session: SessionInfo, kind: str, now: datetime, message: str) -> Alert | None:
+    """Raise an alert once per (session, key, kind); the Alert when it is new."""
+    alert_id = ctx.new_id("alr")
+    if not ctx.ledger.raise_alert(alert_id=alert_id, session_id=session.session_id, key_id=session.key_id,
+                                  kind=kind, message=message, now=now):
+        return None
+    return Alert(alert_id=alert_id, kind=kind, session_id=session.session_id, key_id=session.key_id,
+                 message=message, created_at=now)
+
+
 def record_usage(ctx: Context, inp: RecordUsageInput) -> RecordUsageOutput:
     cfg = ctx.config
     now = ctx.now()
@@ -362,13 +372,9 @@ def record_usage(ctx: Context, inp: RecordUsageInput) -> RecordUsageOutput:
     status: Literal["ok", "rotated", "rotate_recommended", "closed"] = "ok"
     if step != "continue":
         threshold = rotation.threshold_tokens(outcome.leg_granted, cfg.rotation_threshold)
-        message = (f"session {session.session_id} used {outcome.leg_used} of {outcome.leg_granted} tokens "
-                   f"on {session.key_id} (threshold {threshold})")
-        alert_id = ctx.new_id("alr")
-        if ctx.ledger.raise_alert(alert_id=alert_id, session_id=session.session_id, key_id=session.key_id,
-                                  kind="rotation_threshold", message=message, now=now):
-            alert = Alert(alert_id=alert_id, kind="rotation_threshold", session_id=session.session_id,
-                          key_id=session.key_id, message=message, created_at=now)
+        alert = _alert(ctx, session, "rotation_threshold", now,
+                       f"session {session.session_id} used {outcome.leg_used} of {outcome.leg_granted} tokens "
+                       f"on {session.key_id} (threshold {threshold})")
         status = "rotate_recommended"
     if step == "rotate":
         rotated, session = rotate_session(ctx, session.session_id, "threshold")
@@ -380,13 +386,8 @@ def record_usage(ctx: Context, inp: RecordUsageInput) -> RecordUsageOutput:
     over = rotation.overrun(session.used, session.allocated)
     if over and not outcome.duplicate:
         # Raised after closing, so it stays pending: the work cost more than it was given.
-        message = (f"session {session.session_id} used {session.used} tokens, {over} more than its "
-                   f"allocation of {session.allocated}")
-        alert_id = ctx.new_id("alr")
-        if ctx.ledger.raise_alert(alert_id=alert_id, session_id=session.session_id, key_id=session.key_id,
-                                  kind="overrun", message=message, now=now):
-            alert = Alert(alert_id=alert_id, kind="overrun", session_id=session.session_id,
-                          key_id=session.key_id, message=message, created_at=now)
+        alert = _alert(ctx, session, "overrun", now, f"session {session.session_id} used {session.used} tokens, "
+                       f"{over} more than its allocation of {session.allocated}") or alert
     return RecordUsageOutput(duplicate=outcome.duplicate, session=session, cost=cost,
                              threshold_crossed=step != "continue",
                              alert=alert, rotation=rotated, status=status)
