@@ -10,11 +10,11 @@ ICONS = {"waiting": "·", "running": "▶", "retrying": "↻", "rotated": "⇄",
 
 
 def progress_line(event: Any) -> str:
-    where = f" on {event.key_id}" if event.key_id else ""
-    attempt = f" (attempt {event.attempt})" if event.attempt > 1 else ""
-    tokens = f", {event.tokens:,} tokens" if event.tokens else ""
-    note = f": {event.message}" if event.message else ""
-    return f"  {ICONS.get(event.status, '?')} {event.subtask_id:<6} {event.status:<9}{where}{attempt}{tokens}{note}"
+    facts = [f"on {event.key_id}" if event.key_id else "", f"attempt {event.attempt}" if event.attempt > 1 else "",
+             f"{event.tokens:,} tokens" if event.tokens else ""]
+    detail = ", ".join(f for f in facts if f)
+    note = (" - " if detail else "") + event.message if event.message else ""
+    return f"  {ICONS.get(event.status, '?')} {event.subtask_id:<6} {event.status:<9} {detail}{note}".rstrip()
 
 
 def printer(stream: TextIO | None = None) -> Any:
