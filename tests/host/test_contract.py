@@ -6,6 +6,7 @@ import json
 import re
 
 import jsonschema
+import pytest
 import yaml
 
 from butler_skill.config import ENV_VARS
@@ -35,12 +36,8 @@ def test_skill_yaml_is_valid_against_its_schema() -> None:
     schema = json.loads((REPO / "schemas/skill.schema.json").read_text())
     jsonschema.validate(raw, schema)
     bad = {**raw, "tools": [{**raw["tools"][0], "handler": "no colon"}]}
-    try:
+    with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, schema)
-    except jsonschema.ValidationError:
-        pass
-    else:
-        raise AssertionError("a bad handler reference passed the manifest schema")
 
 
 def test_packaged_manifest_is_the_top_level_one() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
 import threading
 from pathlib import Path
@@ -86,4 +85,3 @@ def test_processes_never_overspend(tmp_path: Path) -> None:
     totals = ctx.ledger.totals(ctx.now())
     assert totals["reserved"] == sum(granted) and totals["used"] == 0
     ctx.close()
-    json.dumps(granted)
