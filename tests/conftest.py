@@ -80,3 +80,29 @@ def ctx(env: dict[str, str], clock: Clock) -> Iterator[Context]:
     context = Context(env=env, clock=clock, ids=Ids())
     yield context
     context.close()
+
+
+_LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "demo.butler.invalid"}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _only_loopback() -> Iterator[None]:
+    """Tests talk to servers they start on loopback, never to a public host: refuse any other name lookup
+    in the test process, so a key that still points at a real provider fails loudly instead of dialling out."""
+    import socket
+
+    real = socket.getaddrinfo
+    refused: list[str] = []
+
+    def guarded(host: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        if name not in _LOOPBACK_NAMES and not name.startswith("127."):
+            refused.append(name)
+            raise OSError(f"test tried to reach {name!r}: tests may only use loopback")
+        return real(host, *args, **kwargs)
+
+    socket.getaddrinfo = guarded
+    yield
+    socket.getaddrinfo = real
+    # Code under test may swallow the error as a provider failure: report the attempt anyway.
+    assert not refused, f"tests tried to reach non-loopback hosts: {sorted(set(refused))}"

@@ -14,7 +14,8 @@ from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from butler_skill.host.manifest import load_manifest
-from tests.conftest import SECRETS
+from tests.conftest import SECRETS, SMALL_KEYS, write_keys
+from tests.servers.fake_llm import start_fake_llm
 
 pytestmark = pytest.mark.slow
 
@@ -69,3 +70,48 @@ def test_calls_tools_and_rejects_bad_input(env: dict[str, str]) -> None:
     traffic = json.dumps([a, b, s])
     for secret in SECRETS.values():
         assert secret not in traffic
+
+
+def test_every_tool_answers_valid_and_refuses_invalid_input(env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("nothing secret here\n")
+    # spawn_agent calls providers for real: point every key at a loopback server, never a public host
+    server = start_fake_llm()
+    keys = [{**k, "base_url": server.base_url} for k in SMALL_KEYS]
+    write_keys(tmp_path / "loopback-keys.json", keys)
+    env = {**env, "BUTLER_KEYS_PATH": str(tmp_path / "loopback-keys.json")}
+
+    def valid(session_id: str, task_id: str) -> dict[str, dict[str, Any]]:
+        return {
+            "allocate_tokens": {"prd_text": "- one", "tokens": 100},
+            "get_available_keys": {},
+            "monitor_usage": {},
+            "get_status": {},
+            "record_usage": {"session_id": session_id, "request_id": "mcp-1", "input_tokens": 5, "output_tokens": 5},
+            "rotate_key": {"session_id": session_id},
+            "plan_agents": {"name": "mcp", "description": "1. Research\n2. Write", "budget": 2_000},
+            "spawn_agent": {"name": "mcp", "description": "1. Research", "budget": 1_000},
+            "submit_result": {"session_id": session_id, "status": "success"},
+            "aggregate_task_results": {"task_id": task_id},
+            "retry_failed_tasks": {"task_id": task_id},
+            "treasury_status": {},
+            "treasury_autobuy": {"mode": "evaluate"},
+            "scan_secrets": {"paths": [str(tmp_path / "notes.txt")]},
+        }
+
+    async def body(session: ClientSession) -> tuple[dict[str, Any], dict[str, Any]]:
+        plan = _envelope(await session.call_tool("plan_agents", {"name": "p", "description": "1. a", "budget": 500}))
+        sid, tid = plan["result"]["agents"][0]["session_id"], plan["result"]["task_id"]
+        good = {name: _envelope(await session.call_tool(name, args)) for name, args in valid(sid, tid).items()}
+        bad = {name: _envelope(await session.call_tool(name, {**args, "unexpected_field": 1}))
+               for name, args in valid(sid, tid).items()}
+        return good, bad
+
+    try:
+        good, bad = anyio.run(_session_run, env, body)
+    finally:
+        server.close()
+    assert server.requests, "spawn_agent should have called the loopback provider"
+    tools = [t.name for t in load_manifest().tools]
+    assert sorted(good) == sorted(tools)
+    assert all(env_["ok"] for env_ in good.values()), {k: v for k, v in good.items() if not v["ok"]}
+    assert all(env_["error"]["code"] == "invalid_input" for env_ in bad.values())

@@ -64,6 +64,8 @@ def world(tmp_path: Path, server: FakeLLM) -> dict[str, Any]:
         "LEAK_ANTHROPIC": SECRETS["anthropic"], "LEAK_GROQ": SECRETS["groq"], "LEAK_OR": SECRETS["openrouter"],
         "CIRCLE_API_KEY": SECRETS["circle"], "CIRCLE_ENTITY_SECRET": SECRETS["entity"],
         "CIRCLE_WALLET_ID": "wallet-1", "BUTLER_CIRCLE_BASE_URL": "http://127.0.0.1:9",
+        # The treasury reads the OpenRouter key's credit: keep that on loopback too (port 9 refuses).
+        "BUTLER_OPENROUTER_BASE_URL": "http://127.0.0.1:9/api/v1",
     }
     return {"env": env, "dir": tmp_path}
 
