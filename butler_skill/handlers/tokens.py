@@ -15,7 +15,7 @@ from butler_skill.core.days import utc_day
 from butler_skill.core.reporting import ProviderUsage, by_provider, usable
 from butler_skill.errors import InvalidInput, NoCapacity, UnknownKey
 from butler_skill.models import Alert, Event, KeyState, RotationReason, SessionInfo
-from butler_skill.store.ledger import Grant, Rotation
+from butler_skill.store.protocol import Grant, Rotation
 
 if TYPE_CHECKING:
     from butler_skill.host.context import Context

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from butler_skill.config import ButlerConfig
     from butler_skill.store.db import Database
-    from butler_skill.store.ledger import Ledger
+    from butler_skill.store.protocol import TokenLedger
 
 
 def system_clock() -> datetime:
@@ -66,7 +66,7 @@ class Context:
         return Database(self.config.state_path)
 
     @cached_property
-    def ledger(self) -> Ledger:
+    def ledger(self) -> TokenLedger:
         from butler_skill.store.ledger import Ledger
 
         return Ledger(self.db)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,32 +22,8 @@ from butler_skill.core.selection import KeyView
 from butler_skill.errors import Conflict, UnknownSession
 from butler_skill.models import Alert, Event, ResolvedKey, RotationReason, SessionInfo
 from butler_skill.store.db import Database
+from butler_skill.store.protocol import Grant, Picker, Rotation, UsageOutcome
 from butler_skill.store.timestamps import parse_ts, ts
-
-Picker = Callable[[list[KeyView]], KeyView | None]
-
-
-@dataclass(frozen=True)
-class Grant:
-    session: SessionInfo
-    key: KeyView
-
-
-@dataclass(frozen=True)
-class UsageOutcome:
-    duplicate: bool
-    session: SessionInfo
-    leg_used: int
-    leg_granted: int
-
-
-@dataclass(frozen=True)
-class Rotation:
-    session: SessionInfo
-    from_key_id: str
-    to_key_id: str
-    moved: int
-    cooldown_until: datetime | None
 
 
 class Ledger:

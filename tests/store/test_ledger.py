@@ -150,3 +150,16 @@ def test_migrations_are_numbered_and_idempotent(tmp_path) -> None:
     conn = sqlite3.connect(tmp_path / "m.db")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert (tmp_path / "m.db").stat().st_mode & 0o777 == 0o600
+
+
+def test_sqlite_ledger_fills_the_store_protocol(ctx: Context) -> None:
+    import inspect
+
+    from butler_skill.store.ledger import Ledger
+    from butler_skill.store.protocol import TokenLedger
+
+    assert isinstance(ctx.ledger, TokenLedger)
+    wanted = {n for n, f in inspect.getmembers(TokenLedger, inspect.isfunction) if not n.startswith("_")}
+    assert wanted == {n for n, f in inspect.getmembers(Ledger, inspect.isfunction) if not n.startswith("_")}
+    for name in wanted:
+        assert inspect.signature(getattr(TokenLedger, name)) == inspect.signature(getattr(Ledger, name)), name

@@ -1,0 +1,135 @@
+"""The token ledger's operations: what any store (SQLite today, Postgres for several hosts later) must do.
+
+Handlers and the runner depend on these operations only. Every write is one transaction; every grant is the
+conditional `used + reserved + n <= limit`; usage is settled idempotently by request id; holds expire by lease.
+`butler_skill.store.ledger.Ledger` is the SQLite implementation (a test keeps the signatures identical).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from butler_skill.core.selection import KeyView
+from butler_skill.models import Alert, Event, ResolvedKey, RotationReason, SessionInfo
+
+Picker = Callable[[list[KeyView]], KeyView | None]
+
+
+@dataclass(frozen=True)
+class Grant:
+    session: SessionInfo
+    key: KeyView
+
+
+@dataclass(frozen=True)
+class UsageOutcome:
+    duplicate: bool
+    session: SessionInfo
+    leg_used: int
+    leg_granted: int
+
+
+@dataclass(frozen=True)
+class Rotation:
+    session: SessionInfo
+    from_key_id: str
+    to_key_id: str
+    moved: int
+    cooldown_until: datetime | None
+
+
+@runtime_checkable
+class TokenLedger(Protocol):
+    def close_session(self, session_id: str, now: datetime) -> SessionInfo:
+        """End a session and give back what it still holds."""
+        ...
+
+    def commit_usage(
+        self,
+        *,
+        request_id: str,
+        session_id: str,
+        input_tokens: int,
+        output_tokens: int,
+        cache_read_tokens: int,
+        cache_write_tokens: int,
+        cost_usd: float,
+        cost_reported: bool,
+        estimated: bool,
+        now: datetime,
+        lease_seconds: int,
+    ) -> UsageOutcome:
+        """Settle one provider response, idempotently by request id."""
+        ...
+
+    def costs_by_key(self) -> dict[str, float]:
+        """LLM cost recorded per key over all days (the treasury derives prepaid credit from it)."""
+        ...
+
+    def costs_today(self, now: datetime) -> dict[str, float]:
+        ...
+
+    def events(self, kind: str | None = None, limit: int = 20) -> list[Event]:
+        ...
+
+    def expire_leases(self, now: datetime) -> int:
+        ...
+
+    def key_views(self, keys: Sequence[ResolvedKey], now: datetime) -> list[KeyView]:
+        ...
+
+    def open_session(
+        self,
+        *,
+        keys: Sequence[ResolvedKey],
+        pick: Picker,
+        need: int,
+        session_id: str,
+        label: str | None,
+        task_id: str | None,
+        threshold_ratio: float,
+        now: datetime,
+        lease_seconds: int,
+    ) -> Grant | list[KeyView]:
+        """Reserve `need` tokens on the key `pick` chooses and open a session on it."""
+        ...
+
+    def pending_alerts(self) -> list[Alert]:
+        ...
+
+    def raise_alert(self, *, alert_id: str, session_id: str, key_id: str, kind: str, message: str,
+                    now: datetime) -> bool:
+        """Record an alert once per (session, key, kind). True when it is new."""
+        ...
+
+    def rotate_session(
+        self,
+        *,
+        session_id: str,
+        keys: Sequence[ResolvedKey],
+        pick: Callable[[list[KeyView], KeyView | None, int], KeyView | None],
+        reason: RotationReason,
+        cooldown: Callable[[int], datetime | None],
+        now: datetime,
+        lease_seconds: int,
+        rest_scope: bool = False,
+    ) -> Rotation | list[KeyView]:
+        """Move a session's remaining allocation to another key, in one transaction."""
+        ...
+
+    def session(self, session_id: str) -> SessionInfo:
+        ...
+
+    def sessions(self, *, open_only: bool = True, task_id: str | None = None) -> list[SessionInfo]:
+        ...
+
+    def set_cooldown(self, key_id: str, until: datetime, reason: str, now: datetime, *,
+                     keys: Sequence[ResolvedKey] = (), rest_scope: bool = False) -> None:
+        ...
+
+    def totals(self, now: datetime) -> dict[str, int]:
+        """Sum of used and reserved today over all keys: what the ledger reports as granted."""
+        ...
