@@ -183,12 +183,6 @@ class TaskStore:
                 " AS committed FROM sessions WHERE task_id = ?", (task_id,)).fetchone()
         return int(row["committed"])
 
-    def task_tokens(self, task_id: str) -> int:
-        with self.db.read() as conn:
-            row = conn.execute("SELECT COALESCE(SUM(used), 0) AS used FROM sessions WHERE task_id = ?",
-                               (task_id,)).fetchone()
-        return int(row["used"])
-
     def set_status(self, task_id: str, st_id: str, status: str, now: datetime, *, output: str | None = None,
                    error: str | None = None) -> None:
         with self.db.write() as conn:
