@@ -13,7 +13,18 @@ from butler_skill.core import estimate as est
 from butler_skill.core import pricing, rotation, selection
 from butler_skill.core.days import utc_day
 from butler_skill.core.reporting import ProviderUsage, by_provider, usable
-from butler_skill.errors import InvalidInput, NoCapacity, UnknownKey
+from butler_skill.errors import NoCapacity, NotFound, UnknownKey
+from butler_skill.handlers.bounds import (
+    MAX_DAY_TOKENS,
+    Budget,
+    Cost,
+    Id,
+    PathText,
+    ProviderName,
+    TokenCount,
+    both_given,
+    given,
+)
 from butler_skill.models import Alert, Event, KeyState, RotationReason, SessionInfo
 from butler_skill.store.protocol import Grant, Rotation
 
@@ -25,21 +36,29 @@ _STRICT = ConfigDict(extra="forbid")
 
 # ---- allocate_tokens ---------------------------------------------------------------------------
 class AllocateTokensInput(BaseModel):
+    """Exactly one of prd_path / prd_text, or a bare token count (the PRD is then optional)."""
+
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"anyOf": [{"required": ["prd_path"]}, {"required": ["prd_text"]}]},
+        json_schema_extra={
+            "anyOf": [given("prd_path"), given("prd_text"), given("tokens")],
+            "not": both_given("prd_path", "prd_text"),
+        },
     )
 
-    prd_path: str | None = Field(default=None, min_length=1, description="Path of a PRD file to estimate.")
-    prd_text: str | None = Field(default=None, min_length=1, description="The PRD text itself.")
-    preferred_provider: str | None = Field(default=None, description="Try this provider's keys first.")
-    tokens: int | None = Field(default=None, gt=0, le=100_000_000, description="Reserve exactly this many.")
+    prd_path: PathText | None = Field(default=None, description="Path of a PRD file to estimate.")
+    prd_text: str | None = Field(default=None, min_length=1, max_length=1_000_000,
+                                 description="The PRD text itself.")
+    preferred_provider: ProviderName | None = Field(default=None, description="Try this provider's keys first.")
+    tokens: Budget | None = Field(default=None, description="Reserve exactly this many (then no PRD is needed).")
     label: str | None = Field(default=None, max_length=200, description="A name for the session.")
 
     @model_validator(mode="after")
-    def _one_prd(self) -> AllocateTokensInput:
-        if (self.prd_path is None) == (self.prd_text is None):
-            raise ValueError("give exactly one of prd_path or prd_text")
+    def _one_source(self) -> AllocateTokensInput:
+        if self.prd_path is not None and self.prd_text is not None:
+            raise ValueError("give prd_path or prd_text, not both")
+        if self.prd_path is None and self.prd_text is None and self.tokens is None:
+            raise ValueError("give prd_path, prd_text or tokens")
         return self
 
 
@@ -59,23 +78,25 @@ class AllocateTokensOutput(BaseModel):
 def _prd_text(ctx: Context, inp: AllocateTokensInput) -> str:
     if inp.prd_text is not None:
         return inp.prd_text
-    assert inp.prd_path is not None
+    if inp.prd_path is None:
+        return ""
     path = Path(inp.prd_path)
     path = path if path.is_absolute() else ctx.cwd / path
     try:
         return path.read_text("utf-8", errors="replace")
     except OSError as exc:
-        raise InvalidInput(f"cannot read prd_path {inp.prd_path}: {exc.strerror}", path="prd_path") from None
+        raise NotFound(f"cannot read prd_path {inp.prd_path}: {exc.strerror}", path="/prd_path") from None
 
 
 def allocate_tokens(ctx: Context, inp: AllocateTokensInput) -> AllocateTokensOutput:
-    text = _prd_text(ctx, inp)
-    estimate = est.given_estimate(inp.tokens) if inp.tokens else est.estimate_prd(text)
+    # A bare count needs no PRD; with one, the count still wins (the PRD is only read to be estimated).
+    estimate = est.given_estimate(inp.tokens) if inp.tokens else est.estimate_prd(_prd_text(ctx, inp))
     cfg = ctx.config
     keys = cfg.resolved()
     if inp.preferred_provider and not any(k.provider == inp.preferred_provider for k in keys):
-        raise InvalidInput(f"no key of provider {inp.preferred_provider!r} is configured",
-                           path="preferred_provider")
+        # Which providers exist is configuration, not the input's shape: not invalid_input.
+        raise UnknownKey(f"no key of provider {inp.preferred_provider!r} is configured",
+                         provider=inp.preferred_provider, path="/preferred_provider")
     now = ctx.now()
     need = estimate.total
     input_share = estimate.input_tokens / max(1, estimate.input_tokens + estimate.output_tokens)
@@ -118,8 +139,9 @@ def allocate_tokens(ctx: Context, inp: AllocateTokensInput) -> AllocateTokensOut
 class GetAvailableKeysInput(BaseModel):
     model_config = _STRICT
 
-    provider: str | None = Field(default=None, description="Only keys of this provider.")
-    min_tokens: int = Field(default=1, ge=0, description="Only keys with at least this many tokens left.")
+    provider: ProviderName | None = Field(default=None, description="Only keys of this provider.")
+    min_tokens: int = Field(default=1, ge=0, le=MAX_DAY_TOKENS,
+                            description="Only keys with at least this many tokens left.")
 
 
 class GetAvailableKeysOutput(BaseModel):
@@ -225,11 +247,12 @@ def get_status(ctx: Context, inp: GetStatusInput) -> GetStatusOutput:
 class RotateKeyInput(BaseModel):
     model_config = _STRICT
 
-    session_id: str = Field(min_length=1)
-    new_key_id: str | None = Field(default=None, description="Move to this key; otherwise Butler chooses.")
+    session_id: Id
+    new_key_id: Id | None = Field(default=None, description="Move to this key; otherwise Butler chooses.")
     reason: RotationReason = Field(default="manual", description="Why: manual, threshold, or what the "
                                    "provider answered (rate_limit, quota_exhausted, auth).")
-    retry_after_s: float | None = Field(default=None, ge=0, le=86_400, description="The provider's Retry-After.")
+    retry_after_s: float | None = Field(default=None, ge=0, le=86_400, allow_inf_nan=False,
+                                        description="The provider's Retry-After.")
 
 
 class RotationOutcome(BaseModel):
@@ -310,14 +333,13 @@ def rotate_key(ctx: Context, inp: RotateKeyInput) -> RotateKeyOutput:
 class RecordUsageInput(BaseModel):
     model_config = _STRICT
 
-    session_id: str = Field(min_length=1)
-    request_id: str = Field(min_length=1, max_length=200,
-                            description="The provider's response id: settling it twice changes nothing.")
-    input_tokens: int = Field(ge=0, description="Uncached input tokens (OpenAI: prompt_tokens minus cached).")
-    output_tokens: int = Field(ge=0, description="Output tokens, reasoning included.")
-    cache_read_tokens: int = Field(default=0, ge=0, description="Input tokens served from cache.")
-    cache_write_tokens: int = Field(default=0, ge=0, description="Input tokens written to cache (Anthropic).")
-    cost: float | None = Field(default=None, ge=0, description="USD, when the provider reported it.")
+    session_id: Id
+    request_id: Id = Field(description="The provider's response id: settling it twice changes nothing.")
+    input_tokens: TokenCount = Field(description="Uncached input tokens (OpenAI: prompt_tokens minus cached).")
+    output_tokens: TokenCount = Field(description="Output tokens, reasoning included.")
+    cache_read_tokens: TokenCount = Field(default=0, description="Input tokens served from cache.")
+    cache_write_tokens: TokenCount = Field(default=0, description="Input tokens written to cache (Anthropic).")
+    cost: Cost | None = Field(default=None, description="USD, when the provider reported it.")
     estimated: bool = Field(default=False, description="True when the figures are an estimate.")
     close: bool = Field(default=False, description="End the session and release what it still holds.")
 

@@ -103,4 +103,4 @@ def call_tool(name: str, payload: Any, ctx: Context, manifest: Manifest | None =
 def error_exit_code(envelope: dict[str, Any]) -> int:
     if envelope.get("ok"):
         return 0
-    return 2 if envelope["error"]["code"] == "invalid_input" else 1
+    return 2 if envelope["error"]["code"] in ("invalid_input", "not_found") else 1

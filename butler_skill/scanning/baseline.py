@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from butler_skill.core.scan import Finding
-from butler_skill.errors import InvalidInput
+from butler_skill.errors import InvalidInput, NotFound
 
 BASELINE_VERSION = 1
 _FINGERPRINT = re.compile(r"[0-9a-f]{32}")
@@ -50,9 +50,9 @@ def load_baseline(path: Path) -> frozenset[str]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
-        raise InvalidInput(f"baseline file not found: {path}", path=str(path)) from exc
+        raise NotFound(f"baseline file not found: {path}", path=str(path)) from exc
     except OSError as exc:
-        raise InvalidInput(f"cannot read baseline {path}: {exc.strerror}", path=str(path)) from exc
+        raise NotFound(f"cannot read baseline {path}: {exc.strerror}", path=str(path)) from exc
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
