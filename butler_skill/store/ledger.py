@@ -298,6 +298,8 @@ _RESERVE = ("UPDATE key_day_counters SET reserved = reserved + ?"
 
 def _reserve(conn: sqlite3.Connection, key: KeyView, need: int, now: datetime) -> bool:
     """The one conditional update that grants tokens: used + reserved + need <= limit, or nothing."""
+    if need <= 0:
+        return True  # granting nothing cannot break a limit, even on a key a late report pushed past it
     day = utc_day(now)
     args = (need, key.key_id, day, need, key.tokens_per_day)
     if conn.execute(_RESERVE, args).rowcount == 1:

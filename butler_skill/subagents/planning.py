@@ -55,7 +55,8 @@ def replan_failed(ctx: Context, task_id: str, failed: Sequence[SubTaskRow], rema
                   preferred_provider: str | None = None) -> list[SubTaskRow]:
     """Fresh shares for failed sub-tasks out of what the task's budget has left."""
     items = [(s.estimated_tokens, s.priority) for s in failed]
-    shares = split_budget(remaining_budget, items)  # type: ignore[arg-type]
+    # Sub-tasks that used more than their shares can leave the budget below zero: nothing to split then.
+    shares = split_budget(max(0, remaining_budget), items)  # type: ignore[arg-type]
     if not failed or min(shares) < 1:
         raise NoCapacity(f"{remaining_budget} tokens left in the budget cannot cover {len(failed)} retries",
                          path="/task_id", remaining_budget=remaining_budget)
