@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import AwareDatetime, BaseModel
 
-from butler_skill.core import pricing, rotation, selection
+from butler_skill.core import pricing, reporting, rotation, selection
+from butler_skill.core.days import utc_day
 from butler_skill.core.usage import Usage
 from butler_skill.errors import NoCapacity, UnknownKey
 from butler_skill.models import Alert, ResolvedKey, RotationReason, SessionInfo
@@ -39,10 +40,12 @@ class RotationOutcome(BaseModel):
 
 @dataclass(frozen=True)
 class Committed:
-    """Usage written to the ledger, and what it cost."""
+    """Usage written to the ledger, what it cost, and the `overrun` alert when it took the key-day past
+    its limit."""
 
     outcome: UsageOutcome
     cost: float
+    alert: Alert | None = None
 
 
 @dataclass(frozen=True)
@@ -93,9 +96,26 @@ def commit(ctx: Context, session_id: str, request_id: str, usage: Usage, *, key_
     happens (no alert, no rotation): for a caller that ends the session itself right after."""
     key = key_of(ctx, key_id or ctx.ledger.session(session_id).key_id)
     cost = pricing.cost_of(usage, key)
+    now = now or ctx.now()
     outcome = ctx.ledger.commit_usage(request_id=request_id, session_id=session_id, usage=usage, cost_usd=cost,
-                                      now=now or ctx.now(), lease_seconds=ctx.config.lease_seconds)
-    return Committed(outcome, cost)
+                                      now=now, lease_seconds=ctx.config.lease_seconds,
+                                      key_limit=key.tokens_per_day)
+    alert = None if outcome.duplicate else _key_day_overrun(ctx, key, outcome.session, now)
+    return Committed(outcome, cost, alert)
+
+
+def _key_day_overrun(ctx: Context, key: ResolvedKey, session: SessionInfo, now: datetime) -> Alert | None:
+    """Usage is counted honestly even past a key's limit (a late report, or more than was held); the
+    key-day then never ends past its limit in silence: an `overrun` alert names the key and the figures."""
+    (view,) = ctx.ledger.key_views([key], now)
+    over = reporting.key_overrun(view)
+    if not over:
+        return None
+    late = " after its lease expired" if session.state == "expired" else ""
+    return _alert(ctx, session, "overrun", now,
+                  f"key {key.id} counted {view.used + view.reserved} tokens on {utc_day(now)}, {over} past its "
+                  f"daily limit of {key.tokens_per_day}: session {session.session_id} reported usage{late} "
+                  "beyond what it held")
 
 
 def _alert(ctx: Context, session: SessionInfo, kind: str, now: datetime, message: str) -> Alert | None:
@@ -121,14 +141,14 @@ def settle(ctx: Context, session_id: str, request_id: str, usage: Usage, *, clos
         leg_used=outcome.leg_used, leg_granted=outcome.leg_granted, ratio=cfg.rotation_threshold,
         remaining_allocation=session.allocated - session.used, auto_rotate=cfg.auto_rotate, closing=close,
     ) if session.state == "open" and not outcome.duplicate else "continue"
-    alert: Alert | None = None
+    alert: Alert | None = committed.alert
     rotated: RotationOutcome | None = None
     status: SettleStatus = "ok"
     if step != "continue":
         threshold = rotation.threshold_tokens(outcome.leg_granted, cfg.rotation_threshold)
         alert = _alert(ctx, session, "rotation_threshold", now,
                        f"session {session.session_id} used {outcome.leg_used} of {outcome.leg_granted} tokens "
-                       f"on {session.key_id} (threshold {threshold})")
+                       f"on {session.key_id} (threshold {threshold})") or alert
         status = "rotate_recommended"
     if step == "rotate":
         rotated, session = rotate(ctx, session.session_id, "threshold")

@@ -13,7 +13,7 @@ from butler_skill import sessions
 from butler_skill.core import estimate as est
 from butler_skill.core import selection
 from butler_skill.core.days import utc_day
-from butler_skill.core.reporting import ProviderUsage, by_provider, usable
+from butler_skill.core.reporting import ProviderUsage, by_provider, key_overrun, usable
 from butler_skill.core.usage import Usage
 from butler_skill.errors import NoCapacity, NotFound, UnknownKey
 from butler_skill.handlers.bounds import (
@@ -205,6 +205,10 @@ class TokenSummary(BaseModel):
     active_sessions: int
     pending_alerts: int
     keys_by_provider: dict[str, ProviderUsage]
+    keys_over_limit: dict[str, int] = Field(
+        default_factory=dict,
+        description="Key id -> tokens counted today past its limit (late or unreserved usage); empty when none.",
+    )
 
 
 class GetStatusOutput(BaseModel):
@@ -228,6 +232,7 @@ def get_status(ctx: Context, inp: GetStatusInput) -> GetStatusOutput:
             active_sessions=len(sessions),
             pending_alerts=len(alerts),
             keys_by_provider=providers,
+            keys_over_limit={v.key_id: key_overrun(v) for v in views if v.enabled and key_overrun(v)},
         ),
         sessions=sessions,
         alerts=alerts,

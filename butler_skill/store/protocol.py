@@ -57,8 +57,10 @@ class TokenLedger(Protocol):
         cost_usd: float,
         now: datetime,
         lease_seconds: int,
+        key_limit: int | None = None,
     ) -> UsageOutcome:
-        """Settle one provider response, idempotently by request id."""
+        """Settle one provider response, idempotently by request id, on the UTC day of `now`; a leg
+        reserved on an earlier day is carried to it (re-held only when it fits under `key_limit`)."""
         ...
 
     def costs_by_key(self) -> dict[str, float]:
