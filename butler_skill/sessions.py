@@ -8,6 +8,7 @@ pricing, inflight); the state in the store. This module only wires the two toget
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,7 +19,8 @@ from pydantic import AwareDatetime, BaseModel
 from butler_skill.core import pricing, reporting, rotation, selection
 from butler_skill.core.days import utc_day
 from butler_skill.core.usage import Usage
-from butler_skill.errors import NoCapacity, UnknownKey
+from butler_skill.errors import NoCapacity, ProviderError, UnknownKey
+from butler_skill.handlers.bounds import MAX_CALL_COST_USD, MAX_CALL_TOKENS
 from butler_skill.models import Alert, ResolvedKey, RotationReason, SessionInfo
 from butler_skill.store.protocol import Grant, Rotation, UsageOutcome
 
@@ -96,12 +98,23 @@ def commit(ctx: Context, session_id: str, request_id: str, usage: Usage, *, key_
     happens (no alert, no rotation): for a caller that ends the session itself right after."""
     key = key_of(ctx, key_id or ctx.ledger.session(session_id).key_id)
     cost = pricing.cost_of(usage, key)
+    _plausible(usage, cost, key.id)
     now = now or ctx.now()
     outcome = ctx.ledger.commit_usage(request_id=request_id, session_id=session_id, usage=usage, cost_usd=cost,
                                       now=now, lease_seconds=ctx.config.lease_seconds,
                                       key_limit=key.tokens_per_day)
     alert = None if outcome.duplicate else _key_day_overrun(ctx, key, outcome.session, now)
     return Committed(outcome, cost, alert)
+
+
+def _plausible(usage: Usage, cost: float, key_id: str) -> None:
+    """The same bounds the tool schemas put on a caller's figures, for figures a provider reported (the runner
+    and the gateway settle those): past them the report is broken, and counting it could take the ledger's
+    sums to infinity or past SQLite's integers. Nothing is settled then."""
+    figures = (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens)
+    if max(figures) > MAX_CALL_TOKENS or not math.isfinite(cost) or not 0 <= cost <= MAX_CALL_COST_USD:
+        raise ProviderError(f"implausible usage reported on key {key_id}: a figure over {MAX_CALL_TOKENS} tokens "
+                            f"or a cost outside 0..{MAX_CALL_COST_USD:g} USD; nothing was settled", key_id=key_id)
 
 
 def _key_day_overrun(ctx: Context, key: ResolvedKey, session: SessionInfo, now: datetime) -> Alert | None:

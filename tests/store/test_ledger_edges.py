@@ -95,6 +95,33 @@ def test_within_the_limit_there_is_no_overrun(solo: Context) -> None:
     assert status["tokens"]["keys_over_limit"] == {} and status["tokens"]["keys_by_provider"]["groq"]["overrun"] == 0
 
 
+# ---- bounded figures ----------------------------------------------------------------------------
+@pytest.mark.parametrize("figures", [
+    {"input_tokens": 9 * 10**18}, {"output_tokens": 10_000_001}, {"cost": 1e308}, {"cost": 10_000.01},
+    {"cache_read_tokens": -1},
+])
+def test_figures_past_their_bounds_are_invalid_and_change_nothing(solo: Context, tmp_path: Path,
+                                                                  figures: dict[str, Any]) -> None:
+    sid = allocate(solo, 1_000)
+    shot = snapshot(tmp_path / "edges.db")
+    env = call_tool("record_usage", {"session_id": sid, "request_id": "big", "input_tokens": 1, "output_tokens": 1,
+                                     **figures}, solo)
+    assert env["error"]["code"] == "invalid_input" and snapshot(tmp_path / "edges.db") == shot
+
+
+def test_implausible_provider_usage_is_refused_before_the_ledger(solo: Context, tmp_path: Path) -> None:
+    from butler_skill import sessions
+    from butler_skill.core.usage import Usage
+    from butler_skill.errors import ProviderError
+
+    sid = allocate(solo, 1_000)
+    shot = snapshot(tmp_path / "edges.db")
+    for usage in (Usage.of(input_tokens=9 * 10**18), Usage.of(input_tokens=1, cost_usd=1e308)):
+        with pytest.raises(ProviderError, match="implausible"):
+            sessions.commit(solo, sid, "provider-1", usage)
+    assert snapshot(tmp_path / "edges.db") == shot
+
+
 # ---- midnight ------------------------------------------------------------------------------------
 @pytest.fixture
 def late_evening(clock: Clock) -> Clock:
@@ -196,6 +223,7 @@ def test_budget_invariants_hold_at_every_step(tmp_path_factory: pytest.TempPathF
                 if op == "repeat":
                     if sid not in last:
                         continue
+                    ctx.ledger.expire_leases(clock.now)  # every write does this first; it is not the repeat's doing
                     shot = snapshot(tmp / "edges.db")
                     again = call_tool("record_usage", last[sid], ctx)
                     assert again["ok"] and again["result"]["duplicate"], again
