@@ -3,9 +3,6 @@ fake provider (tests/servers/fake_llm.py), with its own keys file and ledger."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,9 +10,9 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from butler_skill.gateway.app import create_app
+from butler_skill.gateway.server import BackgroundServer
 from butler_skill.gateway.service import GatewaySettings
 from butler_skill.gateway.tokens import create_token
 from butler_skill.host.context import Context
@@ -42,35 +39,11 @@ def gateway_keys(server: FakeLLM, *, limit: int = 100_000, limit_2: int | None =
     ]
 
 
-class ServerThread:
-    """uvicorn serving `app` on a socket bound to 127.0.0.1:0, in a background thread."""
-
-    def __init__(self, app: Any) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", backlog=2048))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
-
-    def close(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=20)
-        self.sock.close()
-
-
 @dataclass
 class Harness:
     ctx: Context
     fake: FakeLLM
-    server: ServerThread
+    server: BackgroundServer
     token: str
     token_id: str
 
@@ -101,7 +74,7 @@ def start_harness(tmp_path: Path, fake: FakeLLM, keys: list[dict[str, Any]], *, 
     token, secret = create_token(ctx, "test agent", daily_budget=daily_budget)
     settings = settings or GatewaySettings(policy=GatewaySettings().policy.model_copy(
         update={"base_delay_s": 0.01, "max_delay_s": 0.05}))
-    server = ServerThread(create_app(ctx, settings=settings))
+    server = BackgroundServer(create_app(ctx, settings=settings))
     return Harness(ctx, fake, server, secret, token.id)
 
 
