@@ -144,7 +144,10 @@ class Gateway:
                 usage = upstream.upstream.usage(hold.prompt, hold.output_cap)
             finally:
                 await upstream.upstream.aclose()
-            self._settle(hold, key, upstream.upstream, usage)
+            try:
+                self._settle(hold, key, upstream.upstream, usage)
+            except Exception:  # the provider answered (and billed): the agent gets its answer regardless
+                log.exception("gateway: settling a call failed")
             return Response(content, status_code=upstream.upstream.response.status_code,
                             media_type="application/json", headers=headers)
         wants_usage = fmt == "anthropic" or bool((body.get("stream_options") or {}).get("include_usage"))
@@ -264,7 +267,9 @@ class Gateway:
     # ---- the end of a request ----------------------------------------------------------------------
     def _settle(self, hold: Hold, key: ResolvedKey, up: Upstream, usage: Usage) -> None:
         ctx = self.ctx
-        request_id = sessions.provider_request_id(key.id, up.state.request_id, f"{hold.session_id}:{ctx.new_id('gwr')}")
+        # Each forwarded call is settled exactly once, so its id is Butler's own (a provider that repeats its
+        # response ids must not make two calls one); the provider's id is kept in it for tracing.
+        request_id = f"{ctx.new_id('gwr')}:{sessions.provider_request_id(key.id, up.state.request_id, '-')}"[:200]
         try:
             if hold.bound:
                 sessions.settle(ctx, hold.session_id, request_id, usage)
@@ -280,7 +285,10 @@ class Gateway:
             log.exception("gateway: no usage could be made of a stream; releasing its hold")
             self._release(hold)
             return
-        self._settle(hold, key, up, usage)
+        try:
+            self._settle(hold, key, up, usage)
+        except Exception:
+            log.exception("gateway: settling a stream failed")
 
     def _release(self, hold: Hold, used: int = 0) -> None:
         """Give back what the request still holds: its part of the session, or its own session and its
