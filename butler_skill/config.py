@@ -31,6 +31,9 @@ ENV_VARS: dict[str, str] = {
     "BUTLER_LEASE_SECONDS": "How long an unreported reservation is held before it expires (default 3600).",
     "BUTLER_LOG_LEVEL": "Log level on stderr: DEBUG, INFO, WARNING (default) or ERROR. Logs are redacted.",
     "BUTLER_LOG_FILE": "Also write the (redacted) log to this file, created with mode 0600.",
+    "BUTLER_BUSY_TIMEOUT_MS": "How long to wait for another process's lock on the ledger before answering "
+                              "storage_error (default 30000).",
+    "BUTLER_READ_PATHS": "Folders (os.pathsep-separated) prd_path may read besides the working directory.",
 }
 
 
@@ -43,6 +46,7 @@ class ButlerConfig(BaseModel):
     rotation_threshold: float = Field(default=0.75, gt=0, le=1)
     auto_rotate: bool = True
     lease_seconds: int = Field(default=3600, gt=0)
+    busy_timeout_ms: int = Field(default=30_000, ge=0, le=3_600_000)
     env: dict[str, str] = Field(default_factory=dict, exclude=True, repr=False)
     _resolved: list[ResolvedKey] | None = PrivateAttr(default=None)
 
@@ -117,6 +121,7 @@ def load_config(
             rotation_threshold=float(env.get("BUTLER_ROTATION_THRESHOLD", "0.75")),
             auto_rotate=env.get("BUTLER_AUTO_ROTATE", "1").strip().lower() not in {"0", "false", "no", "off"},
             lease_seconds=int(env.get("BUTLER_LEASE_SECONDS", "3600")),
+            busy_timeout_ms=int(env.get("BUTLER_BUSY_TIMEOUT_MS", "30000")),
             env=dict(env),
         )
     except (ValidationError, ValueError) as exc:
