@@ -136,16 +136,36 @@ def _first_field(exc: Exception) -> str:
 
 
 def load_keys_file(path: Path) -> list[KeyConfig]:
-    if not path.exists():
+    from butler_skill.safe_read import read_text
+
+    if not path.exists() and not path.is_symlink():
         raise ConfigError(
             f"no keys file at {path}; run `butler init` to write one (or set BUTLER_KEYS_PATH)",
             file=str(path),
         )
-    try:
-        text = path.read_text("utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read keys file {path}: {exc.strerror}", file=str(path)) from None
-    return parse_keys(text, str(path))
+    return parse_keys(read_text(path, "keys", label="keys file"), str(path))
+
+
+# Bounds past which a keys file is a typo, not a budget: a day's tokens and a price stay well inside
+# SQLite's 64-bit integers and finite floats, even summed over thousands of keys.
+MAX_TOKENS_PER_DAY = 10**12
+MAX_PRICE_PER_M = 1_000_000.0
+
+
+def _check_bounds(key: KeyConfig, source: str) -> None:
+    import math
+
+    if key.limits.tokens_per_day > MAX_TOKENS_PER_DAY:
+        raise ConfigError(
+            f"{source}: key {key.id}: field limits.tokens_per_day: {key.limits.tokens_per_day} is over the "
+            f"limit of {MAX_TOKENS_PER_DAY:,} tokens a day; give the key's real daily budget",
+            file=source, key_id=key.id, field="limits.tokens_per_day")
+    for field in ("price_in_per_m", "price_out_per_m"):
+        value = getattr(key, field)
+        if value is not None and not (math.isfinite(value) and value <= MAX_PRICE_PER_M):
+            raise ConfigError(
+                f"{source}: key {key.id}: field {field}: must be a finite price of at most {MAX_PRICE_PER_M:,.0f} "
+                "USD per million tokens", file=source, key_id=key.id, field=field)
 
 
 def parse_keys(text: str, source: str) -> list[KeyConfig]:
@@ -180,6 +200,7 @@ def parse_keys(text: str, source: str) -> list[KeyConfig]:
                 f"{source}: key {key_id}: field {field}: {err['msg']}",
                 file=source, key_id=key_id, field=field,
             ) from None
+        _check_bounds(key, source)
         if key.id in seen:
             raise ConfigError(f"{source}: key id {key.id} appears twice", file=source, key_id=key.id, field="id")
         seen.add(key.id)
