@@ -34,7 +34,7 @@ def _bounded(fn, seconds: float = 20.0):  # type: ignore[no-untyped-def]
     def run() -> None:
         try:
             box["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+        except BaseException as exc:  # handed back to the test
             box["error"] = exc
 
     th = threading.Thread(target=run, daemon=True)

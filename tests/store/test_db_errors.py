@@ -118,9 +118,8 @@ def test_limit_of_two_to_the_seventy_is_a_config_error(tmp_path: Path, env: dict
     assert res.returncode == 1 and err["code"] == "config_error"
     assert err["details"]["field"] == "limits.tokens_per_day" and "Traceback" not in res.stderr
     for price in ("Infinity", "NaN", "1e400"):
-        Path(env["BUTLER_KEYS_PATH"]).write_text(
-            '{"keys": [{"id": "a", "provider": "groq", "price_in_per_m": %s, "limits": {"tokens_per_day": 5}}]}'
-            % price, "utf-8")
+        key = f'{{"id": "a", "provider": "groq", "price_in_per_m": {price}, "limits": {{"tokens_per_day": 5}}}}'
+        Path(env["BUTLER_KEYS_PATH"]).write_text(f'{{"keys": [{key}]}}', "utf-8")
         res = butler(env, "call", "get_available_keys")
         assert json.loads(res.stdout)["error"]["code"] == "config_error", price
 

@@ -30,7 +30,7 @@ def _open(path: str, start: Any, results: Any) -> None:
             tx.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()
         db.close()
         results.put(True)
-    except BaseException as exc:  # noqa: BLE001 - reported to the parent
+    except BaseException as exc:  # reported to the parent
         results.put(f"raised {type(exc).__name__}: {exc}")
 
 
@@ -56,7 +56,7 @@ def _first_call(folder: str, start: Any, results: Any) -> None:
     try:
         out = call_tool("allocate_tokens", {"prd_text": "x", "tokens": 10}, ctx)
         results.put(out["ok"] or f"{out['error']['code']}: {out['error']['message']}")
-    except BaseException as exc:  # noqa: BLE001 - reported to the parent
+    except BaseException as exc:  # reported to the parent
         results.put(f"raised {type(exc).__name__}: {exc}")
     finally:
         ctx.close()
