@@ -58,9 +58,13 @@ def cmd_call(args: argparse.Namespace) -> int:
         return _emit(exc.to_payload())
     ctx = _context(args)
     if sys.stderr.isatty() and not args.quiet:
-        from butler_skill.host.progress import printer
+        from butler_skill.host.progress import progress_line
+        from butler_skill.host.redaction import redactor_for
 
-        ctx.progress = printer(sys.stderr)
+        def show(event: Any) -> None:  # progress lines pass the same redactor as every other channel
+            print(redactor_for(ctx).redact(progress_line(event)), file=sys.stderr, flush=True)
+
+        ctx.progress = show
     try:
         return _emit(call_tool(args.tool, payload, ctx))
     finally:
