@@ -34,7 +34,9 @@ class AllocateTokensInput(BaseModel):
         json_schema_extra={"anyOf": [{"required": ["prd_path"]}, {"required": ["prd_text"]}]},
     )
 
-    prd_path: str | None = Field(default=None, min_length=1, description="Path of a PRD file to estimate.")
+    prd_path: str | None = Field(default=None, min_length=1, description=(
+        "Path of a PRD file to estimate: a regular file of at most 4 MiB inside the working directory or a "
+        "folder listed in BUTLER_READ_PATHS."))
     prd_text: str | None = Field(default=None, min_length=1, description="The PRD text itself.")
     preferred_provider: str | None = Field(default=None, description="Try this provider's keys first.")
     tokens: int | None = Field(default=None, gt=0, le=100_000_000, description="Reserve exactly this many.")

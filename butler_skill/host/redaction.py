@@ -79,16 +79,18 @@ class Redactor:
     def __init__(self, secrets: Iterable[str]) -> None:
         found = {s for s in secrets if s and len(s) >= MIN_SECRET_LENGTH}
         wholes: set[str] = set()
+        short: set[str] = set()
         bodies: set[str] = set()
         for secret in found:
-            wholes.add(secret)
             body = secret_body(secret)
-            wholes.add(body)
             bodies.add(body)
             bodies.update(_b64_forms(body))
+            # A secret whose body has MIN_RUN characters always shows up in the gram probe, so its whole forms
+            # need only be looked for after a hit; shorter ones are looked for in every text.
+            (wholes if len(body) >= MIN_RUN else short).update((secret, body))
         # Longest first: a body inside its whole secret must not leave the prefix behind as the match.
         self.wholes: tuple[str, ...] = tuple(sorted(wholes, key=len, reverse=True))
-        self.min_whole = min((len(s) for s in self.wholes), default=0)
+        self.short: tuple[str, ...] = tuple(sorted(short, key=len, reverse=True))
         self.grams: dict[str, list[tuple[str, int]]] = {}
         for body in bodies:
             if len(body) < MIN_RUN:
@@ -97,18 +99,23 @@ class Redactor:
                 self.grams.setdefault(body[i:i + RUN_K], []).append((body, i))
 
     def __bool__(self) -> bool:
-        return bool(self.wholes)
+        return bool(self.wholes or self.short)
 
     def __call__(self, text: str) -> str:
         return self.redact(text)
 
     def redact(self, text: str) -> str:
-        if self.wholes and len(text) >= min(self.min_whole, MIN_RUN):
+        n = len(text)
+        # The probe: windows at multiples of RUN_K; a set test in C decides whether any run can be there.
+        if self.grams and n >= MIN_RUN and not self.grams.keys().isdisjoint(
+                [text[p:p + RUN_K] for p in range(0, n - RUN_K + 1, RUN_K)]):
             for secret in self.wholes:
                 if secret in text:
                     text = text.replace(secret, MASK)
-            if self.grams and len(text) >= MIN_RUN:
-                text = self._mask_runs(text)
+            text = self._mask_runs(text)
+        for secret in self.short:
+            if secret in text:
+                text = text.replace(secret, MASK)
         if not may_hold_credential(text):
             return text
         from butler_skill.core.scan import redact_secrets
