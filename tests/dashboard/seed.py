@@ -120,3 +120,39 @@ def seed_month(ctx: Context, clock: MovingClock, today: datetime, *, days: int =
                 "session_id": agent["session_id"], "status": status, "output": "done" if status == "success" else None,
                 "error": "provider returned an empty answer" if status == "failed" else None,
                 "usage": {"input_tokens": tokens * 3 // 4, "output_tokens": tokens // 4}}, ctx))
+
+
+def seed_treasury(ctx: Context, folder: Path) -> list[Any]:
+    """A treasury policy, a fake Circle wallet and a fake OpenRouter account on loopback, and top-ups the
+    policy proposed through `treasury_autobuy` (awaiting a person's approval). Returns the servers to close."""
+    from decimal import Decimal
+
+    from tests.servers.fake_circle import start_fake_circle
+    from tests.servers.fake_openrouter import start_fake_openrouter
+    from tests.treasury.conftest import (
+        CIRCLE_API_KEY,
+        ENTITY_SECRET,
+        MANAGEMENT_KEY,
+        OR_DEST,
+        TOKEN_ID,
+        WALLET_ID,
+        make_env,
+        policy,
+        write_policy,
+    )
+
+    circle = start_fake_circle(api_key=CIRCLE_API_KEY, entity_secret=ENTITY_SECRET, wallet_id=WALLET_ID,
+                               usdc=Decimal("1250"), token_id=TOKEN_ID)
+    openrouter = start_fake_openrouter(management_key=MANAGEMENT_KEY, total_credits=Decimal("100"),
+                                       total_usage=Decimal("71.5"))
+    write_policy(folder, policy(providers={
+        "openrouter": {"destinations": [OR_DEST]},
+        "anthropic": {"destinations": ["0x3333333333333333333333333333333333333333"], "opening_credit": "40",
+                      "threshold": "25", "amount": "100"},
+    }))
+    env = dict(ctx.env)
+    env.update(make_env(circle, openrouter))
+    env["HOME"] = str(folder)
+    ctx.env = env
+    ok(call_tool("treasury_autobuy", {"mode": "propose", "dry_run": False}, ctx))
+    return [circle, openrouter]

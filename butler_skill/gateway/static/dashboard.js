@@ -62,7 +62,11 @@ function pct(part, whole) { return whole > 0 ? Math.max(0, Math.min(100, (100 * 
 function num(value, text, field) { return h("b", { "data-field": field, "data-value": value }, text); }
 function empty(text) { return h("div", { class: "empty" }, text); }
 function colourOf(names) { const m = {}; names.forEach((n, i) => { m[n] = PALETTE[i % PALETTE.length]; }); return m; }
-function replace(id, ...nodes) { const el = document.getElementById(id); el.replaceChildren(...nodes.flat()); return el; }
+function replace(id, ...nodes) {
+  const el = document.getElementById(id);
+  el.replaceChildren(...nodes.flat().filter((n) => n !== null && n !== undefined));
+  return el;
+}
 
 // A capacity bar: used (solid), reserved (striped), and a tick at the rotation threshold.
 function capacityBar(used, reserved, capacity, ratio, resting) {
@@ -105,12 +109,12 @@ function renderProviders(snap) {
       h("div", { class: "name" }, h("span", {}, name), h("span", { class: "muted" }, `${p.keys} key${p.keys === 1 ? "" : "s"}`)),
       capacityBar(p.used_today, p.reserved, p.total_capacity, snap.threshold_ratio, false),
       h("div", { class: "figs" },
-        h("span", {}, "capacity"), h("span", {}, "used"), h("span", {}, "reserved"), h("span", {}, "remaining"), h("span", {}, "cost"),
-        num(p.total_capacity, compact(p.total_capacity), "total_capacity"),
-        num(p.used_today, fmtInt(p.used_today), "used_today"),
-        num(p.reserved, fmtInt(p.reserved), "reserved"),
-        num(p.remaining, fmtInt(p.remaining), "remaining"),
-        num(p.cost_today, fmtCost(p.cost_today), "cost_today")));
+        h("div", {}, h("span", {}, "used"), num(p.used_today, fmtInt(p.used_today), "used_today")),
+        h("div", {}, h("span", {}, "reserved"), num(p.reserved, fmtInt(p.reserved), "reserved")),
+        h("div", {}, h("span", {}, "remaining"), num(p.remaining, fmtInt(p.remaining), "remaining")),
+        h("div", {}, h("span", {}, "capacity"), num(p.total_capacity, fmtInt(p.total_capacity), "total_capacity")),
+        h("div", {}, h("span", {}, "cost today"), num(p.cost_today, fmtCost(p.cost_today), "cost_today")),
+        h("div", {}, h("span", {}, "load"), h("b", {}, Math.round(pct(p.used_today + p.reserved, p.total_capacity)) + "%"))));
   }));
 }
 
@@ -188,6 +192,9 @@ function niceMax(v) {
 
 function spendTable(rows, what) {
   if (!rows.length) return empty(`No ${what} in the last 30 days.`);
+  return h("div", { class: "scroll" }, spendRows(rows, what));
+}
+function spendRows(rows, what) {
   const maxCost = Math.max(...rows.map((r) => r.cost), 0);
   const maxUsed = Math.max(...rows.map((r) => r.used), 0);
   return h("table", {},
@@ -295,14 +302,14 @@ function renderTreasury(snap, live) {
       h("div", { class: "tbox", "data-box": "wallet" }, h("h3", {}, "Wallet"),
         wallet.usdc !== null ? h("div", { class: "big", "data-field": "usdc", "data-value": wallet.usdc }, fmtUsd(wallet.usdc))
           : h("div", { class: "muted" }, live ? (wallet.error || "no wallet configured") : "Balances are asked from Circle on request: use the button above."),
-        h("div", { class: "muted small" }, `${t.network} · ${wallet.wallet_id || "no wallet id"}`),
+        h("div", { class: "muted note" }, `${t.network} · ${wallet.wallet_id || "no wallet id"}`),
         (wallet.balances || []).filter((b) => b.symbol !== "USDC").map((b) => h("div", { class: "small" }, `${b.amount} ${b.symbol} (${b.blockchain})`))),
       h("div", { class: "tbox", "data-box": "credits" }, h("h3", {}, "Credit per provider"),
         t.credits.length ? h("table", {}, h("tbody", {}, t.credits.map((c) => h("tr", { "data-credit": c.provider },
           h("td", {}, c.provider, h("div", { class: "muted small" }, c.source)),
-          h("td", { class: "n" }, c.remaining === null ? "–" : "$" + Number(c.remaining).toFixed(2),
-            c.remaining !== null && Number(c.remaining) < Number(c.threshold) ? h("span", { class: "badge warn" }, "below threshold") : null),
-          h("td", { class: "n muted" }, `top-up below $${Number(c.threshold).toFixed(0)}`)))))
+          h("td", { class: "n" }, h("b", { "data-field": "remaining", "data-value": c.remaining }, c.remaining === null ? "–" : "$" + Number(c.remaining).toFixed(2)),
+            h("div", { class: "muted small" }, c.remaining !== null && Number(c.remaining) < Number(c.threshold)
+              ? h("span", { class: "badge warn" }, `below $${Number(c.threshold).toFixed(0)}`) : `top-up below $${Number(c.threshold).toFixed(0)}`))))))
           : empty("No providers in the treasury policy.")),
       h("div", { class: "tbox", "data-box": "caps" }, h("h3", {}, "Spend against caps"),
         capLine(`today (${t.spend.day})`, t.spend.sent_day, t.policy.caps.daily, "daily"),
@@ -315,7 +322,8 @@ function renderTreasury(snap, live) {
       h("div", {}, h("b", {}, `${i.amount} USDC → ${i.provider}`), " ", h("span", { class: "muted" }, i.reason)),
       h("div", { class: "small muted" }, "approve in a terminal: ", h("code", {}, i.approve_command))))
       : empty("Nothing waits for a person."),
-    t.recent.length ? h("div", { class: "scroll" }, h("h3", {}, "Recent top-ups"), h("table", {},
+    t.recent.length ? h("h3", {}, "Recent top-ups") : null,
+    t.recent.length ? h("div", { class: "scroll" }, h("table", {},
       h("thead", {}, h("tr", {}, h("th", {}, "intent"), h("th", {}, "provider"), h("th", { class: "n" }, "amount"), h("th", {}, "state"), h("th", {}, "created"))),
       h("tbody", {}, t.recent.map((i) => h("tr", {}, h("td", {}, h("code", {}, i.id)), h("td", {}, i.provider),
         h("td", { class: "n" }, i.amount), h("td", {}, h("span", { class: "badge " + i.state }, i.state)), h("td", {}, when(i.created_at))))))) : null,
