@@ -7,10 +7,12 @@ section is the `treasury_status` output (which already holds none).
 
 from __future__ import annotations
 
+import functools
 import math
 from datetime import datetime
 from typing import Any, Literal
 
+import httpx
 from pydantic import BaseModel
 
 from butler_skill.core.days import next_utc_midnight
@@ -18,12 +20,13 @@ from butler_skill.core.decomposition import stages as stage_layers
 from butler_skill.core.reporting import ProviderUsage
 from butler_skill.handlers.agents import _aggregate
 from butler_skill.handlers.tokens import MonitorUsageInput, key_states, monitor_usage
-from butler_skill.handlers.treasury import TreasuryStatusInput, TreasuryStatusOutput, treasury_status
+from butler_skill.handlers.treasury import TreasuryStatusOutput, _openrouter_key, _recorded_costs, build_status
 from butler_skill.host.context import Context
 from butler_skill.models import Alert, Event, SessionInfo
 from butler_skill.store.reports import Reports, SpendRow, history_days
 from butler_skill.store.tasks import TaskStore
 from butler_skill.subagents.planning import spec_of
+from butler_skill.treasury.service import TreasuryService
 
 TASKS_SHOWN = 5
 APPROVE_COMMAND = "butler treasury approve {intent_id}"
@@ -141,7 +144,7 @@ def snapshot(ctx: Context) -> Snapshot:
     treasury: TreasuryStatusOutput | None = None
     treasury_error: str | None = None
     try:
-        treasury = treasury_status(ctx, TreasuryStatusInput(recent=10, refresh=False))
+        treasury = _treasury_status(ctx, refresh=False)
     except Exception as exc:  # a broken policy file must not take the whole page down
         treasury_error = f"treasury status unavailable ({type(exc).__name__}); run `butler treasury status`"
     return Snapshot(
@@ -162,7 +165,24 @@ def snapshot(ctx: Context) -> Snapshot:
 
 def live_treasury(ctx: Context) -> TreasuryStatusOutput:
     """Balances and credit asked from Circle and the providers (the page's refresh button)."""
-    return treasury_status(ctx, TreasuryStatusInput(recent=10, refresh=True))
+    return _treasury_status(ctx, refresh=True)
+
+
+@functools.cache
+def _http() -> httpx.Client:
+    """One client for every treasury read: building one loads the CA bundle (about 0.2 s on this machine),
+    which `treasury_status` pays on each call and a page refreshed on every ledger change must not."""
+    return httpx.Client(timeout=httpx.Timeout(20.0, connect=5.0), follow_redirects=False)
+
+
+def _treasury_status(ctx: Context, *, refresh: bool) -> TreasuryStatusOutput:
+    """`treasury_status` (same builder), on the dashboard's shared HTTP client."""
+    service = TreasuryService.open(ctx.db, ctx.env, clock=ctx.now, new_id=ctx.new_id, http=_http(),
+                                   recorded_costs=_recorded_costs(ctx), openrouter_api_key=_openrouter_key(ctx))
+    try:
+        return build_status(service, recent=10, refresh=refresh)
+    finally:
+        service.close()
 
 
 def _task_view(ctx: Context, task_id: str) -> TaskView:
