@@ -19,8 +19,10 @@ import hashlib
 import io
 import json
 import re
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -50,13 +52,17 @@ _HEADERS = {
 _NO_STORE = {"Cache-Control": "no-store", **_HEADERS}
 
 
-class StreamSettings:
-    """How the event stream polls the ledger's fingerprint (cheap: a handful of indexed reads)."""
+@dataclass
+class DashboardSettings:
+    """How the event stream polls the ledger's fingerprint (cheap: a handful of indexed reads), and how often
+    the page may ask Circle and the providers for live treasury figures."""
 
     poll_seconds: float = 1.0
     keepalive_seconds: float = 15.0
     # EventSource reconnects by itself: ending a stream now and then frees server threads of dead tabs.
     max_seconds: float = 300.0
+    # Circle allows 20 GETs a second per key: answers younger than this are served again, not re-asked.
+    treasury_min_seconds: float = 30.0
 
 
 def static_dir() -> Path:
@@ -64,8 +70,10 @@ def static_dir() -> Path:
 
 
 def dashboard_routes(ctx_factory: Callable[[], Context], authenticate: Callable[[Request], bool],
-                     stream: StreamSettings | None = None) -> list[Route | Mount]:
-    settings = stream or StreamSettings()
+                     settings: DashboardSettings | None = None) -> list[Route | Mount]:
+    settings = settings or DashboardSettings()
+    live_lock = threading.Lock()
+    live_cache: list[tuple[float, dict[str, Any]]] = []
 
     def authorized(request: Request) -> bool:
         if authenticate(request):
@@ -110,7 +118,11 @@ def dashboard_routes(ctx_factory: Callable[[], Context], authenticate: Callable[
     def treasury_live(request: Request) -> Response:
         if not authorized(request):
             return denied()
-        return JSONResponse(data.live_treasury(ctx_factory()).model_dump(mode="json"), headers=_NO_STORE)
+        with live_lock:  # one request at a time reaches Circle; the others wait for its answer
+            if not live_cache or time.monotonic() - live_cache[0][0] >= settings.treasury_min_seconds:
+                live_cache[:] = [(time.monotonic(), data.live_treasury(ctx_factory()).model_dump(mode="json"))]
+            payload = live_cache[0][1]
+        return JSONResponse(payload, headers=_NO_STORE)
 
     def csv_endpoint(rows: Callable[[Context], list[list[Any]]], name: str) -> Callable[[Request], Response]:
         def endpoint(request: Request) -> Response:

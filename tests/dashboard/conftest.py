@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -16,7 +17,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 
-from butler_skill.gateway.dashboard import StreamSettings, dashboard_routes
+from butler_skill.gateway.dashboard import DashboardSettings, dashboard_routes
 from butler_skill.host.context import Context
 from tests.dashboard.seed import MovingClock, env_for, seed_month
 
@@ -43,8 +44,8 @@ class Served:
         return client
 
 
-def serve(ctx: Context, stream: StreamSettings | None = None) -> tuple[uvicorn.Server, threading.Thread, str]:
-    app = Starlette(routes=dashboard_routes(lambda: ctx, authenticate, stream))
+def serve(ctx: Context, settings: DashboardSettings | None = None) -> tuple[uvicorn.Server, threading.Thread, str]:
+    app = Starlette(routes=dashboard_routes(lambda: ctx, authenticate, settings))
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off",
                             timeout_graceful_shutdown=1)
     server = uvicorn.Server(config)
@@ -64,9 +65,7 @@ def _start(folder: Path, seeded: bool) -> Iterator[Served]:
     ctx = Context(env=env_for(folder), clock=clock)
     if seeded:
         seed_month(ctx, clock, TODAY)
-    stream = StreamSettings()
-    stream.poll_seconds, stream.max_seconds = 0.2, 60.0
-    server, thread, url = serve(ctx, stream)
+    server, thread, url = serve(ctx, DashboardSettings(poll_seconds=0.2, max_seconds=60.0))
     try:
         yield Served(base_url=url, ctx=ctx, clock=clock, folder=folder)
     finally:
@@ -96,3 +95,15 @@ def chromium_or_skip() -> Path:
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """The system Chromium under Playwright (never a downloaded browser). Request it after `served`, so the
+    browser closes its event streams before the server stops."""
+    executable = chromium_or_skip()
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(executable), args=CHROMIUM_ARGS)
+        yield b
+        b.close()

@@ -43,7 +43,7 @@ def main(out: Path, width: int) -> None:
                 if overflow:
                     print("wider than the page:", overflow)
                 page.evaluate("window.scrollTo(0, 0)")
-                page.screenshot(path=str(out), full_page=True)
+                page.screenshot(path=str(out), full_page=width > 600)
                 browser.close()
         finally:
             server.should_exit = True

@@ -3,26 +3,15 @@ the page shows the ledger's figures number by number, redraws when usage is reco
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from butler_skill.host.dispatch import call_tool
-from tests.dashboard.conftest import CHROMIUM_ARGS, TOKEN, Served, chromium_or_skip
+from tests.dashboard.conftest import TOKEN, Served
 from tests.dashboard.seed import ok
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    executable = chromium_or_skip()
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(executable), args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def _open(browser: Any, served: Served, width: int = 1280) -> Any:

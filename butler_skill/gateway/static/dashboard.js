@@ -143,13 +143,16 @@ function renderChart() {
   const names = Object.keys(series);
   const colours = colourOf(names);
   const days = hist.days;
-  const W = 900, H = 260, L = 52, R = 10, T = 12, B = 28;
+  // Drawn at the container's own pixel width, so axis text stays legible on a phone.
+  const W = Math.max(300, Math.round(document.getElementById("chart").clientWidth || 900));
+  const H = W < 600 ? 220 : 260, L = 46, R = 8, T = 12, B = 28;
+  const labelEvery = W < 600 ? 10 : 5;
   const totals = days.map((_, i) => names.reduce((a, n) => a + series[n][state.metric][i], 0));
   const max = Math.max(...totals, 0);
   const top = niceMax(max);
   const bw = (W - L - R) / days.length;
   const y = (v) => T + (H - T - B) * (1 - v / top);
-  const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "data-metric": state.metric, "data-group": state.group,
+  const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img", "data-metric": state.metric, "data-group": state.group,
     "aria-label": `${state.metric} per day, last ${days.length} days, ${state.group === "keys" ? "by key" : "by provider"}` });
   for (let g = 0; g <= 4; g++) {
     const v = (top * g) / 4;
@@ -171,7 +174,7 @@ function renderChart() {
       }
       base += v;
     }
-    if (i % 5 === 4 || i === days.length - 1) {
+    if ((days.length - 1 - i) % labelEvery === 0) {
       svg.append(s("text", { class: "axis", x: L + i * bw + bw / 2, y: H - 10, "text-anchor": "middle" }, day.slice(5)));
     }
   });
@@ -426,4 +429,6 @@ function wire() {
   });
 }
 
+let resizeTimer = null;
+window.addEventListener("resize", () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(renderChart, 150); });
 document.addEventListener("DOMContentLoaded", () => { wire(); refresh(); connect(); });
