@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from butler_skill.core.scan import Finding
-from butler_skill.errors import InvalidInput, NotFound
+from butler_skill.errors import InvalidInput
 
 BASELINE_VERSION = 1
 _FINGERPRINT = re.compile(r"[0-9a-f]{32}")
@@ -47,12 +47,10 @@ def parse_baseline(doc: Any) -> frozenset[str]:
 
 
 def load_baseline(path: Path) -> frozenset[str]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise NotFound(f"baseline file not found: {path}", path=str(path)) from exc
-    except OSError as exc:
-        raise NotFound(f"cannot read baseline {path}: {exc.strerror}", path=str(path)) from exc
+    from butler_skill.safe_read import read_text
+
+    # Regular files only, size-capped, never blocking (a FIFO or /dev/zero as a baseline is refused).
+    text = read_text(path, "baseline", label="baseline", path=str(path))
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
