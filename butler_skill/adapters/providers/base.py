@@ -471,6 +471,13 @@ class ChatClient:
         """Fold one SSE event into ``state``; set ``done`` at the end, ``failure_*`` on an error event."""
         raise NotImplementedError
 
+    def relay_body(self, body: dict[str, Any], *, model: str, max_tokens: int, stream: bool) -> dict[str, Any]:
+        """A client's own request body, to forward as is except for the model and the output cap (and what
+        the wire format needs to report usage). Used by the gateway (``adapters/providers/relay.py``)."""
+        out = dict(body)
+        out.update(model=model, max_tokens=max_tokens, stream=stream)
+        return out
+
     # shared -----------------------------------------------------------------------------------------
     @property
     def _secrets(self) -> list[str]:
