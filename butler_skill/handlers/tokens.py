@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from butler_skill.config import model_prices
 from butler_skill.core import estimate as est
 from butler_skill.core import pricing, rotation, selection
 from butler_skill.core.days import utc_day
@@ -135,7 +137,7 @@ def key_states(ctx: Context, now: datetime) -> list[KeyState]:
         KeyState(
             key_id=v.key_id, provider=v.provider, scope=v.scope, model=keys[v.key_id].model,
             tokens_per_day=v.tokens_per_day, used=v.used, reserved=v.reserved, remaining=v.remaining,
-            cost_today=round(costs.get(v.key_id, 0.0), 6),
+            cost_today=pricing.usd(costs.get(v.key_id, Decimal(0))),
             cooldown_until=v.cooldown_until if v.cooling(now) else None,
         )
         for v in views if v.enabled
@@ -316,29 +318,51 @@ class RecordUsageInput(BaseModel):
     input_tokens: int = Field(ge=0, description="Uncached input tokens (OpenAI: prompt_tokens minus cached).")
     output_tokens: int = Field(ge=0, description="Output tokens, reasoning included.")
     cache_read_tokens: int = Field(default=0, ge=0, description="Input tokens served from cache.")
-    cache_write_tokens: int = Field(default=0, ge=0, description="Input tokens written to cache (Anthropic).")
-    cost: float | None = Field(default=None, ge=0, description="USD, when the provider reported it.")
+    cache_write_tokens: int = Field(default=0, ge=0, description="Input tokens written to cache (Anthropic), "
+                                    "5-minute and 1-hour writes together.")
+    cache_write_1h_tokens: int = Field(default=0, ge=0, description="The part of cache_write_tokens written for "
+                                       "1 hour (Anthropic usage.cache_creation.ephemeral_1h_input_tokens).")
+    web_search_requests: int = Field(default=0, ge=0, description="Server-side searches billed per request "
+                                     "(Anthropic usage.server_tool_use.web_search_requests).")
+    tool_fees: Decimal = Field(default=Decimal(0), ge=0, description="Other server-side tool fees in USD, as billed.")
+    cost: Decimal | None = Field(default=None, ge=0, description="USD, when the provider reported it (OpenRouter "
+                                 "usage.cost): a number or a decimal string, kept exactly.")
+    upstream_cost: Decimal | None = Field(default=None, ge=0, description="OpenRouter cost_details."
+                                          "upstream_inference_cost: what the upstream provider billed.")
+    byok: bool = Field(default=False, description="OpenRouter is_byok: upstream_cost was billed to the user's own "
+                       "provider key, so it is added to cost.")
     estimated: bool = Field(default=False, description="True when the figures are an estimate.")
     close: bool = Field(default=False, description="End the session and release what it still holds.")
+
+    @model_validator(mode="after")
+    def _split_within_writes(self) -> RecordUsageInput:
+        if self.cache_write_1h_tokens > self.cache_write_tokens:
+            raise ValueError("cache_write_1h_tokens is part of cache_write_tokens and cannot exceed it")
+        return self
+
+    def figures(self) -> pricing.UsageFigures:
+        return pricing.UsageFigures(
+            input_tokens=self.input_tokens, output_tokens=self.output_tokens, cache_read_tokens=self.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens, cache_write_1h_tokens=self.cache_write_1h_tokens,
+            web_search_requests=self.web_search_requests, tool_fees_usd=self.tool_fees,
+        )
 
 
 class RecordUsageOutput(BaseModel):
     duplicate: bool
     session: SessionInfo
-    cost: float
+    cost: float = Field(description="USD of this call as a JSON number (every digit of cost_exact below $1,000).")
+    cost_exact: str = Field(description="USD of this call, exact, as a decimal string.")
     threshold_crossed: bool
     alert: Alert | None = None
     rotation: RotationOutcome | None = None
     status: Literal["ok", "rotated", "rotate_recommended", "closed"]
 
 
-def usage_cost(ctx: Context, key_id: str, inp: RecordUsageInput) -> float:
+def usage_cost(ctx: Context, key_id: str, inp: RecordUsageInput) -> Decimal:
     key = next(k for k in ctx.config.resolved() if k.id == key_id)
-    return pricing.usage_cost(
-        input_tokens=inp.input_tokens, output_tokens=inp.output_tokens, cache_read_tokens=inp.cache_read_tokens,
-        cache_write_tokens=inp.cache_write_tokens, price_in_per_m=key.price_in_per_m,
-        price_out_per_m=key.price_out_per_m, reported=inp.cost,
-    )
+    return pricing.call_cost(inp.figures(), model_prices(key), reported=inp.cost, upstream=inp.upstream_cost,
+                             byok=inp.byok)
 
 
 def _alert(ctx: Context, session: SessionInfo, kind: str, now: datetime, message: str) -> Alert | None:
@@ -357,10 +381,14 @@ def record_usage(ctx: Context, inp: RecordUsageInput) -> RecordUsageOutput:
     session = ctx.ledger.session(inp.session_id)
     cost = usage_cost(ctx, session.key_id, inp)
     outcome = ctx.ledger.commit_usage(
-        request_id=inp.request_id, session_id=inp.session_id, input_tokens=inp.input_tokens,
+        # Provider ids are not unique across sessions (and some providers repeat them): the idempotency key
+        # is the id within its session, so one session's report never swallows another's.
+        request_id=f"{inp.session_id}/{inp.request_id}", session_id=inp.session_id, input_tokens=inp.input_tokens,
         output_tokens=inp.output_tokens, cache_read_tokens=inp.cache_read_tokens,
         cache_write_tokens=inp.cache_write_tokens, cost_usd=cost, cost_reported=inp.cost is not None,
         estimated=inp.estimated, now=now, lease_seconds=cfg.lease_seconds,
+        cache_write_1h_tokens=inp.cache_write_1h_tokens, web_search_requests=inp.web_search_requests,
+        upstream_cost_usd=inp.upstream_cost,
     )
     session = outcome.session
     step = rotation.after_usage(
@@ -388,6 +416,7 @@ def record_usage(ctx: Context, inp: RecordUsageInput) -> RecordUsageOutput:
         # Raised after closing, so it stays pending: the work cost more than it was given.
         alert = _alert(ctx, session, "overrun", now, f"session {session.session_id} used {session.used} tokens, "
                        f"{over} more than its allocation of {session.allocated}") or alert
-    return RecordUsageOutput(duplicate=outcome.duplicate, session=session, cost=cost,
+    return RecordUsageOutput(duplicate=outcome.duplicate, session=session, cost=pricing.usd(cost),
+                             cost_exact=str(cost),
                              threshold_crossed=step != "continue",
                              alert=alert, rotation=rotated, status=status)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
 from butler_skill.core.selection import KeyView
@@ -56,20 +57,23 @@ class TokenLedger(Protocol):
         output_tokens: int,
         cache_read_tokens: int,
         cache_write_tokens: int,
-        cost_usd: float,
+        cost_usd: Decimal | float,
         cost_reported: bool,
         estimated: bool,
         now: datetime,
         lease_seconds: int,
+        cache_write_1h_tokens: int = 0,
+        web_search_requests: int = 0,
+        upstream_cost_usd: Decimal | None = None,
     ) -> UsageOutcome:
         """Settle one provider response, idempotently by request id."""
         ...
 
-    def costs_by_key(self) -> dict[str, float]:
+    def costs_by_key(self) -> dict[str, Decimal]:
         """LLM cost recorded per key over all days (the treasury derives prepaid credit from it)."""
         ...
 
-    def costs_today(self, now: datetime) -> dict[str, float]:
+    def costs_today(self, now: datetime) -> dict[str, Decimal]:
         ...
 
     def events(self, kind: str | None = None, limit: int = 20) -> list[Event]:

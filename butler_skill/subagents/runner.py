@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from butler_skill.adapters.providers.base import ProviderFailure, estimate_prompt_tokens
+from butler_skill.config import model_prices
 from butler_skill.core import inflight, pricing
 from butler_skill.core.prompts import subtask_prompt
 from butler_skill.handlers.tokens import rotate_session
@@ -26,7 +27,8 @@ from butler_skill.subagents.clients import ClientFactory
 if TYPE_CHECKING:
     from butler_skill.host.context import Context
 
-ProgressStatus = Literal["waiting", "running", "retrying", "rotated", "success", "failed", "timeout", "cancelled"]
+ProgressStatus = Literal["waiting", "running", "retrying", "rotated", "success", "failed", "timeout", "cancelled",
+                         "interrupted"]
 
 
 class SpawnOptions(BaseModel):
@@ -203,24 +205,35 @@ class _Run:
         assert isinstance(result, CompletionResult)
         u = result.usage
         key = self.keys[key_id]
-        cost = pricing.usage_cost(input_tokens=u.input_tokens, output_tokens=u.output_tokens,
-                                  cache_read_tokens=u.cache_read_tokens, cache_write_tokens=u.cache_write_tokens,
-                                  price_in_per_m=key.price_in_per_m, price_out_per_m=key.price_out_per_m,
-                                  reported=u.cost_usd)
+        cost = pricing.call_cost(u.figures(), model_prices(key), reported=u.cost_usd, upstream=u.upstream_cost_usd,
+                                 byok=u.byok)
         now = self.ctx.now()
-        # Provider ids are unique per provider, not across them: namespace them by the key that was used.
-        request_id = f"{key_id}:{result.request_id}" if result.request_id else f"{st.session_id}:{attempt}"
+        # One settlement per call: the session and attempt make the key unique even when a provider repeats
+        # its response ids (across keys, sub-tasks or calls); the provider id is kept for the record.
+        request_id = f"{st.session_id}/{attempt}" + (f"/{key_id}:{result.request_id}" if result.request_id else "")
         outcome = self.ctx.ledger.commit_usage(
             request_id=request_id, session_id=st.session_id, input_tokens=u.input_tokens,
             output_tokens=u.output_tokens, cache_read_tokens=u.cache_read_tokens,
             cache_write_tokens=u.cache_write_tokens, cost_usd=cost, cost_reported=u.cost_usd is not None,
             estimated=u.estimated or result.interrupted, now=now, lease_seconds=self.ctx.config.lease_seconds,
+            cache_write_1h_tokens=u.cache_write_1h_tokens, web_search_requests=u.web_search_requests,
+            upstream_cost_usd=u.upstream_cost_usd,
         )
         tokens = u.input_tokens + u.output_tokens + u.cache_read_tokens + u.cache_write_tokens
+        if result.interrupted:
+            # A cut answer is not a result: settled pessimistically above, kept as output, reported failed
+            # ("interrupted: ...") so aggregation counts it and retry_failed_tasks can run it again.
+            error = f"interrupted: {result.interruption or 'stream ended early'}; usage estimated"
+            self.finish(st, "failed", output=result.text, error=error, attempt=AttemptRecord(
+                key_id=key_id, outcome="interrupted", request_id=request_id, tokens=tokens,
+                error=result.interruption, started=started, ended=now))
+            self.emit(st, "interrupted", key_id=key_id, attempt=attempt, tokens=outcome.session.used, message=error)
+            return
+        note = "usage lost after the finish: settled at the output limit (estimated)" if result.usage_lost else None
         self.finish(st, "success", output=result.text, attempt=AttemptRecord(
-            key_id=key_id, outcome="interrupted" if result.interrupted else "success", request_id=request_id,
-            tokens=tokens, error=result.interruption, started=started, ended=now))
-        self.emit(st, "success", key_id=key_id, attempt=attempt, tokens=outcome.session.used)
+            key_id=key_id, outcome="success", request_id=request_id, tokens=tokens, error=note, started=started,
+            ended=now))
+        self.emit(st, "success", key_id=key_id, attempt=attempt, tokens=outcome.session.used, message=note or "")
 
 
 async def run_task(ctx: Context, task_id: str, options: SpawnOptions, factory: ClientFactory, *,

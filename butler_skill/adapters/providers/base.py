@@ -30,12 +30,14 @@ import re
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal, get_args
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
+from butler_skill.core.pricing import UsageFigures, money, output_limit
 from butler_skill.errors import ProviderError
 from butler_skill.registry import WireFormat
 
@@ -72,10 +74,15 @@ class Usage(BaseModel):
     input_tokens: int = Field(default=0, ge=0)
     output_tokens: int = Field(default=0, ge=0)
     cache_read_tokens: int = Field(default=0, ge=0)
-    cache_write_tokens: int = Field(default=0, ge=0)
+    cache_write_tokens: int = Field(default=0, ge=0, description="all cache writes (5-minute and 1-hour)")
+    cache_write_1h_tokens: int = Field(default=0, ge=0, description="the 1-hour part of cache_write_tokens")
     reasoning_tokens: int = Field(default=0, ge=0)
+    web_search_requests: int = Field(default=0, ge=0, description="server-side searches, billed per request")
     total_tokens: int = Field(default=0, ge=0)
-    cost_usd: float | None = Field(default=None, description="cost the provider reported (OpenRouter)")
+    cost_usd: Decimal | None = Field(default=None, description="cost the provider reported (OpenRouter), exact")
+    upstream_cost_usd: Decimal | None = Field(
+        default=None, description="OpenRouter cost_details.upstream_inference_cost (what the upstream billed)")
+    byok: bool = Field(default=False, description="OpenRouter is_byok: the upstream billed the user's own key")
     estimated: bool = False
 
     @computed_field  # type: ignore[prop-decorator]
@@ -91,8 +98,12 @@ class Usage(BaseModel):
         output_tokens: int = 0,
         cache_read_tokens: int = 0,
         cache_write_tokens: int = 0,
+        cache_write_1h_tokens: int = 0,
         reasoning_tokens: int = 0,
-        cost_usd: float | None = None,
+        web_search_requests: int = 0,
+        cost_usd: Decimal | float | None = None,
+        upstream_cost_usd: Decimal | float | None = None,
+        byok: bool = False,
         estimated: bool = False,
     ) -> Usage:
         """Build a Usage whose ``total_tokens`` is the sum of its parts."""
@@ -101,41 +112,84 @@ class Usage(BaseModel):
             output_tokens=output_tokens,
             cache_read_tokens=cache_read_tokens,
             cache_write_tokens=cache_write_tokens,
+            cache_write_1h_tokens=min(cache_write_1h_tokens, cache_write_tokens),
             reasoning_tokens=min(reasoning_tokens, output_tokens),
+            web_search_requests=web_search_requests,
             total_tokens=input_tokens + cache_read_tokens + cache_write_tokens + output_tokens,
-            cost_usd=cost_usd,
+            cost_usd=money(cost_usd) if cost_usd is not None else None,
+            upstream_cost_usd=money(upstream_cost_usd) if upstream_cost_usd is not None else None,
+            byok=byok,
             estimated=estimated,
+        )
+
+    def figures(self) -> UsageFigures:
+        """The parts ``core.pricing`` prices."""
+        return UsageFigures(
+            input_tokens=self.input_tokens, output_tokens=self.output_tokens, cache_read_tokens=self.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens, cache_write_1h_tokens=self.cache_write_1h_tokens,
+            web_search_requests=self.web_search_requests,
         )
 
     @classmethod
     def from_openai(cls, raw: Mapping[str, Any], *, estimated: bool = False) -> Usage:
-        """From an OpenAI-compatible ``usage`` object. Raises ``ValueError`` when it is not one."""
+        """From an OpenAI-compatible ``usage`` object. Raises ``ValueError`` when it is not one.
+
+        ``prompt_tokens`` includes ``prompt_tokens_details.cached_tokens`` and (OpenRouter, for providers
+        that bill cache writes) ``prompt_tokens_details.cache_write_tokens``. OpenRouter's ``cost`` is kept
+        exactly, with ``is_byok`` and ``cost_details.upstream_inference_cost``."""
         prompt = _count(raw.get("prompt_tokens"))
         completion = _count(raw.get("completion_tokens"))
         pdetails = raw.get("prompt_tokens_details") or {}
         cdetails = raw.get("completion_tokens_details") or {}
         cached = _count(pdetails.get("cached_tokens")) if isinstance(pdetails, Mapping) else 0
+        written = _count(pdetails.get("cache_write_tokens")) if isinstance(pdetails, Mapping) else 0
         reasoning = _count(cdetails.get("reasoning_tokens")) if isinstance(cdetails, Mapping) else 0
-        cost = raw.get("cost")
+        cached = min(cached, prompt)
+        written = min(written, prompt - cached)
+        cost_details = raw.get("cost_details")
+        upstream = cost_details.get("upstream_inference_cost") if isinstance(cost_details, Mapping) else None
         return cls.of(
-            input_tokens=max(0, prompt - cached),
-            cache_read_tokens=min(cached, prompt),
+            input_tokens=prompt - cached - written,
+            cache_read_tokens=cached,
+            cache_write_tokens=written,
             output_tokens=completion,
             reasoning_tokens=reasoning,
-            cost_usd=float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None,
+            cost_usd=_amount(raw.get("cost")),
+            upstream_cost_usd=_amount(upstream),
+            byok=raw.get("is_byok") is True,
             estimated=estimated,
         )
 
     @classmethod
     def from_anthropic(cls, raw: Mapping[str, Any], *, estimated: bool = False) -> Usage:
-        """From an Anthropic ``usage`` object."""
+        """From an Anthropic ``usage`` object: ``cache_creation.ephemeral_{5m,1h}_input_tokens`` split the
+        writes; ``server_tool_use.web_search_requests`` counts searches billed per request."""
+        split = raw.get("cache_creation")
+        w5m = _count(split.get("ephemeral_5m_input_tokens")) if isinstance(split, Mapping) else 0
+        w1h = _count(split.get("ephemeral_1h_input_tokens")) if isinstance(split, Mapping) else 0
+        written = raw.get("cache_creation_input_tokens")
+        writes = _count(written) if written is not None else w5m + w1h
+        tools = raw.get("server_tool_use")
+        searches = _count(tools.get("web_search_requests")) if isinstance(tools, Mapping) else 0
         return cls.of(
             input_tokens=_count(raw.get("input_tokens")),
             output_tokens=_count(raw.get("output_tokens")),
             cache_read_tokens=_count(raw.get("cache_read_input_tokens")),
-            cache_write_tokens=_count(raw.get("cache_creation_input_tokens")),
+            cache_write_tokens=max(writes, w1h),
+            cache_write_1h_tokens=w1h,
+            web_search_requests=searches,
             estimated=estimated,
         )
+
+
+def _amount(value: Any) -> Decimal | None:
+    """A reported USD amount, exactly (floats through their shortest repr); None when absent or unreadable."""
+    if value is None:
+        return None
+    try:
+        return money(value)
+    except ValueError:
+        return None
 
 
 def _count(value: Any) -> int:
@@ -182,6 +236,8 @@ class CompletionResult(BaseModel):
     rate_limit: RateLimitInfo = Field(default_factory=RateLimitInfo)
     interrupted: bool = Field(default=False, description="the stream ended early; usage is an estimate")
     interruption: str | None = Field(default=None, description="why it ended early (no secrets)")
+    usage_lost: bool = Field(default=False, description="a whole stream whose usage chunk never came: the "
+                             "usage is a pessimistic estimate (output at the request's limit)")
 
 
 class ProviderFailure(ProviderError):
@@ -410,10 +466,11 @@ def estimated_usage(
     """A stand-in Usage marked ``estimated``.
 
     Input: what the provider already reported when it did (Anthropic's ``message_start`` carries the real,
-    final input count), else ``prompt_estimate``. Output, pessimistic (an interrupted stream: we cannot know
-    how much the provider generated and will bill): the largest of ``max_tokens``, the output seen and
-    ceil(len(text) / 4). Otherwise (the answer completed without reporting usage): the larger of the output
-    seen and ceil(len(text) / 4).
+    final input count), else ``prompt_estimate``. Output, pessimistic (an interrupted stream, or a whole
+    stream whose usage chunk was lost: we cannot know how much the provider generated and will bill): the
+    largest of ``max_tokens`` (the limit the request carried, already bounded by the model's output cap),
+    the output seen and ceil(len(text) / 4). Otherwise (a non-stream answer without usage): the larger of
+    the output seen and ceil(len(text) / 4).
     """
     seen_output = seen.output_tokens if seen else 0
     out_from_text = math.ceil(len(text) / 4)
@@ -423,6 +480,8 @@ def estimated_usage(
             input_tokens=seen.input_tokens,
             cache_read_tokens=seen.cache_read_tokens,
             cache_write_tokens=seen.cache_write_tokens,
+            cache_write_1h_tokens=seen.cache_write_1h_tokens,
+            web_search_requests=seen.web_search_requests,
             output_tokens=output,
             estimated=True,
         )
@@ -483,6 +542,7 @@ class StreamState:
     model: str | None = None
     finish_reason: str | None = None
     usage: Usage | None = None
+    raw_usage: dict[str, Any] | None = None  # the wire usage merged so far (Anthropic streams)
     done: bool = False
     interruption: str | None = None
     failure_kind: ProviderFailureKind | None = None
@@ -504,6 +564,10 @@ class ChatClient:
     Secrets: failure messages pass through ``redact`` with the API key and every ``extra_headers`` value, so
     neither appears even when the server echoes the request back; credential-shaped strings are masked too.
 
+    Output caps: ``max_output_tokens`` (the model's, from the price table) bounds the ``max_tokens`` given to
+    ``complete``; ``token_param`` names the request field that carries it (OpenAI's current chat API and its
+    reasoning models want ``max_completion_tokens``).
+
     Timeouts: ``timeout_s`` bounds the whole call (``asyncio.timeout``) and every httpx operation. Streams:
     an answer that stops early (connection dropped, timeout, error event, end without a finish) returns the
     text received with ``interrupted=True`` and a pessimistic estimated usage when any text arrived; when no
@@ -522,7 +586,11 @@ class ChatClient:
         *,
         extra_headers: Mapping[str, str] | None = None,
         clock: Callable[[], datetime] | None = None,
+        max_output_tokens: int | None = None,
+        token_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens",
     ) -> None:
+        self._max_output = max_output_tokens
+        self._token_param = token_param
         self._client = client
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key or None
@@ -606,6 +674,7 @@ class ChatClient:
         """One completion. Raises ``ProviderFailure``; see the class doc for streams that stop early."""
         if max_tokens < 1:
             raise ValueError("max_tokens must be at least 1")
+        max_tokens = output_limit(max_tokens, self._max_output)  # never above what the model can emit
         body = self._body(model, messages, max_tokens, stream, dict(extra or {}))
         prompt_estimate = estimate_prompt_tokens(messages)
         state = StreamState(parts=[])
@@ -706,12 +775,14 @@ class ChatClient:
                 rate_limit=rate_limit,
                 request_id=state.request_id,
             )
-        if interrupted:
+        lost = not interrupted and state.usage is None
+        if interrupted or lost:
+            # Cut, or whole but its usage chunk never came: the provider bills what it generated, which we
+            # cannot see; settle at the request's limit (bounded by the model's output cap), marked estimated.
             usage = estimated_usage(prompt_estimate, max_tokens, state.text, state.usage, pessimistic=True)
-        elif state.usage is not None:
-            usage = state.usage
         else:
-            usage = estimated_usage(prompt_estimate, max_tokens, state.text, None, pessimistic=False)
+            assert state.usage is not None
+            usage = state.usage
         return CompletionResult(
             text=state.text,
             usage=usage,
@@ -721,4 +792,5 @@ class ChatClient:
             rate_limit=rate_limit,
             interrupted=interrupted,
             interruption=redact(state.interruption or "stream ended early", self._secrets) if interrupted else None,
+            usage_lost=lost,
         )

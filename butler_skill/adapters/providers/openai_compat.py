@@ -94,8 +94,9 @@ class OpenAICompatClient(ChatClient):
     """Chat completions over an injected ``httpx.AsyncClient``.
 
     ``complete(model, messages, max_tokens, timeout_s=60.0, stream=False, extra=None)``: ``extra`` is merged
-    into the request body (it may not override ``model``, ``messages`` or the stream settings); when it
-    holds ``max_completion_tokens`` (newer OpenAI models), ``max_tokens`` is not sent.
+    into the request body (it may not override ``model``, ``messages`` or the stream settings). The output
+    limit goes in the field the key's API expects (``token_param``: ``max_completion_tokens`` for OpenAI,
+    ``max_tokens`` elsewhere), never both; a limit given in ``extra`` under either name wins.
     """
 
     wire_format: WireFormat = "openai"
@@ -115,8 +116,8 @@ class OpenAICompatClient(ChatClient):
         self, model: str, messages: list[dict[str, Any]], max_tokens: int, stream: bool, extra: dict[str, Any]
     ) -> dict[str, Any]:
         body: dict[str, Any] = {}
-        if "max_completion_tokens" not in extra:
-            body["max_tokens"] = max_tokens
+        if "max_completion_tokens" not in extra and "max_tokens" not in extra:
+            body[self._token_param] = max_tokens
         body.update(extra)
         body["model"] = model
         body["messages"] = messages
