@@ -16,9 +16,12 @@ outputs round, for display. Nothing here reads a clock, a file or the environmen
 from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from butler_skill.core.usage import Usage
 
 __all__ = [
     "PICO",
@@ -26,6 +29,7 @@ __all__ = [
     "TokenParam",
     "UsageFigures",
     "call_cost",
+    "cost_of",
     "display",
     "from_pico",
     "money",
@@ -134,6 +138,13 @@ def call_cost(u: UsageFigures, p: ModelPrices, *, reported: Decimal | None = Non
     if reported is None:
         return usage_cost(u, p)
     return reported + (upstream if byok and upstream is not None else Decimal(0))
+
+
+def cost_of(usage: Usage, prices: ModelPrices) -> Decimal:
+    """USD for one call's `usage` at a key's prices (`config.model_prices`): the provider's own reported
+    cost wins (plus the upstream bill under OpenRouter BYOK), else the table's prices."""
+    return call_cost(usage.figures(), prices, reported=usage.cost_usd, upstream=usage.upstream_cost_usd,
+                     byok=usage.byok)
 
 
 def output_limit(room: int, cap: int | None) -> int:

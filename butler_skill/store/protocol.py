@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
 from butler_skill.core.selection import KeyView
+from butler_skill.core.usage import Usage
 from butler_skill.models import Alert, Event, ResolvedKey, RotationReason, SessionInfo
 
 Picker = Callable[[list[KeyView]], KeyView | None]
@@ -53,20 +54,12 @@ class TokenLedger(Protocol):
         *,
         request_id: str,
         session_id: str,
-        input_tokens: int,
-        output_tokens: int,
-        cache_read_tokens: int,
-        cache_write_tokens: int,
+        usage: Usage,
         cost_usd: Decimal | float,
-        cost_reported: bool,
-        estimated: bool,
         now: datetime,
         lease_seconds: int,
-        cache_write_1h_tokens: int = 0,
-        web_search_requests: int = 0,
-        upstream_cost_usd: Decimal | None = None,
     ) -> UsageOutcome:
-        """Settle one provider response, idempotently by request id."""
+        """Settle one provider response, idempotently by request id; money is kept exactly."""
         ...
 
     def costs_by_key(self) -> dict[str, Decimal]:
