@@ -157,12 +157,12 @@ def settle(ctx: Context, session_id: str, request_id: str, usage: Usage, *, clos
 
 def rotate(
     ctx: Context, session_id: str, reason: RotationReason, *, new_key_id: str | None = None,
-    retry_after_s: float | None = None,
+    retry_after_s: float | None = None, keys: Sequence[ResolvedKey] | None = None,
 ) -> tuple[RotationOutcome, SessionInfo]:
-    """Move a session's remaining allocation to the key `core.selection.rotation_target` picks (or to
-    `new_key_id`); the key left behind rests as `core.rotation.cooldown_until` says."""
+    """Move a session's remaining allocation to the key `core.selection.rotation_target` picks among `keys`
+    (default all; or to `new_key_id`); the key left behind rests as `core.rotation.cooldown_until` says."""
     cfg = ctx.config
-    keys = cfg.resolved()
+    keys = cfg.resolved() if keys is None else keys
     if new_key_id is not None and not any(k.id == new_key_id for k in keys):
         raise UnknownKey(f"no key with id {new_key_id!r}", key_id=new_key_id)
     now = ctx.now()

@@ -54,6 +54,7 @@ __all__ = [
     "estimate_prompt_tokens",
     "estimated_usage",
     "iter_sse",
+    "output_limit",
     "parse_duration",
     "parse_retry_after",
     "redact",
@@ -485,6 +486,13 @@ class ChatClient:
     def _on_event(self, event: SSEEvent, state: StreamState) -> None:  # pragma: no cover - abstract
         """Fold one SSE event into ``state``; set ``done`` at the end, ``failure_*`` on an error event."""
         raise NotImplementedError
+
+    def relay_body(self, body: dict[str, Any], *, model: str, max_tokens: int, stream: bool) -> dict[str, Any]:
+        """A client's own request body, to forward as is except for the model and the output cap (and what
+        the wire format needs to report usage). Used by the gateway (``adapters/providers/relay.py``)."""
+        out = dict(body)
+        out.update(model=model, max_tokens=output_limit(max_tokens, self._max_output), stream=stream)
+        return out
 
     # shared -----------------------------------------------------------------------------------------
     @property

@@ -31,6 +31,7 @@ from butler_skill.adapters.providers.base import (
     Usage,
     WireFormat,
     classify_http_failure,
+    output_limit,
     parse_duration,
     parse_int,
     parse_retry_after,
@@ -129,6 +130,23 @@ class OpenAICompatClient(ChatClient):
         else:
             body.pop("stream_options", None)
         return body
+
+    def relay_body(self, body: dict[str, Any], *, model: str, max_tokens: int, stream: bool) -> dict[str, Any]:
+        """The cap (never above the model's output cap) goes in ``max_completion_tokens`` when the client used
+        it or the key's API expects it (OpenAI), else ``max_tokens``; never both. A stream always asks for usage
+        (``stream_options.include_usage``), whether or not the client did."""
+        out = dict(body)
+        out["model"] = model
+        out["stream"] = stream
+        field = "max_completion_tokens" if (
+            "max_completion_tokens" in out or self._token_param == "max_completion_tokens") else "max_tokens"
+        out.pop("max_tokens" if field == "max_completion_tokens" else "max_completion_tokens", None)
+        out[field] = output_limit(max_tokens, self._max_output)
+        if stream:
+            options = dict(out.get("stream_options") or {})
+            options["include_usage"] = True
+            out["stream_options"] = options
+        return out
 
     def _rate_limit(self, headers: Mapping[str, str], now: datetime) -> RateLimitInfo:
         return parse_openai_rate_limit(headers, now)
