@@ -62,7 +62,7 @@ def read_bytes(path: Path | str, kind: str, /, *, label: str | None = None, **de
     except FileNotFoundError:
         # A well-formed path to nothing: not_found for tool input (config files keep config_error).
         missing = NotFound if error is InvalidInput else error
-        raise missing(f"cannot read {name} {p}: no such file; check the path", **info) from None
+        raise missing(f"cannot read {name} {p}: not found (no such file); check the path", **info) from None
     except OSError as exc:
         raise fail(exc.strerror or type(exc).__name__, "check the path and its permissions") from None
     refused = _what(before.st_mode)

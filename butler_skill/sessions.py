@@ -8,14 +8,15 @@ pricing, inflight); the state in the store. This module only wires the two toget
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import AwareDatetime, BaseModel
 
+from butler_skill.config import model_prices
 from butler_skill.core import pricing, reporting, rotation, selection
 from butler_skill.core.days import utc_day
 from butler_skill.core.usage import Usage
@@ -46,7 +47,7 @@ class Committed:
     its limit."""
 
     outcome: UsageOutcome
-    cost: float
+    cost: Decimal
     alert: Alert | None = None
 
 
@@ -56,7 +57,7 @@ class Settlement:
 
     duplicate: bool
     session: SessionInfo
-    cost: float
+    cost: Decimal
     threshold_crossed: bool
     alert: Alert | None
     rotation: RotationOutcome | None
@@ -92,27 +93,33 @@ def provider_request_id(key_id: str, provider_request_id: str | None, fallback: 
     return f"{key_id}:{provider_request_id}" if provider_request_id else fallback
 
 
+def scoped_request_id(session_id: str, request_id: str) -> str:
+    """The ledger's idempotency key: a request id within its session. Provider ids are not unique across
+    sessions (some providers repeat them), so one session's report never swallows another's."""
+    return f"{session_id}/{request_id}"
+
+
 def commit(ctx: Context, session_id: str, request_id: str, usage: Usage, *, key_id: str | None = None,
            now: datetime | None = None) -> Committed:
-    """Price `usage` at the key it was spent on and settle it, idempotently by request id. Nothing else
-    happens (no alert, no rotation): for a caller that ends the session itself right after."""
+    """Price `usage` exactly at the key it was spent on and settle it, idempotently by request id within
+    the session. Nothing else happens (no alert, no rotation): for a caller that ends the session itself."""
     key = key_of(ctx, key_id or ctx.ledger.session(session_id).key_id)
-    cost = pricing.cost_of(usage, key)
+    cost = pricing.cost_of(usage, model_prices(key))
     _plausible(usage, cost, key.id)
     now = now or ctx.now()
-    outcome = ctx.ledger.commit_usage(request_id=request_id, session_id=session_id, usage=usage, cost_usd=cost,
-                                      now=now, lease_seconds=ctx.config.lease_seconds,
+    outcome = ctx.ledger.commit_usage(request_id=scoped_request_id(session_id, request_id), session_id=session_id,
+                                      usage=usage, cost_usd=cost, now=now, lease_seconds=ctx.config.lease_seconds,
                                       key_limit=key.tokens_per_day)
     alert = None if outcome.duplicate else _key_day_overrun(ctx, key, outcome.session, now)
     return Committed(outcome, cost, alert)
 
 
-def _plausible(usage: Usage, cost: float, key_id: str) -> None:
+def _plausible(usage: Usage, cost: Decimal, key_id: str) -> None:
     """The same bounds the tool schemas put on a caller's figures, for figures a provider reported (the runner
     and the gateway settle those): past them the report is broken, and counting it could take the ledger's
-    sums to infinity or past SQLite's integers. Nothing is settled then."""
+    sums past what they can hold. Nothing is settled then."""
     figures = (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens)
-    if max(figures) > MAX_CALL_TOKENS or not math.isfinite(cost) or not 0 <= cost <= MAX_CALL_COST_USD:
+    if max(figures) > MAX_CALL_TOKENS or not cost.is_finite() or not 0 <= cost <= Decimal(MAX_CALL_COST_USD):
         raise ProviderError(f"implausible usage reported on key {key_id}: a figure over {MAX_CALL_TOKENS} tokens "
                             f"or a cost outside 0..{MAX_CALL_COST_USD:g} USD; nothing was settled", key_id=key_id)
 

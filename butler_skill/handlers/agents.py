@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -14,7 +15,7 @@ from butler_skill.core.decomposition import stages as stage_layers
 from butler_skill.core.prompts import spawn_label, subtask_prompt
 from butler_skill.core.usage import Usage
 from butler_skill.errors import Conflict, UnknownSession
-from butler_skill.handlers.bounds import Budget, Cost, Id, ProviderName, TokenCount
+from butler_skill.handlers.bounds import MAX_CALL_REQUESTS, Budget, Id, Money, ProviderName, TokenCount
 from butler_skill.store.tasks import SubTaskRow, TaskStore
 from butler_skill.subagents.clients import ClientFactory
 from butler_skill.subagents.planning import plan_task, replan_failed, spec_of
@@ -172,7 +173,13 @@ class ReportedUsage(BaseModel):
     output_tokens: TokenCount = 0
     cache_read_tokens: TokenCount = 0
     cache_write_tokens: TokenCount = 0
-    cost: Cost | None = None
+    cache_write_1h_tokens: TokenCount = Field(default=0, description="The 1-hour part of cache_write_tokens.")
+    web_search_requests: int = Field(default=0, ge=0, le=MAX_CALL_REQUESTS,
+                                     description="Server-side searches billed per request.")
+    tool_fees: Money = Field(default=Decimal(0), description="Other server-side tool fees, USD.")
+    cost: Money | None = Field(default=None, description="USD the provider reported, kept exactly.")
+    upstream_cost: Money | None = Field(default=None, description="OpenRouter upstream_inference_cost.")
+    byok: bool = Field(default=False, description="OpenRouter is_byok: upstream_cost counts too.")
 
 
 class SubmitResultInput(BaseModel):
@@ -216,7 +223,9 @@ def submit_result(ctx: Context, inp: SubmitResultInput) -> SubmitResultOutput:
         now = ctx.now()
         sessions.settle(ctx, inp.session_id, inp.request_id or f"result:{inp.session_id}", Usage.of(
             input_tokens=u.input_tokens, output_tokens=u.output_tokens, cache_read_tokens=u.cache_read_tokens,
-            cache_write_tokens=u.cache_write_tokens, cost_usd=u.cost,
+            cache_write_tokens=u.cache_write_tokens, cache_write_1h_tokens=u.cache_write_1h_tokens,
+            web_search_requests=u.web_search_requests, tool_fees_usd=u.tool_fees, cost_usd=u.cost,
+            upstream_cost_usd=u.upstream_cost, byok=u.byok,
         ), close=True)
         key_id = ctx.ledger.session(inp.session_id).key_id
         store.record_attempt(task_id=row.task_id, st_id=row.id, key_id=key_id, outcome=inp.status,
