@@ -61,9 +61,10 @@ class Context:
 
     @cached_property
     def db(self) -> Database:
-        from butler_skill.store.db import Database
+        # SQLite in the state folder, or the PostgreSQL ledger BUTLER_DATABASE_URL names (same interface).
+        from butler_skill.store.backend import open_database
 
-        return Database(self.config.state_path)
+        return open_database(self.config.state_path, self.env)  # type: ignore[return-value]
 
     @cached_property
     def ledger(self) -> TokenLedger:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from butler_skill.store.dialect import for_dialect
+
 BUSY_TIMEOUT_MS = 30_000
 
 
@@ -44,6 +46,8 @@ def load_migrations() -> list[Migration]:
 
 class Database:
     """A file-backed SQLite database shared by threads (one connection per thread) and processes."""
+
+    dialect = "sqlite"
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -110,7 +114,7 @@ class Database:
                 ).fetchone()
                 if done:
                     continue
-                for statement in _statements(migration.sql):
+                for statement in _statements(for_dialect(migration.sql, "sqlite")):
                     tx.execute(statement)
                 tx.execute(
                     "INSERT INTO schema_migrations(version, name) VALUES (?, ?)",
@@ -122,6 +126,10 @@ class Database:
     def schema_version(self) -> int:
         row = self._connection().execute("SELECT MAX(version) AS v FROM schema_migrations").fetchone()
         return int(row["v"] or 0)
+
+    def describe(self) -> str:
+        """Where this ledger lives: for `butler doctor`."""
+        return f"sqlite:///{self.path}"
 
     def close(self) -> None:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)

@@ -164,7 +164,8 @@ class Ledger:
                 (request_id, session_id, key_id, day, input_tokens, output_tokens, cache_read_tokens,
                  cache_write_tokens, total, cost_usd, int(cost_reported), int(estimated), ts(now)),
             )
-            conn.execute("INSERT OR IGNORE INTO key_day_counters(key_id, day) VALUES (?, ?)", (key_id, day))
+            conn.execute("INSERT INTO key_day_counters(key_id, day) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                         (key_id, day))
             conn.execute(
                 "UPDATE key_day_counters SET used = used + ?, reserved = reserved - ?,"
                 " cost_usd = cost_usd + ? WHERE key_id = ? AND day = ?",
@@ -246,8 +247,8 @@ class Ledger:
         """Record an alert once per (session, key, kind). True when it is new."""
         with self.db.write() as conn:
             cur = conn.execute(
-                "INSERT OR IGNORE INTO alerts(id, session_id, key_id, kind, message, created_at)"
-                " VALUES (?,?,?,?,?,?)", (alert_id, session_id, key_id, kind, message, ts(now)),
+                "INSERT INTO alerts(id, session_id, key_id, kind, message, created_at)"
+                " VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING", (alert_id, session_id, key_id, kind, message, ts(now)),
             )
             if cur.rowcount:
                 _event(conn, now, "alert", session_id, key_id, {"kind": kind, "message": message})
@@ -303,7 +304,8 @@ def _reserve(conn: sqlite3.Connection, key: KeyView, need: int, now: datetime) -
     if conn.execute(_RESERVE, args).rowcount == 1:
         return True
     # No row yet for this key and day (the first grant of the day): create it, then try once more.
-    if conn.execute("INSERT OR IGNORE INTO key_day_counters(key_id, day) VALUES (?, ?)", (key.key_id, day)).rowcount:
+    if conn.execute("INSERT INTO key_day_counters(key_id, day) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                    (key.key_id, day)).rowcount:
         return conn.execute(_RESERVE, args).rowcount == 1
     return False
 

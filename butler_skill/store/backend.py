@@ -1,0 +1,44 @@
+"""Which ledger: SQLite in the state folder (the default), or PostgreSQL when BUTLER_DATABASE_URL names one.
+
+Several hosts that share one budget share one PostgreSQL ledger: each SQLite file believes it holds the
+whole daily limit, so N hosts with N files spend N times it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from butler_skill.errors import ConfigError
+from butler_skill.store.db import Database
+
+if TYPE_CHECKING:
+    from butler_skill.store.pg import PostgresDatabase
+
+DATABASE_URL_ENV = "BUTLER_DATABASE_URL"
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def database_url(env: Mapping[str, str]) -> str | None:
+    """The PostgreSQL URL the environment names, or None for the SQLite default."""
+    url = env.get(DATABASE_URL_ENV, "").strip()
+    if not url:
+        return None
+    if not url.startswith(POSTGRES_SCHEMES):
+        # The message never repeats the value: a URL may carry a password.
+        raise ConfigError(f"{DATABASE_URL_ENV} must start with postgresql:// (or be unset for SQLite)",
+                          variable=DATABASE_URL_ENV)
+    return url
+
+
+def open_database(state_path: Path, env: Mapping[str, str]) -> Database | PostgresDatabase:
+    url = database_url(env)
+    if url is None:
+        return Database(state_path)
+    try:
+        from butler_skill.store.pg import PostgresDatabase
+    except ImportError as exc:  # psycopg is an extra: pip install 'butler-skill[postgres]'
+        raise ConfigError(f"{DATABASE_URL_ENV} names PostgreSQL but psycopg is not installed",
+                          variable=DATABASE_URL_ENV, hint="pip install 'butler-skill[postgres]'") from exc
+    return PostgresDatabase(url)

@@ -1,0 +1,58 @@
+"""The store behaviour suite runs on both ledgers: SQLite (a file) and PostgreSQL (a throwaway cluster).
+
+The cluster is started once per test process when the server binaries are installed. Without them the
+PostgreSQL half is skipped with the reason, except in CI (CI=true), where that is a failure: CI installs
+PostgreSQL (.ci/run), so a missing server there means the proof was not run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.pgcluster import Cluster, find_bin_dir
+
+BACKENDS = ("sqlite", "postgres")
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        reason = "PostgreSQL server binaries (initdb, pg_ctl) not found: the PostgreSQL ledger tests need them"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI must run the PostgreSQL ledger tests: {reason}")
+        pytest.skip(reason)
+    cluster = Cluster(bin_dir)
+    cluster.start()
+    try:
+        cluster.make_template()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Cluster) -> str:
+    """A fresh, migrated, empty PostgreSQL database for one test."""
+    return pg_cluster.fresh_database()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def database_env(backend: str, request: pytest.FixtureRequest) -> dict[str, str]:
+    """What selects the backend: nothing for SQLite, BUTLER_DATABASE_URL for PostgreSQL."""
+    if backend == "sqlite":
+        return {}
+    return {"BUTLER_DATABASE_URL": request.getfixturevalue("pg_url")}
+
+
+@pytest.fixture
+def env(env: dict[str, str], database_env: dict[str, str]) -> dict[str, str]:
+    return {**env, **database_env}
