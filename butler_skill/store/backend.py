@@ -41,4 +41,4 @@ def open_database(state_path: Path, env: Mapping[str, str]) -> Database | Postgr
     except ImportError as exc:  # psycopg is an extra: pip install 'butler-skill[postgres]'
         raise ConfigError(f"{DATABASE_URL_ENV} names PostgreSQL but psycopg is not installed",
                           variable=DATABASE_URL_ENV, hint="pip install 'butler-skill[postgres]'") from exc
-    return PostgresDatabase(url)
+    return PostgresDatabase(url, path=state_path)

@@ -24,11 +24,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import RowMaker
 from psycopg_pool import ConnectionPool
 
 from butler_skill.errors import ConfigError
@@ -48,16 +49,40 @@ _BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 Redactor = Callable[[str], str]
 
 
+class Row(dict[str, Any]):
+    """A row addressed by column name, and by position as sqlite3.Row also allows (`row[0]`)."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, names: Sequence[str], values: Sequence[Any]) -> None:
+        super().__init__(zip(names, values, strict=True))
+        self._values = tuple(values)
+
+    def __getitem__(self, key: str | int) -> Any:  # type: ignore[override]
+        if isinstance(key, int):
+            return self._values[key]
+        return super().__getitem__(key)
+
+
+def row_factory(cursor: psycopg.Cursor[Any]) -> RowMaker[Row]:
+    names = [column.name for column in cursor.description or ()]
+
+    def make(values: Sequence[Any]) -> Row:
+        return Row(names, values)
+
+    return make
+
+
 class PgConnection:
     """What the stores use of a sqlite3.Connection: `execute(sql, params)` returning a cursor."""
 
     __slots__ = ("_conn", "_redact")
 
-    def __init__(self, conn: psycopg.Connection[dict[str, Any]], redact: Redactor | None) -> None:
+    def __init__(self, conn: psycopg.Connection[Row], redact: Redactor | None) -> None:
         self._conn = conn
         self._redact = redact
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[dict[str, Any]]:
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Row]:
         args = tuple(params)
         if self._redact is not None:
             redact = self._redact
@@ -70,16 +95,18 @@ class PostgresDatabase:
 
     dialect = "postgres"
 
-    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8, redactor: Redactor | None = None,
-                 migrate: bool = True) -> None:
+    def __init__(self, url: str, *, path: str | Path | None = None, min_size: int = 1, max_size: int = 8,
+                 redactor: Redactor | None = None, migrate: bool = True) -> None:
         if not url.startswith(("postgresql://", "postgres://")):
             raise ValueError("a PostgreSQL ledger needs a postgresql:// URL")
         self.url = url
+        # The local state path even so: files that live beside the ledger (the treasury policy) are found from it.
+        self.path = Path(path) if path is not None else Path.cwd() / "state.db"
         self.redactor = redactor
         self._local = threading.local()
         self._pool = ConnectionPool(
             url, min_size=min_size, max_size=max_size, open=False, name="butler-ledger",
-            kwargs={"autocommit": True, "row_factory": dict_row, "prepare_threshold": PREPARE_THRESHOLD},
+            kwargs={"autocommit": True, "row_factory": row_factory, "prepare_threshold": PREPARE_THRESHOLD},
             configure=_configure, timeout=LOCK_TIMEOUT_MS / 1000,
         )
         _probe(url)
@@ -107,12 +134,12 @@ class PostgresDatabase:
             self._local.busy = False
             self._pool.putconn(conn)  # the pool rolls back or drops a connection left in a bad state
 
-    def _begin(self, begin: str) -> psycopg.Connection[dict[str, Any]]:
+    def _begin(self, begin: str) -> psycopg.Connection[Row]:
         """A pooled connection with `begin` run on it. A connection that died while idle in the pool (server
         restart, killed backend, dropped network) is dropped and the BEGIN tried once more on a fresh one:
         nothing of the transaction has run yet, so trying again cannot do anything twice."""
         for attempt in (1, 2):
-            conn: psycopg.Connection[dict[str, Any]] = self._pool.getconn()
+            conn: psycopg.Connection[Row] = self._pool.getconn()
             try:
                 conn.execute(begin, prepare=False)
                 return conn

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +57,24 @@ def database_env(backend: str, request: pytest.FixtureRequest) -> dict[str, str]
 @pytest.fixture
 def env(env: dict[str, str], database_env: dict[str, str]) -> dict[str, str]:
     return {**env, **database_env}
+
+
+# ---- the treasury's behaviour on both backends (tests/store/test_behaviour_both.py) ----------------------
+from tests.treasury.conftest import START, Harness, fake_circle, fake_openrouter  # noqa: E402,F401
+
+
+@pytest.fixture
+def harness(request: pytest.FixtureRequest, tmp_path: Path, database_env: dict[str, str]) -> Iterator[Harness]:
+    """The treasury harness of tests/treasury, its database chosen by the backend parameter."""
+    from tests.conftest import Clock
+
+    h = Harness(folder=tmp_path, circle=request.getfixturevalue("fake_circle"),
+                openrouter=request.getfixturevalue("fake_openrouter"), clock=Clock(START))
+    url = database_env.get("BUTLER_DATABASE_URL")
+    if url:
+        from butler_skill.store.pg import PostgresDatabase
+
+        h._db = PostgresDatabase(url, path=tmp_path / "state.db")  # type: ignore[assignment]
+    h.set_policy()
+    yield h
+    h.close()
