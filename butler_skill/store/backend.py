@@ -42,3 +42,38 @@ def open_database(state_path: Path, env: Mapping[str, str]) -> Database | Postgr
         raise ConfigError(f"{DATABASE_URL_ENV} names PostgreSQL but psycopg is not installed",
                           variable=DATABASE_URL_ENV, hint="pip install 'butler-skill[postgres]'") from exc
     return PostgresDatabase(url, path=state_path)
+
+
+def inspect_ledger(state_path: Path, env: Mapping[str, str]) -> dict[str, object]:
+    """What `butler doctor` reports of the ledger: backend, where (no password), reachable, schema version.
+    Looks without changing anything: no migration, and no SQLite file created."""
+    from butler_skill.store.db import load_migrations
+
+    expected = max((m.version for m in load_migrations()), default=0)
+    try:
+        url = database_url(env)
+    except ConfigError as exc:
+        return {"backend": "postgres", "location": DATABASE_URL_ENV, "error": exc.message,
+                "expected_version": expected}
+    if url is None:
+        facts: dict[str, object] = {"backend": "sqlite", "location": str(state_path), "expected_version": expected}
+        if not state_path.exists():
+            return {**facts, "exists": False}
+        try:
+            import sqlite3
+
+            conn = sqlite3.connect(f"file:{state_path}?mode=ro", uri=True)
+            try:
+                row = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            return {**facts, "error": str(exc)}
+        return {**facts, "schema_version": int(row[0] or 0)}
+    from butler_skill.store.pg import postgres_schema_version, redacted_url
+
+    facts = {"backend": "postgres", "location": redacted_url(url), "expected_version": expected}
+    try:
+        return {**facts, "schema_version": postgres_schema_version(url)}
+    except ConfigError as exc:
+        return {**facts, "error": exc.message}

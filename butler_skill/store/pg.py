@@ -240,3 +240,18 @@ def _scrub(message: str, url: str) -> str:
     password = urlsplit(url).password
     message = message.replace(url, redacted_url(url))
     return message.replace(password, "***") if password else message
+
+
+def postgres_schema_version(url: str) -> int:
+    """The highest migration applied on this server's ledger (0 when none), without migrating anything."""
+    try:
+        with psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S, autocommit=True) as conn:
+            found = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+            if not found or not found[0]:
+                return 0
+            row = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+            return int(row[0] or 0) if row else 0
+    except psycopg.Error as exc:
+        first = _scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, url)
+        raise ConfigError(f"cannot read the PostgreSQL ledger at {redacted_url(url)}: {first}",
+                          ledger=redacted_url(url)) from None
