@@ -78,12 +78,20 @@ class Cluster:
     def start(self) -> None:
         self._run(str(self.bin_dir / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
                   "--no-sync", "-E", "UTF8")
-        # Loopback TCP only (no socket file in a system folder); no fsync: a test cluster is thrown away.
-        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=200"
-        if not self.durable:
-            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-o", options, "-l",
-                  str(self.folder / "server.log"), "-w", "-t", "60", "start")
+        for attempt in range(3):  # another process may take the free port between our probe and the server's bind
+            # Loopback TCP only (no socket file in a system folder); no fsync unless durable: it is thrown away.
+            options = (f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''"
+                       " -c max_connections=200")
+            if not self.durable:
+                options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+            try:
+                self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-o", options, "-l",
+                          str(self.folder / "server.log"), "-w", "-t", "60", "start")
+                return
+            except subprocess.CalledProcessError:
+                if attempt == 2:
+                    raise
+                self.port = _free_port()
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
