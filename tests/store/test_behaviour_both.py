@@ -1,11 +1,13 @@
-"""The task and treasury behaviour suites, collected here again so they run on SQLite and on PostgreSQL.
+"""The task and treasury behaviour suites, collected here again so they also run on PostgreSQL.
 
-The functions are the ones in tests/subagents and tests/treasury; collected in this folder, their `ctx` and
-`harness` fixtures come from tests/store/conftest.py, parametrised over both backends. Left out: the
+The functions are the ones in tests/subagents and tests/treasury (where they run on SQLite); collected in this
+folder, their `ctx` and `harness` fixtures come from tests/store/conftest.py, here on PostgreSQL. Left out: the
 tests that open the SQLite file itself (their PostgreSQL counterparts are in test_postgres.py).
 """
 
 from __future__ import annotations
+
+import pytest
 
 from tests.subagents.test_plan_loop import (  # noqa: F401
     test_plan_reserves_exactly_the_budget_and_report_settles_it,
@@ -32,3 +34,9 @@ from tests.treasury.test_service import (  # noqa: F401
     test_the_agent_cannot_skip_approval,
     test_unknown_outcome_is_never_paid_twice_and_reconcile_records_it_once,
 )
+
+
+@pytest.fixture(params=["postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Only PostgreSQL here: on SQLite these same functions already run where they live."""
+    return str(request.param)
