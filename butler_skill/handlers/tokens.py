@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -33,7 +34,9 @@ class AllocateTokensInput(BaseModel):
         json_schema_extra={"anyOf": [{"required": ["prd_path"]}, {"required": ["prd_text"]}]},
     )
 
-    prd_path: str | None = Field(default=None, min_length=1, description="Path of a PRD file to estimate.")
+    prd_path: str | None = Field(default=None, min_length=1, description=(
+        "Path of a PRD file to estimate: a regular file of at most 4 MiB inside the working directory or a "
+        "folder listed in BUTLER_READ_PATHS."))
     prd_text: str | None = Field(default=None, min_length=1, description="The PRD text itself.")
     preferred_provider: str | None = Field(default=None, description="Try this provider's keys first.")
     tokens: int | None = Field(default=None, gt=0, le=100_000_000, description="Reserve exactly this many.")
@@ -62,13 +65,21 @@ class AllocateTokensOutput(BaseModel):
 def _prd_text(ctx: Context, inp: AllocateTokensInput) -> str:
     if inp.prd_text is not None:
         return inp.prd_text
+    from butler_skill.safe_read import confined, read_text
+
     assert inp.prd_path is not None
+    if "\0" in inp.prd_path:
+        raise InvalidInput("prd_path contains a NUL character", path="prd_path")
     path = Path(inp.prd_path)
     path = path if path.is_absolute() else ctx.cwd / path
-    try:
-        return path.read_text("utf-8", errors="replace")
-    except OSError as exc:
-        raise InvalidInput(f"cannot read prd_path {inp.prd_path}: {exc.strerror}", path="prd_path") from None
+    # Confined to the working directory and the folders the person lists in BUTLER_READ_PATHS, so a caller
+    # cannot read (and learn the size of) any file the process can.
+    roots = [ctx.cwd, *(Path(p).expanduser() for p in ctx.env.get("BUTLER_READ_PATHS", "").split(os.pathsep) if p)]
+    if not confined(path, roots):
+        raise InvalidInput(
+            f"prd_path {inp.prd_path} is outside the working directory {ctx.cwd} and BUTLER_READ_PATHS; move the "
+            "file there, add its folder to BUTLER_READ_PATHS, or pass prd_text", path="prd_path")
+    return read_text(path, "prd", label="prd_path", errors="replace", path="prd_path")
 
 
 def allocate_tokens(ctx: Context, inp: AllocateTokensInput) -> AllocateTokensOutput:

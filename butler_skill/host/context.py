@@ -61,10 +61,14 @@ class Context:
 
     @cached_property
     def db(self) -> Database:
-        # SQLite in the state folder, or the PostgreSQL ledger BUTLER_DATABASE_URL names (same interface).
+        from butler_skill.host.redaction import redactor_for
         from butler_skill.store.backend import open_database
 
-        return open_database(self.config.state_path, self.env)  # type: ignore[return-value]
+        # SQLite in the state folder, or the PostgreSQL ledger BUTLER_DATABASE_URL names (same interface).
+        # Every text Butler writes to the ledger passes the same redactor as its outputs and logs.
+        cfg = self.config
+        return open_database(cfg.state_path, self.env, redact=redactor_for(self).redact,  # type: ignore[return-value]
+                             busy_timeout_ms=cfg.busy_timeout_ms)
 
     @cached_property
     def ledger(self) -> TokenLedger:

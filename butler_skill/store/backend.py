@@ -6,12 +6,12 @@ whole daily limit, so N hosts with N files spend N times it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from butler_skill.errors import ConfigError
-from butler_skill.store.db import Database
+from butler_skill.store.db import BUSY_TIMEOUT_MS, Database
 
 if TYPE_CHECKING:
     from butler_skill.store.pg import PostgresDatabase
@@ -32,16 +32,19 @@ def database_url(env: Mapping[str, str]) -> str | None:
     return url
 
 
-def open_database(state_path: Path, env: Mapping[str, str]) -> Database | PostgresDatabase:
+def open_database(state_path: Path, env: Mapping[str, str], *, redact: Callable[[str], str] | None = None,
+                  busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Database | PostgresDatabase:
+    """`redact` is applied to every text parameter written, on either backend; `busy_timeout_ms` is how long a
+    writer waits for another's lock (SQLite's busy timeout, PostgreSQL's lock_timeout)."""
     url = database_url(env)
     if url is None:
-        return Database(state_path)
+        return Database(state_path, redact=redact, busy_timeout_ms=busy_timeout_ms)
     try:
         from butler_skill.store.pg import PostgresDatabase
     except ImportError as exc:  # psycopg is an extra: pip install 'butler-skill[postgres]'
         raise ConfigError(f"{DATABASE_URL_ENV} names PostgreSQL but psycopg is not installed",
                           variable=DATABASE_URL_ENV, hint="pip install 'butler-skill[postgres]'") from exc
-    return PostgresDatabase(url, path=state_path)
+    return PostgresDatabase(url, path=state_path, redact=redact, lock_timeout_ms=busy_timeout_ms)
 
 
 def inspect_ledger(state_path: Path, env: Mapping[str, str]) -> dict[str, object]:

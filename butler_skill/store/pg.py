@@ -30,9 +30,9 @@ from urllib.parse import urlsplit
 
 import psycopg
 from psycopg.rows import RowMaker
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
-from butler_skill.errors import ConfigError
+from butler_skill.errors import ConfigError, StorageError
 from butler_skill.store.db import load_migrations
 from butler_skill.store.dialect import for_dialect, to_postgres_ddl, to_postgres_query
 
@@ -96,18 +96,20 @@ class PostgresDatabase:
     dialect = "postgres"
 
     def __init__(self, url: str, *, path: str | Path | None = None, min_size: int = 1, max_size: int = 8,
-                 redactor: Redactor | None = None, migrate: bool = True) -> None:
+                 redact: Redactor | None = None, lock_timeout_ms: int = LOCK_TIMEOUT_MS,
+                 migrate: bool = True) -> None:
         if not url.startswith(("postgresql://", "postgres://")):
             raise ValueError("a PostgreSQL ledger needs a postgresql:// URL")
         self.url = url
         # The local state path even so: files that live beside the ledger (the treasury policy) are found from it.
         self.path = Path(path) if path is not None else Path.cwd() / "state.db"
-        self.redactor = redactor
+        self.redact = redact  # applied to every str parameter inside write(), as store.db.Database does
+        self.lock_timeout_ms = max(0, int(lock_timeout_ms))
         self._local = threading.local()
         self._pool = ConnectionPool(
             url, min_size=min_size, max_size=max_size, open=False, name="butler-ledger",
             kwargs={"autocommit": True, "row_factory": row_factory, "prepare_threshold": PREPARE_THRESHOLD},
-            configure=_configure, timeout=LOCK_TIMEOUT_MS / 1000,
+            configure=self._configure, timeout=LOCK_TIMEOUT_MS / 1000,
         )
         _probe(url)
         self._pool.open(wait=True, timeout=LOCK_TIMEOUT_MS / 1000)
@@ -155,14 +157,32 @@ class PostgresDatabase:
     @contextmanager
     def write(self) -> Iterator[PgConnection]:
         """A serialised write transaction: commits on success, rolls back on any exception."""
-        with self._transaction(_BEGIN_WRITE, self.redactor) as conn:
+        with self._storage_errors(), self._transaction(_BEGIN_WRITE, self.redact) as conn:
             yield conn
 
     @contextmanager
     def read(self) -> Iterator[PgConnection]:
         """A consistent snapshot for several SELECTs."""
-        with self._transaction(_BEGIN_READ, None) as conn:
+        with self._storage_errors(), self._transaction(_BEGIN_READ, None) as conn:
             yield conn
+
+    @contextmanager
+    def _storage_errors(self) -> Iterator[None]:
+        """The server or the connection failing (not a statement's own error, which is a bug) is a
+        StorageError, as a failing SQLite file is: its message names the ledger (without the password)."""
+        try:
+            yield
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            where = redacted_url(self.url)
+            if isinstance(exc, psycopg.errors.LockNotAvailable):
+                cause, fix = "locked", (f"another host held the ledger's write lock longer than {self.lock_timeout_ms}"
+                                        " ms; retry, or raise BUTLER_BUSY_TIMEOUT_MS")
+            else:
+                cause, fix = "connection", "check that the server is up and reachable, then retry"
+            text = str(exc).strip()
+            first = _scrub(text.splitlines()[0] if text else type(exc).__name__, self.url)
+            raise StorageError(f"PostgreSQL ledger at {where}: {first} ({cause}); {fix}", ledger=where,
+                               cause=cause) from None
 
     # ---- schema ------------------------------------------------------------------------------------
     def migrate(self) -> list[int]:
@@ -199,6 +219,11 @@ class PostgresDatabase:
     def close(self) -> None:
         self._pool.close()
 
+    def _configure(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(f"SET lock_timeout = {self.lock_timeout_ms}")
+        conn.execute(f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}")
+        conn.execute("SET TIME ZONE 'UTC'")
+
 
 def _probe(url: str) -> None:
     """Fail fast, and say where, when the server cannot be reached (the pool would retry for its timeout)."""
@@ -209,12 +234,6 @@ def _probe(url: str) -> None:
         first = _scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, url)
         raise ConfigError(f"cannot connect to the PostgreSQL ledger at {redacted_url(url)}: {first}",
                           ledger=redacted_url(url)) from None
-
-
-def _configure(conn: psycopg.Connection[Any]) -> None:
-    conn.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
-    conn.execute(f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}")
-    conn.execute("SET TIME ZONE 'UTC'")
 
 
 def _rollback(conn: psycopg.Connection[Any]) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from butler_skill.errors import ButlerError, ConfigError, Conflict, NoCapacity, PolicyDenied
+from butler_skill.errors import ButlerError, ConfigError, Conflict, NoCapacity, PolicyDenied, StorageError
 from butler_skill.handlers import tokens as t
 from butler_skill.host.context import Context
 from butler_skill.store.backend import database_url, open_database
@@ -174,6 +174,26 @@ def test_append_only_is_enforced_by_postgres(pg_url: str) -> None:
     db.close()
 
 
+def test_text_written_passes_the_redactor(pg_url: str) -> None:
+    db = PostgresDatabase(pg_url, redact=lambda text: text.replace("sk-secret", "[redacted]"))
+    with db.write() as tx:
+        tx.execute("INSERT INTO events(at, kind, data) VALUES (?, ?, ?)", ("t", "note", '{"k": "sk-secret"}'))
+    with db.read() as conn:
+        assert conn.execute("SELECT data FROM events").fetchone()["data"] == '{"k": "[redacted]"}'
+    db.close()
+
+
+def test_a_lock_held_past_the_timeout_is_a_storage_error(pg_url: str) -> None:
+    holder, waiter = PostgresDatabase(pg_url), PostgresDatabase(pg_url, lock_timeout_ms=200)
+    with holder.write(), pytest.raises(StorageError) as err, waiter.write():
+        pass
+    assert err.value.details["cause"] == "locked"
+    with waiter.write():  # the holder committed: the lock is free again
+        pass
+    holder.close()
+    waiter.close()
+
+
 # ---- crashes ------------------------------------------------------------------------------------------
 def _keys(folder: Path, limit: int = 10_000) -> None:
     write_keys(folder / "keys.json", [{"id": "k", "provider": "groq", "limits": {"tokens_per_day": limit}}])
@@ -204,12 +224,13 @@ def test_a_backend_killed_mid_transaction_leaves_nothing_half_written(tmp_path: 
     ctx = _ctx(tmp_path, pg_url)
     db = ctx.db
     assert isinstance(db, PostgresDatabase)
-    with pytest.raises(psycopg.OperationalError), db.write() as tx:
+    with pytest.raises(StorageError) as err, db.write() as tx:
         pid = tx.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"]
         _half_write(tx)
         with psycopg.connect(pg_url, autocommit=True) as admin:
             assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0] is True
         tx.execute("UPDATE sessions SET used = 1 WHERE id = 'half'")  # the server is gone for this connection
+    assert err.value.code == "storage_error" and err.value.details["cause"] == "connection"
     _nothing_half_written(db)
     # The pool dropped the dead connection; the same process carries on, and the write lock was released.
     a = t.allocate_tokens(ctx, t.AllocateTokensInput(prd_text="x", tokens=1_000))
