@@ -7,8 +7,6 @@ tests that open the SQLite file itself (their PostgreSQL counterparts are in tes
 
 from __future__ import annotations
 
-import pytest
-
 from tests.subagents.test_plan_loop import (  # noqa: F401
     test_plan_reserves_exactly_the_budget_and_report_settles_it,
     test_retries_never_take_a_task_over_its_budget,
@@ -35,8 +33,5 @@ from tests.treasury.test_service import (  # noqa: F401
     test_unknown_outcome_is_never_paid_twice_and_reconcile_records_it_once,
 )
 
-
-@pytest.fixture(params=["postgres"])
-def backend(request: pytest.FixtureRequest) -> str:
-    """Only PostgreSQL here: on SQLite these same functions already run where they live."""
-    return str(request.param)
+# Only PostgreSQL here: on SQLite these same functions already run where they live.
+BACKENDS = ("postgres",)
