@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
+from decimal import Decimal
 
 from pydantic import BaseModel
 
+from butler_skill.core.pricing import usd
 from butler_skill.core.selection import KeyView
 
 
@@ -19,21 +21,24 @@ class ProviderUsage(BaseModel):
     cost_today: float
 
 
-def by_provider(views: Iterable[KeyView], costs: dict[str, float]) -> dict[str, ProviderUsage]:
+def by_provider(views: Iterable[KeyView], costs: Mapping[str, Decimal]) -> dict[str, ProviderUsage]:
+    """Figures per provider; costs are summed exactly and given as JSON numbers (see pricing.usd)."""
     out: dict[str, ProviderUsage] = {}
+    exact: dict[str, Decimal] = {}
     for v in views:
         if not v.enabled:
             continue
         p = out.get(v.provider) or ProviderUsage(
             keys=0, total_capacity=0, used_today=0, reserved=0, remaining=0, cost_today=0.0
         )
+        exact[v.provider] = exact.get(v.provider, Decimal(0)) + costs.get(v.key_id, Decimal(0))
         out[v.provider] = ProviderUsage(
             keys=p.keys + 1,
             total_capacity=p.total_capacity + v.tokens_per_day,
             used_today=p.used_today + v.used,
             reserved=p.reserved + v.reserved,
             remaining=p.remaining + v.remaining,
-            cost_today=round(p.cost_today + costs.get(v.key_id, 0.0), 6),
+            cost_today=usd(exact[v.provider]),
         )
     return dict(sorted(out.items()))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -12,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from butler_skill import sessions
 from butler_skill.core import estimate as est
-from butler_skill.core import selection
+from butler_skill.core import pricing, selection
 from butler_skill.core.days import utc_day
 from butler_skill.core.reporting import ProviderUsage, by_provider, usable
 from butler_skill.core.usage import Usage
@@ -138,7 +139,7 @@ def key_states(ctx: Context, now: datetime) -> list[KeyState]:
         KeyState(
             key_id=v.key_id, provider=v.provider, scope=v.scope, model=keys[v.key_id].model,
             tokens_per_day=v.tokens_per_day, used=v.used, reserved=v.reserved, remaining=v.remaining,
-            cost_today=round(costs.get(v.key_id, 0.0), 6),
+            cost_today=pricing.usd(costs.get(v.key_id, Decimal(0))),
             cooldown_until=v.cooldown_until if v.cooling(now) else None,
         )
         for v in views if v.enabled
@@ -257,16 +258,34 @@ class RecordUsageInput(BaseModel):
     input_tokens: int = Field(ge=0, description="Uncached input tokens (OpenAI: prompt_tokens minus cached).")
     output_tokens: int = Field(ge=0, description="Output tokens, reasoning included.")
     cache_read_tokens: int = Field(default=0, ge=0, description="Input tokens served from cache.")
-    cache_write_tokens: int = Field(default=0, ge=0, description="Input tokens written to cache (Anthropic).")
-    cost: float | None = Field(default=None, ge=0, description="USD, when the provider reported it.")
+    cache_write_tokens: int = Field(default=0, ge=0, description="Input tokens written to cache (Anthropic), "
+                                    "5-minute and 1-hour writes together.")
+    cache_write_1h_tokens: int = Field(default=0, ge=0, description="The part of cache_write_tokens written for "
+                                       "1 hour (Anthropic usage.cache_creation.ephemeral_1h_input_tokens).")
+    web_search_requests: int = Field(default=0, ge=0, description="Server-side searches billed per request "
+                                     "(Anthropic usage.server_tool_use.web_search_requests).")
+    tool_fees: Decimal = Field(default=Decimal(0), ge=0, description="Other server-side tool fees in USD, as billed.")
+    cost: Decimal | None = Field(default=None, ge=0, description="USD, when the provider reported it (OpenRouter "
+                                 "usage.cost): a number or a decimal string, kept exactly.")
+    upstream_cost: Decimal | None = Field(default=None, ge=0, description="OpenRouter cost_details."
+                                          "upstream_inference_cost: what the upstream provider billed.")
+    byok: bool = Field(default=False, description="OpenRouter is_byok: upstream_cost was billed to the user's own "
+                       "provider key, so it is added to cost.")
     estimated: bool = Field(default=False, description="True when the figures are an estimate.")
     close: bool = Field(default=False, description="End the session and release what it still holds.")
+
+    @model_validator(mode="after")
+    def _split_within_writes(self) -> RecordUsageInput:
+        if self.cache_write_1h_tokens > self.cache_write_tokens:
+            raise ValueError("cache_write_1h_tokens is part of cache_write_tokens and cannot exceed it")
+        return self
 
 
 class RecordUsageOutput(BaseModel):
     duplicate: bool
     session: SessionInfo
-    cost: float
+    cost: float = Field(description="USD of this call as a JSON number (every digit of cost_exact below $1,000).")
+    cost_exact: str = Field(description="USD of this call, exact, as a decimal string.")
     threshold_crossed: bool
     alert: Alert | None = None
     rotation: RotationOutcome | None = None
@@ -276,8 +295,10 @@ class RecordUsageOutput(BaseModel):
 def record_usage(ctx: Context, inp: RecordUsageInput) -> RecordUsageOutput:
     usage = Usage.of(input_tokens=inp.input_tokens, output_tokens=inp.output_tokens,
                      cache_read_tokens=inp.cache_read_tokens, cache_write_tokens=inp.cache_write_tokens,
-                     cost_usd=inp.cost, estimated=inp.estimated)
+                     cache_write_1h_tokens=inp.cache_write_1h_tokens, web_search_requests=inp.web_search_requests,
+                     tool_fees_usd=inp.tool_fees, cost_usd=inp.cost, upstream_cost_usd=inp.upstream_cost,
+                     byok=inp.byok, estimated=inp.estimated)
     done = sessions.settle(ctx, inp.session_id, inp.request_id, usage, close=inp.close)
-    return RecordUsageOutput(duplicate=done.duplicate, session=done.session, cost=done.cost,
-                             threshold_crossed=done.threshold_crossed, alert=done.alert, rotation=done.rotation,
-                             status=done.status)
+    return RecordUsageOutput(duplicate=done.duplicate, session=done.session, cost=pricing.usd(done.cost),
+                             cost_exact=str(done.cost), threshold_crossed=done.threshold_crossed, alert=done.alert,
+                             rotation=done.rotation, status=done.status)
