@@ -271,8 +271,8 @@ class Ledger:
         """Record an alert once per (session, key, kind). True when it is new."""
         with self.db.write() as conn:
             cur = conn.execute(
-                "INSERT OR IGNORE INTO alerts(id, session_id, key_id, kind, message, created_at)"
-                " VALUES (?,?,?,?,?,?)", (alert_id, session_id, key_id, kind, message, ts(now)),
+                "INSERT INTO alerts(id, session_id, key_id, kind, message, created_at)"
+                " VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING", (alert_id, session_id, key_id, kind, message, ts(now)),
             )
             if cur.rowcount:
                 _event(conn, now, "alert", session_id, key_id, {"kind": kind, "message": message})
