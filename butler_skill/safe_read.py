@@ -60,7 +60,7 @@ def read_bytes(path: Path | str, kind: str, /, *, label: str | None = None, **de
     try:
         before = os.stat(p)
     except FileNotFoundError:
-        raise fail("no such file", "check the path") from None
+        raise fail("not found (no such file)", "check the path") from None
     except OSError as exc:
         raise fail(exc.strerror or type(exc).__name__, "check the path and its permissions") from None
     refused = _what(before.st_mode)

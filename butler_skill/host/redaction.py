@@ -42,6 +42,8 @@ SECRET_ENV_VARS = ("CIRCLE_API_KEY", "CIRCLE_ENTITY_SECRET", "OPENROUTER_MANAGEM
 MIN_SECRET_LENGTH = 8
 RUN_K = 6
 MIN_RUN = 2 * RUN_K - 1
+_MEMO_MAX_LEN = 96
+_MEMO_SIZE = 4096
 # Well-known key prefixes: what a provider may strip before echoing the rest. Longest match wins.
 KEY_PREFIXES = ("sk-ant-api03-", "sk-ant-admin01-", "sk-ant-", "sk-or-v1-", "sk-proj-", "sk-svcacct-",
                 "sk-admin-", "sk_live_", "sk_test_", "rk_live_", "rk_test_", "sk-", "nvapi-", "gsk_",
@@ -91,6 +93,7 @@ class Redactor:
         # Longest first: a body inside its whole secret must not leave the prefix behind as the match.
         self.wholes: tuple[str, ...] = tuple(sorted(wholes, key=len, reverse=True))
         self.short: tuple[str, ...] = tuple(sorted(short, key=len, reverse=True))
+        self._memo: dict[str, str] = {}
         self.grams: dict[str, list[tuple[str, int]]] = {}
         for body in bodies:
             if len(body) < MIN_RUN:
@@ -105,6 +108,17 @@ class Redactor:
         return self.redact(text)
 
     def redact(self, text: str) -> str:
+        # Short values repeat (key ids, days, timestamps, kinds in every ledger write): remember their answer.
+        if len(text) <= _MEMO_MAX_LEN:
+            done = self._memo.get(text)
+            if done is None:
+                if len(self._memo) >= _MEMO_SIZE:
+                    self._memo.clear()
+                done = self._memo[text] = self._redact(text)
+            return done
+        return self._redact(text)
+
+    def _redact(self, text: str) -> str:
         n = len(text)
         # The probe: windows at multiples of RUN_K; a set test in C decides whether any run can be there.
         if self.grams and n >= MIN_RUN and not self.grams.keys().isdisjoint(

@@ -143,3 +143,19 @@ def test_database_class_maps_only_file_failures(tmp_path: Path) -> None:
     with pytest.raises(StorageError) as info:
         Database(tmp_path / "x.db")
     assert info.value.details["cause"] == "corrupt"
+
+
+def test_state_folder_that_is_a_file(tmp_path: Path, env: dict[str, str]) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x", "utf-8")
+    path = blocker / "state.db"
+    res = butler({**env, "BUTLER_STATE_PATH": str(path)}, "call", "get_status")
+    out = json.loads(res.stdout)
+    assert res.returncode == 1 and out["error"]["code"] == "storage_error" and str(path) in out["error"]["message"]
+    assert "Traceback" not in res.stderr
+
+
+def test_log_file_that_cannot_be_opened_is_one_line(tmp_path: Path, env: dict[str, str]) -> None:
+    res = butler({**env, "BUTLER_LOG_FILE": str(tmp_path)}, "call", "get_status")
+    assert res.returncode == 1 and res.stderr.startswith("butler: config_error: cannot use")
+    assert str(tmp_path) in res.stderr and "Traceback" not in res.stderr
