@@ -93,7 +93,12 @@ async def serve(ctx: Context) -> None:
 def main() -> int:
     ctx = Context()
     # stdout is the protocol channel: logs go to stderr, through the redaction filter.
-    install_log_redaction(ctx, stream=sys.stderr)  # stdout carries the protocol
+    try:
+        install_log_redaction(ctx, stream=sys.stderr)  # stdout carries the protocol
+    except OSError as exc:  # BUTLER_LOG_FILE cannot be opened: one line a person can act on, no traceback
+        print(f"butler-mcp: config_error: cannot use {exc.filename or 'the log file'}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
     try:
         anyio.run(serve, ctx)
     except KeyboardInterrupt:

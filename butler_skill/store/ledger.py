@@ -177,7 +177,8 @@ class Ledger:
                  cache_write_tokens, total, cost_real, int(cost_reported), int(estimated), ts(now), pusd,
                  upstream_pusd, cache_write_1h_tokens, web_search_requests),
             )
-            conn.execute("INSERT OR IGNORE INTO key_day_counters(key_id, day) VALUES (?, ?)", (key_id, day))
+            conn.execute("INSERT INTO key_day_counters(key_id, day) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                         (key_id, day))
             conn.execute(
                 "UPDATE key_day_counters SET used = used + ?, reserved = reserved - ?,"
                 " cost_usd = cost_usd + ?, cost_pusd = cost_pusd + ? WHERE key_id = ? AND day = ?",
@@ -259,8 +260,8 @@ class Ledger:
         """Record an alert once per (session, key, kind). True when it is new."""
         with self.db.write() as conn:
             cur = conn.execute(
-                "INSERT OR IGNORE INTO alerts(id, session_id, key_id, kind, message, created_at)"
-                " VALUES (?,?,?,?,?,?)", (alert_id, session_id, key_id, kind, message, ts(now)),
+                "INSERT INTO alerts(id, session_id, key_id, kind, message, created_at)"
+                " VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING", (alert_id, session_id, key_id, kind, message, ts(now)),
             )
             if cur.rowcount:
                 _event(conn, now, "alert", session_id, key_id, {"kind": kind, "message": message})
@@ -348,7 +349,8 @@ def _reserve(conn: sqlite3.Connection, key: KeyView, need: int, now: datetime) -
     if conn.execute(_RESERVE, args).rowcount == 1:
         return True
     # No row yet for this key and day (the first grant of the day): create it, then try once more.
-    if conn.execute("INSERT OR IGNORE INTO key_day_counters(key_id, day) VALUES (?, ?)", (key.key_id, day)).rowcount:
+    if conn.execute("INSERT INTO key_day_counters(key_id, day) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                    (key.key_id, day)).rowcount:
         return conn.execute(_RESERVE, args).rowcount == 1
     return False
 

@@ -2,7 +2,8 @@
 
 Handlers and the runner depend on these operations only. Every write is one transaction; every grant is the
 conditional `used + reserved + n <= limit`; usage is settled idempotently by request id; holds expire by lease.
-`butler_skill.store.ledger.Ledger` is the SQLite implementation (a test keeps the signatures identical).
+`butler_skill.store.ledger.Ledger` implements it on both databases (SQLite, and PostgreSQL through
+`store/pg.py`); a test keeps the signatures identical.
 """
 
 from __future__ import annotations

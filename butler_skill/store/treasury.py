@@ -276,8 +276,8 @@ class TreasuryStore:
             for posting in postings:
                 posting_id = f"{intent_id}/{posting.kind}"
                 cur = tx.execute(
-                    "INSERT OR IGNORE INTO treasury_postings (id, intent_id, kind, idempotency_key, provider_tx_id,"
-                    " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO treasury_postings (id, intent_id, kind, idempotency_key, provider_tx_id,"
+                    " created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                     (posting_id, intent_id, posting.kind, current.idempotency_key, provider_tx_id, ts(now)),
                 )
                 if cur.rowcount != 1:
