@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from butler_skill.core import selection
-from butler_skill.core.allocation import split_budget
+from butler_skill.core.allocation import retry_shares, split_budget
 from butler_skill.core.decomposition import SubTaskSpec, decompose
 from butler_skill.errors import InvalidInput
 from butler_skill.store.tasks import PlannedSubTask, SubTaskRow, TaskStore
@@ -51,8 +51,9 @@ def plan_task(
 def replan_failed(ctx: Context, task_id: str, failed: Sequence[SubTaskRow], remaining_budget: int,
                   preferred_provider: str | None = None) -> list[SubTaskRow]:
     """Fresh shares for failed sub-tasks out of what the task's budget has left."""
-    items = [(s.estimated_tokens, s.priority) for s in failed]
-    shares = split_budget(remaining_budget, items)  # type: ignore[arg-type]
+    # Each retry is capped at its original share (core/allocation.retry_shares): never the whole budget left.
+    items = [(s.estimated_tokens, s.priority, s.share) for s in failed]
+    shares = retry_shares(remaining_budget, items)  # type: ignore[arg-type]
     if not failed or min(shares) < 1:
         raise InvalidInput(f"{remaining_budget} tokens left in the budget cannot cover {len(failed)} retries",
                            path="task_id", remaining_budget=remaining_budget)
