@@ -101,6 +101,8 @@ def ok(envelope: dict) -> dict:
 def measure(folder: Path, keys: int, history: int, calls: int) -> dict[str, tuple[float, float]]:
     keys_path, state = folder / f"keys-{keys}.json", folder / f"state-{keys}-{history}.db"
     keys_file(keys_path, keys)
+    for old in folder.glob(f"{state.name}*"):
+        old.unlink()
     ctx = Context(env={"HOME": str(folder)}, keys_path=keys_path, state_path=state, clock=lambda: NOW)
     ctx.db.migrate()
     started = time.perf_counter()
@@ -146,9 +148,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         by_history = [(h, measure(folder, 8, h, args.calls)) for h in map(int, args.history.split(","))]
+        table("History (8 keys; past sessions = usage records = events, over 30 days)", "past sessions", by_history)
         by_keys = [(k, measure(folder, k, 1000, args.calls)) for k in map(int, args.keys.split(","))]
-    table("History (8 keys; past sessions = usage records = events, over 30 days)", "past sessions", by_history)
-    table("Keys (1,000 past sessions)", "keys", by_keys)
+        table("Keys (1,000 past sessions)", "keys", by_keys)
 
 
 if __name__ == "__main__":
