@@ -42,8 +42,9 @@ def worker(folder: str, rounds: int, start_at: float, out: mp.Queue) -> None:
         if not got["ok"]:
             errors.append(got["error"]["code"] + ": " + got["error"]["message"])
             continue
-        settled = call_tool("record_usage", {"session_id": got["result"]["session_id"], "request_id": f"r{os.getpid()}-{i}",
-                                             "input_tokens": 60, "output_tokens": 20, "close": True}, ctx)
+        settled = call_tool("record_usage", {"session_id": got["result"]["session_id"],
+                                             "request_id": f"r{os.getpid()}-{i}", "input_tokens": 60,
+                                             "output_tokens": 20, "close": True}, ctx)
         t2 = time.perf_counter()
         if not settled["ok"]:
             errors.append(settled["error"]["code"] + ": " + settled["error"]["message"])
