@@ -156,3 +156,14 @@ def retry_shares(
     pool = max(0, free - owed)
     exact = exact_shares(pool, [(e, p) for e, p, _ in failed], multipliers)
     return [min(q.numerator // q.denominator, original) for q, (_, _, original) in zip(exact, failed, strict=True)]
+
+
+def shares_usable(shares: Sequence[int]) -> bool:
+    """A plan is only made when every sub-task gets at least one token (and there is a sub-task)."""
+    return bool(shares) and min(shares) >= 1
+
+
+def subtask_lease_seconds(default_lease_s: int, timeout_ms: int) -> int:
+    """How long a sub-task's hold lives without news: at least its run timeout twice plus a minute (a run
+    must never lose its share mid-call), never less than the configured default lease."""
+    return max(default_lease_s, (timeout_ms // 1000) * 2 + 60)
