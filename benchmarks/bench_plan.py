@@ -26,10 +26,14 @@ from butler_skill.host.dispatch import call_tool
 VERBS = ("Gather", "Clean", "Analyze", "Design", "Build", "Write", "Review", "Deploy")
 
 
-def description(n: int, short: bool = False) -> str:
+def description(n: int, short: bool = False, shape: str = "cycling") -> str:
+    """`cycling`: items go through the eight stages again and again; `ordered`: one gathering step, n - 2
+    building steps, one review (the answer then has about 2n dependency links)."""
+    ordered = ["Gather"] + ["Build"] * (n - 2) + ["Review"]
+    verbs = ordered if shape == "ordered" else [VERBS[i % 8] for i in range(n)]
     if short:
-        return "\n".join(f"- {VERBS[i % 8]} {i}" for i in range(n))
-    return "\n".join(f"{i + 1}. {VERBS[i % 8]} part {i} of the report" for i in range(n))
+        return "\n".join(f"- {v} {i}" for i, v in enumerate(verbs))
+    return "\n".join(f"- {v} part {i} of the report" for i, v in enumerate(verbs))
 
 
 def best_of(runs: int, fn) -> float:  # type: ignore[no-untyped-def]
@@ -41,8 +45,14 @@ def best_of(runs: int, fn) -> float:  # type: ignore[no-untyped-def]
     return min(times)
 
 
-def core(n: int) -> float:
-    text = description(n)
+def links(n: int, shape: str) -> int:
+    """Dependency links in the answer: the rule makes every sub-task wait for every earlier sink of a lower
+    stage, so a list that cycles through the stages has an answer that grows faster than its length."""
+    return sum(len(s.depends_on) for s in decompose(description(n, shape=shape), "bench"))
+
+
+def core(n: int, shape: str) -> float:
+    text = description(n, shape=shape)
 
     def run() -> None:
         specs = decompose(text, "bench")
@@ -56,7 +66,7 @@ def tool(folder: Path, n: int) -> float:
     keys = folder / "keys.json"
     write_keys_file(keys, [{"id": "k1", "provider": "groq", "limits": {"tokens_per_day": 10**12}}], force=True)
     ctx = Context(env={"HOME": str(folder)}, keys_path=keys, state_path=folder / f"plan-{n}.db")
-    text = description(n, short=True)
+    text = description(n, short=True, shape="ordered")
     assert len(text) <= 50_000, len(text)
 
     def run() -> None:
@@ -71,11 +81,13 @@ def tool(folder: Path, n: int) -> float:
 def main() -> None:
     print(f"machine: {machine()}")
     print("\nplan_agents: pure rules (decompose + stages + split_budget), best of 3")
-    print("| items | ms | µs per item |")
-    print("|---:|---:|---:|")
-    for n in (10, 100, 1_000, 10_000):
-        s = core(n)
-        print(f"| {n:,} | {s * 1e3:.1f} | {s * 1e6 / n:.1f} |", flush=True)
+    print("| items | dependency links | ms | µs per item | µs per (item + link) |")
+    print("|---:|---:|---:|---:|---:|")
+    for shape, sizes in (("ordered", (10, 100, 1_000, 10_000)), ("cycling", (10, 100, 1_000, 3_000))):
+        print(f"{shape}:")
+        for n in sizes:
+            s, k = core(n, shape), links(n, shape)
+            print(f"| {n:,} | {k:,} | {s * 1e3:.1f} | {s * 1e6 / n:.1f} | {s * 1e6 / (n + k):.2f} |", flush=True)
     print("\nplan_agents tool (validation, one transaction reserving every share, the answer), best of 3")
     print("| items | ms | µs per item |")
     print("|---:|---:|---:|")
