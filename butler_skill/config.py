@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
+from butler_skill import price_table
+from butler_skill.core import pricing
 from butler_skill.errors import ConfigError, UnknownKey
 from butler_skill.models import KeyConfig, ResolvedKey
 from butler_skill.registry import facts_for
@@ -31,6 +34,9 @@ ENV_VARS: dict[str, str] = {
     "BUTLER_LEASE_SECONDS": "How long an unreported reservation is held before it expires (default 3600).",
     "BUTLER_LOG_LEVEL": "Log level on stderr: DEBUG, INFO, WARNING (default) or ERROR. Logs are redacted.",
     "BUTLER_LOG_FILE": "Also write the (redacted) log to this file, created with mode 0600.",
+    "BUTLER_BUSY_TIMEOUT_MS": "How long to wait for another process's lock on the ledger before answering "
+                              "storage_error (default 30000).",
+    "BUTLER_READ_PATHS": "Folders (os.pathsep-separated) prd_path may read besides the working directory.",
 }
 
 
@@ -43,6 +49,7 @@ class ButlerConfig(BaseModel):
     rotation_threshold: float = Field(default=0.75, gt=0, le=1)
     auto_rotate: bool = True
     lease_seconds: int = Field(default=3600, gt=0)
+    busy_timeout_ms: int = Field(default=30_000, ge=0, le=3_600_000)
     env: dict[str, str] = Field(default_factory=dict, exclude=True, repr=False)
     _resolved: list[ResolvedKey] | None = PrivateAttr(default=None)
     # Lookups by id and the secrets redaction masks are built once: a keys file of 10,000 keys made every call
@@ -81,19 +88,67 @@ class ButlerConfig(BaseModel):
 
 
 def resolve_key(k: KeyConfig) -> ResolvedKey:
+    """Fill a key's defaults: the keys file first, then the price table's row for its model, then the
+    registry's provider facts (cache prices from the provider's ratios when neither gives them)."""
     facts = facts_for(k.provider)
     base_url = k.base_url or facts.base_url
+    model = k.model or facts.default_model
+    row = price_table.lookup(k.provider, model)
+
+    def pick(own: Decimal | float | None, table: Decimal | None, fallback: Decimal | float) -> Decimal:
+        value = own if own is not None else (table if table is not None else fallback)
+        return pricing.money(value)
+
+    pin = pick(k.price_in_per_m, row.input_per_m if row else None, facts.price_in_per_m)
+    pout = pick(k.price_out_per_m, row.output_per_m if row else None, facts.price_out_per_m)
+
+    def cache(own: Decimal | None, table: Decimal | None, ratio: Decimal) -> Decimal:
+        """A cache price: the keys file's, else the table's (scaled when the keys file moved the input
+        price), else the provider's ratio times the input price."""
+        if own is not None:
+            return own
+        if row is not None and table is not None:
+            return table if k.price_in_per_m is None or row.input_per_m == 0 else pin * table / row.input_per_m
+        return pin * ratio
+
+    read = cache(k.price_cache_read_per_m, row.cache_read_per_m if row else None, facts.cache_read_ratio)
+    write = cache(k.price_cache_write_per_m, row.cache_write_per_m if row else None, facts.cache_write_ratio)
+    write_1h = cache(k.price_cache_write_1h_per_m, row.cache_write_1h_per_m if row else None,
+                     facts.cache_write_1h_ratio)
+    source = "keys_file" if k.price_in_per_m is not None or k.price_out_per_m is not None else (
+        "table" if row else "registry")
     return ResolvedKey(
         id=k.id,
         provider=k.provider,
         scope=k.scope or f"{k.provider}:{k.id}",
-        model=k.model or facts.default_model,
+        model=model,
         base_url=base_url,
         wire_format=facts.wire_format,
         tokens_per_day=k.limits.tokens_per_day,
-        price_in_per_m=k.price_in_per_m if k.price_in_per_m is not None else facts.price_in_per_m,
-        price_out_per_m=k.price_out_per_m if k.price_out_per_m is not None else facts.price_out_per_m,
+        price_in_per_m=float(pin),
+        price_out_per_m=float(pout),
         enabled=k.enabled and bool(base_url),
+        price_in_exact=pin,
+        price_out_exact=pout,
+        price_cache_read_per_m=read,
+        price_cache_write_per_m=write,
+        price_cache_write_1h_per_m=write_1h,
+        web_search_per_request=pick(k.web_search_per_request, row.web_search_per_request if row else None,
+                                    facts.web_search_per_request),
+        max_output_tokens=k.max_output_tokens or (row.max_output_tokens if row else None) or facts.max_output_tokens,
+        token_param=k.token_param or facts.token_param,
+        price_source=source,
+    )
+
+
+def model_prices(key: ResolvedKey) -> pricing.ModelPrices:
+    """The exact prices a key settles at."""
+    return pricing.ModelPrices(
+        input_per_m=key.price_in_exact if key.price_in_exact is not None else pricing.money(key.price_in_per_m),
+        output_per_m=key.price_out_exact if key.price_out_exact is not None else pricing.money(key.price_out_per_m),
+        cache_read_per_m=key.price_cache_read_per_m, cache_write_per_m=key.price_cache_write_per_m,
+        cache_write_1h_per_m=key.price_cache_write_1h_per_m, web_search_per_request=key.web_search_per_request,
+        max_output_tokens=key.max_output_tokens,
     )
 
 
@@ -130,6 +185,7 @@ def load_config(
             rotation_threshold=float(env.get("BUTLER_ROTATION_THRESHOLD", "0.75")),
             auto_rotate=env.get("BUTLER_AUTO_ROTATE", "1").strip().lower() not in {"0", "false", "no", "off"},
             lease_seconds=int(env.get("BUTLER_LEASE_SECONDS", "3600")),
+            busy_timeout_ms=int(env.get("BUTLER_BUSY_TIMEOUT_MS", "30000")),
             env=dict(env),
         )
     except (ValidationError, ValueError) as exc:
@@ -144,16 +200,36 @@ def _first_field(exc: Exception) -> str:
 
 
 def load_keys_file(path: Path) -> list[KeyConfig]:
-    if not path.exists():
+    from butler_skill.safe_read import read_text
+
+    if not path.exists() and not path.is_symlink():
         raise ConfigError(
             f"no keys file at {path}; run `butler init` to write one (or set BUTLER_KEYS_PATH)",
             file=str(path),
         )
-    try:
-        text = path.read_text("utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read keys file {path}: {exc.strerror}", file=str(path)) from None
-    return parse_keys(text, str(path))
+    return parse_keys(read_text(path, "keys", label="keys file"), str(path))
+
+
+# Bounds past which a keys file is a typo, not a budget: a day's tokens and a price stay well inside
+# SQLite's 64-bit integers and finite floats, even summed over thousands of keys.
+MAX_TOKENS_PER_DAY = 10**12
+MAX_PRICE_PER_M = 1_000_000.0
+
+
+def _check_bounds(key: KeyConfig, source: str) -> None:
+    import math
+
+    if key.limits.tokens_per_day > MAX_TOKENS_PER_DAY:
+        raise ConfigError(
+            f"{source}: key {key.id}: field limits.tokens_per_day: {key.limits.tokens_per_day} is over the "
+            f"limit of {MAX_TOKENS_PER_DAY:,} tokens a day; give the key's real daily budget",
+            file=source, key_id=key.id, field="limits.tokens_per_day")
+    for field in ("price_in_per_m", "price_out_per_m"):
+        value = getattr(key, field)
+        if value is not None and not (math.isfinite(value) and value <= MAX_PRICE_PER_M):
+            raise ConfigError(
+                f"{source}: key {key.id}: field {field}: must be a finite price of at most {MAX_PRICE_PER_M:,.0f} "
+                "USD per million tokens", file=source, key_id=key.id, field=field)
 
 
 def parse_keys(text: str, source: str) -> list[KeyConfig]:
@@ -188,6 +264,7 @@ def parse_keys(text: str, source: str) -> list[KeyConfig]:
                 f"{source}: key {key_id}: field {field}: {err['msg']}",
                 file=source, key_id=key_id, field=field,
             ) from None
+        _check_bounds(key, source)
         if key.id in seen:
             raise ConfigError(f"{source}: key id {key.id} appears twice", file=source, key_id=key.id, field="id")
         seen.add(key.id)

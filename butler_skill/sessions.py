@@ -11,10 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import AwareDatetime, BaseModel
 
+from butler_skill.config import model_prices
 from butler_skill.core import pricing, rotation, selection
 from butler_skill.core.usage import Usage
 from butler_skill.errors import NoCapacity, UnknownKey
@@ -42,7 +44,7 @@ class Committed:
     """Usage written to the ledger, and what it cost."""
 
     outcome: UsageOutcome
-    cost: float
+    cost: Decimal
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class Settlement:
 
     duplicate: bool
     session: SessionInfo
-    cost: float
+    cost: Decimal
     threshold_crossed: bool
     alert: Alert | None
     rotation: RotationOutcome | None
@@ -87,14 +89,21 @@ def provider_request_id(key_id: str, provider_request_id: str | None, fallback: 
     return f"{key_id}:{provider_request_id}" if provider_request_id else fallback
 
 
+def scoped_request_id(session_id: str, request_id: str) -> str:
+    """The ledger's idempotency key: a request id within its session. Provider ids are not unique across
+    sessions (some providers repeat them), so one session's report never swallows another's."""
+    return f"{session_id}/{request_id}"
+
+
 def commit(ctx: Context, session_id: str, request_id: str, usage: Usage, *, key_id: str | None = None,
            now: datetime | None = None) -> Committed:
-    """Price `usage` at the key it was spent on and settle it, idempotently by request id. Nothing else
-    happens (no alert, no rotation): for a caller that ends the session itself right after."""
+    """Price `usage` exactly at the key it was spent on and settle it, idempotently by request id within
+    the session. Nothing else happens (no alert, no rotation): for a caller that ends the session itself."""
     key = key_of(ctx, key_id or ctx.ledger.session(session_id).key_id)
-    cost = pricing.cost_of(usage, key)
-    outcome = ctx.ledger.commit_usage(request_id=request_id, session_id=session_id, usage=usage, cost_usd=cost,
-                                      now=now or ctx.now(), lease_seconds=ctx.config.lease_seconds)
+    cost = pricing.cost_of(usage, model_prices(key))
+    outcome = ctx.ledger.commit_usage(request_id=scoped_request_id(session_id, request_id), session_id=session_id,
+                                      usage=usage, cost_usd=cost, now=now or ctx.now(),
+                                      lease_seconds=ctx.config.lease_seconds)
     return Committed(outcome, cost)
 
 
@@ -148,12 +157,12 @@ def settle(ctx: Context, session_id: str, request_id: str, usage: Usage, *, clos
 
 def rotate(
     ctx: Context, session_id: str, reason: RotationReason, *, new_key_id: str | None = None,
-    retry_after_s: float | None = None,
+    retry_after_s: float | None = None, keys: Sequence[ResolvedKey] | None = None,
 ) -> tuple[RotationOutcome, SessionInfo]:
-    """Move a session's remaining allocation to the key `core.selection.rotation_target` picks (or to
-    `new_key_id`); the key left behind rests as `core.rotation.cooldown_until` says."""
+    """Move a session's remaining allocation to the key `core.selection.rotation_target` picks among `keys`
+    (default all; or to `new_key_id`); the key left behind rests as `core.rotation.cooldown_until` says."""
     cfg = ctx.config
-    keys = cfg.resolved()
+    keys = cfg.resolved() if keys is None else keys
     if new_key_id is not None and not any(k.id == new_key_id for k in keys):
         raise UnknownKey(f"no key with id {new_key_id!r}", key_id=new_key_id)
     now = ctx.now()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel
 
+from butler_skill.core.pricing import usd
 from butler_skill.core.selection import KeyView
 
 
@@ -20,11 +22,11 @@ class ProviderUsage(BaseModel):
     cost_today: float
 
 
-def by_provider(views: Iterable[KeyView], costs: dict[str, float],
+def by_provider(views: Iterable[KeyView], costs: Mapping[str, Decimal],
                 provider_of: Callable[[KeyView], str] | None = None) -> dict[str, ProviderUsage]:
-    """Enabled keys' figures summed per provider (or per ``provider_of(view)``: ``lambda v: "all"`` gives the
-    total). Sums are kept in plain numbers and turned into models once per group: a model per key made a
-    keys file of 10,000 keys cost a second per call."""
+    """Figures per provider (or per ``provider_of(view)``: ``lambda v: "all"`` gives the total); costs are summed
+    exactly and given as JSON numbers (see pricing.usd). Sums are kept in plain numbers and turned into models
+    once per group: a model per key made a keys file of 10,000 keys cost a second per call."""
     sums: dict[str, list[Any]] = {}
     for v in views:
         if not v.enabled:
@@ -32,15 +34,15 @@ def by_provider(views: Iterable[KeyView], costs: dict[str, float],
         name = provider_of(v) if provider_of else v.provider
         p = sums.get(name)
         if p is None:
-            p = sums[name] = [0, 0, 0, 0, 0, 0.0]
+            p = sums[name] = [0, 0, 0, 0, 0, Decimal(0)]
         p[0] += 1
         p[1] += v.tokens_per_day
         p[2] += v.used
         p[3] += v.reserved
         p[4] += v.remaining
-        p[5] = round(p[5] + costs.get(v.key_id, 0.0), 6)
+        p[5] += costs.get(v.key_id, Decimal(0))
     return {name: ProviderUsage(keys=p[0], total_capacity=p[1], used_today=p[2], reserved=p[3], remaining=p[4],
-                                cost_today=p[5]) for name, p in sorted(sums.items())}
+                                cost_today=usd(p[5])) for name, p in sorted(sums.items())}
 
 
 def usable(view: KeyView, now: datetime) -> bool:

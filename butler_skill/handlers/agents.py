@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -171,7 +172,12 @@ class ReportedUsage(BaseModel):
     output_tokens: int = Field(default=0, ge=0)
     cache_read_tokens: int = Field(default=0, ge=0)
     cache_write_tokens: int = Field(default=0, ge=0)
-    cost: float | None = Field(default=None, ge=0)
+    cache_write_1h_tokens: int = Field(default=0, ge=0, description="The 1-hour part of cache_write_tokens.")
+    web_search_requests: int = Field(default=0, ge=0, description="Server-side searches billed per request.")
+    tool_fees: Decimal = Field(default=Decimal(0), ge=0, description="Other server-side tool fees, USD.")
+    cost: Decimal | None = Field(default=None, ge=0, description="USD the provider reported, kept exactly.")
+    upstream_cost: Decimal | None = Field(default=None, ge=0, description="OpenRouter upstream_inference_cost.")
+    byok: bool = Field(default=False, description="OpenRouter is_byok: upstream_cost counts too.")
 
 
 class SubmitResultInput(BaseModel):
@@ -214,7 +220,9 @@ def submit_result(ctx: Context, inp: SubmitResultInput) -> SubmitResultOutput:
         now = ctx.now()
         sessions.settle(ctx, inp.session_id, inp.request_id or f"result:{inp.session_id}", Usage.of(
             input_tokens=u.input_tokens, output_tokens=u.output_tokens, cache_read_tokens=u.cache_read_tokens,
-            cache_write_tokens=u.cache_write_tokens, cost_usd=u.cost,
+            cache_write_tokens=u.cache_write_tokens, cache_write_1h_tokens=u.cache_write_1h_tokens,
+            web_search_requests=u.web_search_requests, tool_fees_usd=u.tool_fees, cost_usd=u.cost,
+            upstream_cost_usd=u.upstream_cost, byok=u.byok,
         ), close=True)
         key_id = ctx.ledger.session(inp.session_id).key_id
         store.record_attempt(task_id=row.task_id, st_id=row.id, key_id=key_id, outcome=inp.status,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -10,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from butler_skill import sessions
 from butler_skill.core import estimate as est
-from butler_skill.core import selection
+from butler_skill.core import pricing, selection
 from butler_skill.core.days import utc_day
 from butler_skill.core.reporting import ProviderUsage, by_provider, usable
 from butler_skill.core.usage import Usage
@@ -32,7 +34,9 @@ class AllocateTokensInput(BaseModel):
         json_schema_extra={"anyOf": [{"required": ["prd_path"]}, {"required": ["prd_text"]}]},
     )
 
-    prd_path: str | None = Field(default=None, min_length=1, description="Path of a PRD file to estimate.")
+    prd_path: str | None = Field(default=None, min_length=1, description=(
+        "Path of a PRD file to estimate: a regular file of at most 4 MiB inside the working directory or a "
+        "folder listed in BUTLER_READ_PATHS."))
     prd_text: str | None = Field(default=None, min_length=1, description="The PRD text itself.")
     preferred_provider: str | None = Field(default=None, description="Try this provider's keys first.")
     tokens: int | None = Field(default=None, gt=0, le=100_000_000, description="Reserve exactly this many.")
@@ -61,13 +65,21 @@ class AllocateTokensOutput(BaseModel):
 def _prd_text(ctx: Context, inp: AllocateTokensInput) -> str:
     if inp.prd_text is not None:
         return inp.prd_text
+    from butler_skill.safe_read import confined, read_text
+
     assert inp.prd_path is not None
+    if "\0" in inp.prd_path:
+        raise InvalidInput("prd_path contains a NUL character", path="prd_path")
     path = Path(inp.prd_path)
     path = path if path.is_absolute() else ctx.cwd / path
-    try:
-        return path.read_text("utf-8", errors="replace")
-    except OSError as exc:
-        raise InvalidInput(f"cannot read prd_path {inp.prd_path}: {exc.strerror}", path="prd_path") from None
+    # Confined to the working directory and the folders the person lists in BUTLER_READ_PATHS, so a caller
+    # cannot read (and learn the size of) any file the process can.
+    roots = [ctx.cwd, *(Path(p).expanduser() for p in ctx.env.get("BUTLER_READ_PATHS", "").split(os.pathsep) if p)]
+    if not confined(path, roots):
+        raise InvalidInput(
+            f"prd_path {inp.prd_path} is outside the working directory {ctx.cwd} and BUTLER_READ_PATHS; move the "
+            "file there, add its folder to BUTLER_READ_PATHS, or pass prd_text", path="prd_path")
+    return read_text(path, "prd", label="prd_path", errors="replace", path="prd_path")
 
 
 def allocate_tokens(ctx: Context, inp: AllocateTokensInput) -> AllocateTokensOutput:
@@ -126,7 +138,7 @@ def key_states(ctx: Context, now: datetime) -> list[KeyState]:
         KeyState(
             key_id=v.key_id, provider=v.provider, scope=v.scope, model=keys[v.key_id].model,
             tokens_per_day=v.tokens_per_day, used=v.used, reserved=v.reserved, remaining=v.remaining,
-            cost_today=round(costs.get(v.key_id, 0.0), 6),
+            cost_today=pricing.usd(costs.get(v.key_id, Decimal(0))),
             cooldown_until=v.cooldown_until if v.cooling(now) else None,
         )
         for v in views if v.enabled
@@ -244,16 +256,34 @@ class RecordUsageInput(BaseModel):
     input_tokens: int = Field(ge=0, description="Uncached input tokens (OpenAI: prompt_tokens minus cached).")
     output_tokens: int = Field(ge=0, description="Output tokens, reasoning included.")
     cache_read_tokens: int = Field(default=0, ge=0, description="Input tokens served from cache.")
-    cache_write_tokens: int = Field(default=0, ge=0, description="Input tokens written to cache (Anthropic).")
-    cost: float | None = Field(default=None, ge=0, description="USD, when the provider reported it.")
+    cache_write_tokens: int = Field(default=0, ge=0, description="Input tokens written to cache (Anthropic), "
+                                    "5-minute and 1-hour writes together.")
+    cache_write_1h_tokens: int = Field(default=0, ge=0, description="The part of cache_write_tokens written for "
+                                       "1 hour (Anthropic usage.cache_creation.ephemeral_1h_input_tokens).")
+    web_search_requests: int = Field(default=0, ge=0, description="Server-side searches billed per request "
+                                     "(Anthropic usage.server_tool_use.web_search_requests).")
+    tool_fees: Decimal = Field(default=Decimal(0), ge=0, description="Other server-side tool fees in USD, as billed.")
+    cost: Decimal | None = Field(default=None, ge=0, description="USD, when the provider reported it (OpenRouter "
+                                 "usage.cost): a number or a decimal string, kept exactly.")
+    upstream_cost: Decimal | None = Field(default=None, ge=0, description="OpenRouter cost_details."
+                                          "upstream_inference_cost: what the upstream provider billed.")
+    byok: bool = Field(default=False, description="OpenRouter is_byok: upstream_cost was billed to the user's own "
+                       "provider key, so it is added to cost.")
     estimated: bool = Field(default=False, description="True when the figures are an estimate.")
     close: bool = Field(default=False, description="End the session and release what it still holds.")
+
+    @model_validator(mode="after")
+    def _split_within_writes(self) -> RecordUsageInput:
+        if self.cache_write_1h_tokens > self.cache_write_tokens:
+            raise ValueError("cache_write_1h_tokens is part of cache_write_tokens and cannot exceed it")
+        return self
 
 
 class RecordUsageOutput(BaseModel):
     duplicate: bool
     session: SessionInfo
-    cost: float
+    cost: float = Field(description="USD of this call as a JSON number (every digit of cost_exact below $1,000).")
+    cost_exact: str = Field(description="USD of this call, exact, as a decimal string.")
     threshold_crossed: bool
     alert: Alert | None = None
     rotation: RotationOutcome | None = None
@@ -263,8 +293,10 @@ class RecordUsageOutput(BaseModel):
 def record_usage(ctx: Context, inp: RecordUsageInput) -> RecordUsageOutput:
     usage = Usage.of(input_tokens=inp.input_tokens, output_tokens=inp.output_tokens,
                      cache_read_tokens=inp.cache_read_tokens, cache_write_tokens=inp.cache_write_tokens,
-                     cost_usd=inp.cost, estimated=inp.estimated)
+                     cache_write_1h_tokens=inp.cache_write_1h_tokens, web_search_requests=inp.web_search_requests,
+                     tool_fees_usd=inp.tool_fees, cost_usd=inp.cost, upstream_cost_usd=inp.upstream_cost,
+                     byok=inp.byok, estimated=inp.estimated)
     done = sessions.settle(ctx, inp.session_id, inp.request_id, usage, close=inp.close)
-    return RecordUsageOutput(duplicate=done.duplicate, session=done.session, cost=done.cost,
-                             threshold_crossed=done.threshold_crossed, alert=done.alert, rotation=done.rotation,
-                             status=done.status)
+    return RecordUsageOutput(duplicate=done.duplicate, session=done.session, cost=pricing.usd(done.cost),
+                             cost_exact=str(done.cost), threshold_crossed=done.threshold_crossed, alert=done.alert,
+                             rotation=done.rotation, status=done.status)

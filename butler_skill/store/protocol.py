@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
 from butler_skill.core.selection import KeyView
@@ -54,18 +55,18 @@ class TokenLedger(Protocol):
         request_id: str,
         session_id: str,
         usage: Usage,
-        cost_usd: float,
+        cost_usd: Decimal | float,
         now: datetime,
         lease_seconds: int,
     ) -> UsageOutcome:
-        """Settle one provider response, idempotently by request id."""
+        """Settle one provider response, idempotently by request id; money is kept exactly."""
         ...
 
-    def costs_by_key(self) -> dict[str, float]:
+    def costs_by_key(self) -> dict[str, Decimal]:
         """LLM cost recorded per key over all days (the treasury derives prepaid credit from it)."""
         ...
 
-    def costs_today(self, now: datetime) -> dict[str, float]:
+    def costs_today(self, now: datetime) -> dict[str, Decimal]:
         ...
 
     def events(self, kind: str | None = None, limit: int = 20) -> list[Event]:
