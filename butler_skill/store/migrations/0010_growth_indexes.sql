@@ -1,7 +1,7 @@
--- Reads that answer today's question must not scan history (issue 12).
--- Pending alerts: a partial index, so get_status reads the pending ones only, not every alert ever raised.
-CREATE INDEX alerts_pending ON alerts(created_at, id) WHERE resolved_at IS NULL;
--- Today's counters for every key: by day first (the primary key is (key_id, day)).
-CREATE INDEX key_day_counters_day ON key_day_counters(day, key_id);
+-- Reads that answer today's question must not scan history (issue 12). Pending alerts and today's counters
+-- are indexed by 0009 (alerts_pending, key_day_counters_day).
 -- Cooldowns still running: allocation reads these, not every cooldown a key ever had.
 CREATE INDEX key_cooldowns_until ON key_cooldowns(until);
+-- Open sessions in the order get_status lists them: without it the planner walks every session ever opened
+-- through sessions_created (0009) to avoid a sort.
+CREATE INDEX sessions_open_created ON sessions(created_at, id) WHERE state = 'open';
