@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import sqlite3
 import statistics
@@ -102,16 +103,29 @@ def cold_start(folder: Path, runs: int = 15) -> tuple[float, float]:
     env = {"HOME": str(folder), "BUTLER_KEYS_PATH": str(folder / "keys.json"),
            "BUTLER_STATE_PATH": str(folder / "state.db"), "PATH": "/usr/bin:/bin"}
 
-    def timed(cmd: list[str]) -> float:
-        values = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            subprocess.run(cmd, env=env, capture_output=True, check=True)
-            values.append(time.perf_counter() - start)
-        return statistics.median(values)
+    cpu: dict[str, list[float]] = {"bare": [], "butler": []}
 
-    timed([sys.executable, "-c", "pass"])  # warm the page cache
-    return timed([sys.executable, "-c", "pass"]), timed([butler, "call", "get_status"])
+    def once(cmd: list[str]) -> float:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        subprocess.run(cmd, env=env, capture_output=True, check=True)
+        took = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        # CPU time (user + system) of the child: what a busy machine cannot inflate by making it wait.
+        cpu["butler" if cmd[0] == butler else "bare"].append(
+            after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+        return took
+
+    bare_cmd, butler_cmd = [sys.executable, "-c", "pass"], [butler, "call", "get_status"]
+    once(bare_cmd), once(butler_cmd)  # warm the page cache
+    # Interleaved, so a busy neighbour on the machine slows both alike (one after the other, a burst of load
+    # during one series moved the ratio between 4.5x and 12x on a shared 2-core machine).
+    bare, cold = [], []
+    for _ in range(runs):
+        bare.append(once(bare_cmd))
+        cold.append(once(butler_cmd))
+    cold_start.cpu = (statistics.median(cpu["bare"]), statistics.median(cpu["butler"]))  # type: ignore[attr-defined]
+    return statistics.median(bare), statistics.median(cold)
 
 
 def mcp_round_trip(folder: Path, calls: int = 200) -> list[float]:
@@ -160,7 +174,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         bare_py, cold = cold_start(Path(tmp))
         print(f"cold start: python -c pass {bare_py * 1e3:.1f} ms, butler call get_status {cold * 1e3:.1f} ms "
-              f"({cold / bare_py:.1f}x; goal under 8x)")
+              f"({cold / bare_py:.1f}x; goal under 5x)")
+        cpu_bare, cpu_cold = cold_start.cpu  # type: ignore[attr-defined]
+        print(f"  CPU time (user+sys): python -c pass {cpu_bare * 1e3:.1f} ms, butler call get_status "
+              f"{cpu_cold * 1e3:.1f} ms ({cpu_cold / cpu_bare:.1f}x)")
         rt = mcp_round_trip(Path(tmp))
         print(f"MCP tools/call get_status on a warm server   {summary_us(rt)}")
 

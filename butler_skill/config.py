@@ -52,6 +52,10 @@ class ButlerConfig(BaseModel):
     busy_timeout_ms: int = Field(default=30_000, ge=0, le=3_600_000)
     env: dict[str, str] = Field(default_factory=dict, exclude=True, repr=False)
     _resolved: list[ResolvedKey] | None = PrivateAttr(default=None)
+    # Lookups by id and the secrets redaction masks are built once: a keys file of 10,000 keys made every call
+    # quadratic (each secret looked its key up by a linear search, twice per call).
+    _by_id: dict[str, KeyConfig] | None = PrivateAttr(default=None)
+    _secrets: list[str] | None = PrivateAttr(default=None)
 
     def resolved(self) -> list[ResolvedKey]:
         if self._resolved is None:
@@ -59,9 +63,11 @@ class ButlerConfig(BaseModel):
         return list(self._resolved)
 
     def key(self, key_id: str) -> KeyConfig:
-        for k in self.keys:
-            if k.id == key_id:
-                return k
+        if self._by_id is None:
+            self._by_id = {k.id: k for k in self.keys}
+        found = self._by_id.get(key_id)
+        if found is not None:
+            return found
         raise UnknownKey(f"no key with id {key_id!r} in {self.keys_path}", key_id=key_id)
 
     def secret_for(self, key_id: str) -> str | None:
@@ -72,6 +78,13 @@ class ButlerConfig(BaseModel):
         if k.key_env:
             return self.env.get(k.key_env) or None
         return None
+
+
+    def key_secrets(self) -> list[str]:
+        """Every secret the keys reference (inline or through their environment variable), computed once."""
+        if self._secrets is None:
+            self._secrets = [s for k in self.keys if (s := self.secret_for(k.id))]
+        return list(self._secrets)
 
 
 def resolve_key(k: KeyConfig) -> ResolvedKey:

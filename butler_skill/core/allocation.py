@@ -50,6 +50,7 @@ __all__ = [
     "Priority",
     "exact_shares",
     "largest_remainder",
+    "retry_shares",
     "split_budget",
 ]
 
@@ -120,6 +121,41 @@ def _check_budget(budget: int) -> None:
         raise InvalidInput("budget must be an integer number of tokens")
     if budget < 0:
         raise InvalidInput("budget must not be negative", budget=budget)
+
+
+def retry_shares(
+    free: int,
+    failed: Sequence[tuple[int, Priority, int]],
+    owed: int = 0,
+    multipliers: Mapping[Priority, Fraction] = PRIORITY_MULTIPLIERS,
+) -> list[int]:
+    """Shares for retrying failed sub-tasks out of ``free`` tokens (budget neither used nor held).
+
+    ``failed`` is ``[(estimated_tokens, priority, original_share), ...]``; ``owed`` is what sub-tasks still
+    waiting are owed and do not hold yet (zero when every waiting sub-task already holds its share).
+
+    The rule: first set aside ``owed`` for the waiting sub-tasks, so a retry never starves them. What is left,
+    the pool, is split over the failed sub-tasks by weight as ``split_budget`` does, but rounded down (so a
+    bigger pool never gives anyone less), and each retry is capped at its original share: a retry gets what it
+    was planned to get, never the whole budget left. Hence
+
+    * each retry share is at most its original share;
+    * the retries plus ``owed`` never exceed ``free`` (when ``free >= owed``; otherwise every retry gets 0);
+    * more free tokens never give a retry less.
+
+    A share of 0 means the budget cannot cover that retry; the caller decides whether to refuse.
+    """
+    _check_budget(free)
+    if isinstance(owed, bool) or not isinstance(owed, int) or owed < 0:
+        raise InvalidInput("owed tokens must be a non-negative integer", owed=owed)
+    for i, (_, _, original) in enumerate(failed):
+        if isinstance(original, bool) or not isinstance(original, int) or original < 0:
+            raise InvalidInput("an original share must be a non-negative integer", index=i)
+    if not failed:
+        return []
+    pool = max(0, free - owed)
+    exact = exact_shares(pool, [(e, p) for e, p, _ in failed], multipliers)
+    return [min(q.numerator // q.denominator, original) for q, (_, _, original) in zip(exact, failed, strict=True)]
 
 
 def shares_usable(shares: Sequence[int]) -> bool:

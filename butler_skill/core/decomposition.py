@@ -55,6 +55,7 @@ when no raising marker is present.
 
 from __future__ import annotations
 
+import heapq
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -311,21 +312,33 @@ def _title(text: str) -> str:
 
 
 def _dependencies(kinds: Sequence[StageKind]) -> list[tuple[int, ...]]:
-    """Per sub-task: indices of the sinks among earlier sub-tasks of strictly lower stage rank."""
+    """Per sub-task: indices of the sinks among earlier sub-tasks of strictly lower stage rank.
+
+    Linear in the number of sub-tasks (plus the size of the answer). A sub-task's ancestors are exactly the
+    earlier sub-tasks of lower rank (its sinks, and everything they descend from, which is all of that set), so
+    when sub-task ``i`` of rank ``q`` arrives, for every higher rank ``r`` the sinks below ``r`` lose everything
+    ranked under ``q`` and gain ``i``. The sinks are kept per threshold and per rank, so that is clearing
+    buckets; the answer for a threshold is cached until its sinks change.
+    """
+    levels = max(STAGE_RANK.values()) + 1
+    # sinks[r][p]: indices of rank p (< r) that are sinks among the earlier sub-tasks ranked below r.
+    sinks: list[list[list[int]]] = [[[] for _ in range(levels)] for _ in range(levels + 1)]
+    cached: list[tuple[int, ...] | None] = [()] * (levels + 1)
     deps: list[tuple[int, ...]] = []
-    ancestors: list[set[int]] = []
     for i, kind in enumerate(kinds):
-        rank = STAGE_RANK[kind]
-        candidates = [j for j in range(i) if STAGE_RANK[kinds[j]] < rank]
-        covered: set[int] = set()
-        for j in candidates:
-            covered |= ancestors[j]
-        chosen = tuple(j for j in candidates if j not in covered)
-        anc: set[int] = set(chosen)
-        for j in chosen:
-            anc |= ancestors[j]
+        q = STAGE_RANK[kind]
+        chosen = cached[q]
+        if chosen is None:
+            chosen = tuple(heapq.merge(*sinks[q][:q]))
+            cached[q] = chosen
         deps.append(chosen)
-        ancestors.append(anc)
+        for r in range(q + 1, levels + 1):
+            buckets = sinks[r]
+            for p in range(q):
+                if buckets[p]:
+                    buckets[p] = []
+            buckets[q].append(i)
+            cached[r] = None
     return deps
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,15 +55,16 @@ def rank(
     avoid_scope: str | None = None,
     input_share: float = 0.5,
 ) -> list[KeyView]:
-    return sorted(
-        keys,
-        key=lambda k: (
-            preferred_provider is not None and k.provider != preferred_provider,
-            avoid_scope is not None and k.scope == avoid_scope,
-            blended_price(k, input_share),
-            -k.remaining,
-            k.key_id,
-        ),
+    return sorted(keys, key=_order(preferred_provider, avoid_scope, input_share))
+
+
+def _order(preferred_provider: str | None, avoid_scope: str | None, input_share: float) -> Any:
+    return lambda k: (
+        preferred_provider is not None and k.provider != preferred_provider,
+        avoid_scope is not None and k.scope == avoid_scope,
+        blended_price(k, input_share),
+        -k.remaining,
+        k.key_id,
     )
 
 
@@ -76,11 +78,9 @@ def choose_key(
     exclude: Iterable[str] = (),
     input_share: float = 0.5,
 ) -> KeyView | None:
-    ranked = rank(
-        eligible(keys, need, now, exclude),
-        preferred_provider=preferred_provider, avoid_scope=avoid_scope, input_share=input_share,
-    )
-    return ranked[0] if ranked else None
+    # The first of `rank`'s order, found in one pass (sorting 10,000 keys per allocation was most of its cost).
+    return min(eligible(keys, need, now, exclude), key=_order(preferred_provider, avoid_scope, input_share),
+               default=None)
 
 
 def largest_available(keys: Iterable[KeyView], now: datetime) -> int:

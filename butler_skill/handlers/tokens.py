@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from datetime import datetime
 from decimal import Decimal
@@ -200,9 +199,8 @@ def _provider_usage(ctx: Context, now: datetime) -> tuple[dict[str, ProviderUsag
 def monitor_usage(ctx: Context, inp: MonitorUsageInput) -> MonitorUsageOutput:
     now = ctx.now()
     providers, views = _provider_usage(ctx, now)
-    total = by_provider(
-        [dataclasses.replace(v, provider="all") for v in views], ctx.ledger.costs_today(now)
-    ).get("all") or ProviderUsage(keys=0, total_capacity=0, used_today=0, reserved=0, remaining=0, cost_today=0)
+    total = by_provider(views, ctx.ledger.costs_today(now), provider_of=lambda v: "all").get("all") \
+        or ProviderUsage(keys=0, total_capacity=0, used_today=0, reserved=0, remaining=0, cost_today=0)
     return MonitorUsageOutput(day=utc_day(now), keys_by_provider=providers, total=total)
 
 

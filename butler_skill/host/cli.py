@@ -155,7 +155,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(state_dir=Path(args.state_dir) if args.state_dir else None, out=sys.stdout)
 
 
-def build_parser() -> argparse.ArgumentParser:
+CORE_COMMANDS = frozenset({"call", "status", "keys", "tools", "init", "schemas", "demo"})
+
+
+def _command_word(argv: list[str]) -> str | None:
+    """The sub-command named on the command line (skipping --keys/--state and their values), if any."""
+    words = iter(argv)
+    for word in words:
+        if word in ("--keys", "--state"):
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The whole parser; given the command line of a core command (`butler call ...`), the sub-commands that
+    live in other modules (scan, treasury, doctor) are left out, so a one-shot tool call does not import them."""
     from butler_skill.host.manifest import load_manifest
 
     parser = argparse.ArgumentParser(prog="butler", description="Butler: the CFO skill for AI agents.")
@@ -197,8 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", help="keep the demo's keys file and ledger here (default: a temp folder)")
     p.set_defaults(func=cmd_demo)
 
-    for extra in _extensions():
-        extra(sub)
+    if argv is None or _command_word(argv) not in CORE_COMMANDS:
+        for extra in _extensions():
+            extra(sub)
     return parser
 
 
@@ -222,7 +239,8 @@ def _extensions() -> list[Any]:
 def main(argv: list[str] | None = None) -> int:
     # Butler uses no pydantic plugins; skipping their entry-point scan saves a tenth of a cold start.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:

@@ -192,10 +192,7 @@ def known_secrets(ctx: Context | None) -> list[str]:
     except Exception:
         cfg = None
     if cfg is not None:
-        for k in cfg.keys:
-            secret = cfg.secret_for(k.id)
-            if secret:
-                found.add(secret)
+        found.update(cfg.key_secrets())
     return sorted((s for s in found if len(s) >= MIN_SECRET_LENGTH), key=len, reverse=True)
 
 

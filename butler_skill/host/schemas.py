@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from butler_skill.host.bundle import bundle_files
 from butler_skill.host.manifest import COMPILED, Manifest, read_skill_yaml
 
 TOOL_NAME = r"^[a-z][a-z0-9_]{0,47}$"  # butler__<name> must stay within MCP hosts' 64 characters
@@ -87,6 +88,9 @@ def check(manifest: Manifest, root: Path) -> list[str]:
     skill_md = root / "SKILL.md"
     if skill_md.exists() and render_skill_md(manifest, skill_md.read_text("utf-8")) != skill_md.read_text("utf-8"):
         drift.append("SKILL.md")
+    for rel, content in _bundle(manifest, root).items():
+        if not (root / rel).exists() or (root / rel).read_text("utf-8") != content:
+            drift.append(rel)
     known = set(expected_files(manifest))
     for stray in sorted((root / "schemas").glob("*.json")):
         rel = f"schemas/{stray.name}"
@@ -110,11 +114,25 @@ def write(manifest: Manifest, root: Path) -> list[str]:
         if new != old:
             skill_md.write_text(new, "utf-8")
             written.append("SKILL.md")
+    for rel, content in _bundle(manifest, root).items():
+        path = root / rel
+        if not path.exists() or path.read_text("utf-8") != content:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content, "utf-8")
+            written.append(rel)
     for stray in (root / "schemas").glob("*.json"):
         if f"schemas/{stray.name}" not in expected_files(manifest):
             stray.unlink()
             written.append(f"schemas/{stray.name} (removed)")
     return written
+
+
+def _bundle(manifest: Manifest, root: Path) -> dict[str, str]:
+    """The OpenClaw bundle folder's files, its SKILL.md being the skill's own (with the generated tool table)."""
+    skill_md = root / "SKILL.md"
+    if not skill_md.exists():
+        return {}
+    return bundle_files(manifest, render_skill_md(manifest, skill_md.read_text("utf-8")))
 
 
 def mcp_tool_name(server: str, tool: str) -> str:

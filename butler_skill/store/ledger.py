@@ -335,7 +335,9 @@ def _key_views(conn: sqlite3.Connection, keys: Iterable[ResolvedKey], now: datet
     counters = {
         r["key_id"]: r for r in conn.execute("SELECT * FROM key_day_counters WHERE day = ?", (day,))
     }
-    cooldowns = {r["key_id"]: r for r in conn.execute("SELECT * FROM key_cooldowns")}
+    # Only cooldowns still running matter to a view (an ended one reads as no cooldown).
+    cooldowns = {r["key_id"]: r for r in conn.execute("SELECT key_id, until FROM key_cooldowns WHERE until > ?",
+                                                       (ts(now),))}
     views: list[KeyView] = []
     for k in keys:
         counter = counters.get(k.id)

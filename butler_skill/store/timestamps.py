@@ -10,7 +10,11 @@ _FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 def ts(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError("naive datetime")
-    return moment.astimezone(UTC).strftime(_FORMAT)
+    utc = moment.astimezone(UTC)
+    if utc.year < 1000:  # isoformat below pads years too; strftime's %Y would not on every platform
+        return utc.strftime(_FORMAT)
+    # The same text as _FORMAT, several times faster than strftime (an allocation writes four timestamps).
+    return utc.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_ts(text: str) -> datetime:

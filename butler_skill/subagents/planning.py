@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from butler_skill.core import selection
-from butler_skill.core.allocation import shares_usable, split_budget, subtask_lease_seconds
+from butler_skill.core.allocation import retry_shares, shares_usable, split_budget, subtask_lease_seconds
 from butler_skill.core.decomposition import SubTaskSpec, decompose
 from butler_skill.errors import NoCapacity
 from butler_skill.store.tasks import PlannedSubTask, SubTaskRow, TaskStore
@@ -54,9 +54,10 @@ def plan_task(
 def replan_failed(ctx: Context, task_id: str, failed: Sequence[SubTaskRow], remaining_budget: int,
                   preferred_provider: str | None = None) -> list[SubTaskRow]:
     """Fresh shares for failed sub-tasks out of what the task's budget has left."""
-    items = [(s.estimated_tokens, s.priority) for s in failed]
+    # Each retry is capped at its original share (core/allocation.retry_shares): never the whole budget left.
     # Sub-tasks that used more than their shares can leave the budget below zero: nothing to split then.
-    shares = split_budget(max(0, remaining_budget), items)  # type: ignore[arg-type]
+    items = [(s.estimated_tokens, s.priority, s.share) for s in failed]
+    shares = retry_shares(max(0, remaining_budget), items)  # type: ignore[arg-type]
     if not failed or not shares_usable(shares):
         raise NoCapacity(f"{remaining_budget} tokens left in the budget cannot cover {len(failed)} retries",
                          path="/task_id", remaining_budget=remaining_budget)

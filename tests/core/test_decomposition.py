@@ -290,3 +290,25 @@ def test_ready_after_only_names_unblocked_pending_dependants(statuses: list[str]
     for sid in ready_after(finished, deps, status):
         assert status[sid] == "pending" and finished in deps[sid]
         assert all(status[d] == "success" for d in deps[sid])
+
+
+def _sinks_by_definition(kinds: list[str]) -> list[tuple[int, ...]]:
+    """The rule as the module docstring states it, computed the slow way (every earlier pair checked)."""
+    from butler_skill.core.decomposition import STAGE_RANK
+
+    deps: list[tuple[int, ...]] = []
+    ancestors: list[set[int]] = []
+    for i, kind in enumerate(kinds):
+        candidates = [j for j in range(i) if STAGE_RANK[kinds[j]] < STAGE_RANK[kind]]  # type: ignore[index]
+        covered = set().union(*(ancestors[j] for j in candidates)) if candidates else set()
+        chosen = tuple(j for j in candidates if j not in covered)
+        deps.append(chosen)
+        ancestors.append(set(chosen).union(*(ancestors[j] for j in chosen)) if chosen else set())
+    return deps
+
+
+@given(st.lists(st.sampled_from(list(STAGE_KINDS)), max_size=60))
+def test_linear_dependency_finding_matches_the_definition(kinds: list[str]) -> None:
+    from butler_skill.core.decomposition import _dependencies
+
+    assert _dependencies(kinds) == _sinks_by_definition(kinds)  # type: ignore[arg-type]

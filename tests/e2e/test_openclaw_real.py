@@ -180,3 +180,21 @@ def test_skill_is_found_and_eligible_only_with_butler_on_path(openclaw: OpenClaw
     assert with_butler["emoji"] == front["metadata"]["openclaw"]["emoji"]
     assert with_butler["userInvocable"] is True
     assert [i["kind"] for i in with_butler["install"]] == ["uv"]
+
+
+def test_bundle_installs_skill_and_mcp_server_in_one_step(openclaw: OpenClaw, home: Path) -> None:
+    # `openclaw plugins install DIR` on the generated bundle folder: a Claude-format bundle with the skill and
+    # the MCP server. `mcp probe` only knows mcp.servers, so the server is checked through `plugins inspect`.
+    openclaw.run(home, "plugins", "install", str(REPO / "openclaw-bundle"), "--force", "--accept-capabilities")
+    inspect = openclaw.json(home, "plugins", "inspect", "butler")
+    plugin = inspect["plugin"]
+    assert (plugin["format"], plugin["bundleFormat"], plugin["status"]) == ("bundle", "claude", "loaded")
+    assert plugin["enabled"] is True and plugin["version"] == load_manifest().version
+    assert sorted(plugin["bundleCapabilities"]) == ["mcpServers", "skills"]
+    assert inspect["mcpServers"] == [{"name": "butler", "hasStdioTransport": True}]
+
+    skill = openclaw.json(home, "skills", "info", "butler", butler_on_path=True)
+    assert skill["eligible"] is True and Path(skill["filePath"]).read_text("utf-8") == (REPO / "SKILL.md").read_text(
+        "utf-8")
+    probe = openclaw.run(home, "mcp", "probe", "butler", "--json", check=False)
+    assert "No MCP server named" in probe.stdout + probe.stderr  # what the README warns about

@@ -75,3 +75,19 @@ def test_retries_never_take_a_task_over_its_budget(ctx: Context, clock: Clock, b
         assert out["error"]["code"] in {"invalid_input", "no_capacity"}
     # every example draws on the same small keys: the next one starts on a fresh UTC day
     clock.advance(days=1)
+
+
+def test_a_retry_gets_its_original_share_not_the_whole_budget_left(ctx: Context) -> None:
+    # The OpenClaw run: the first sub-task failed cheaply and the others finished under their shares; the retry
+    # used to receive everything left. It is now capped at the share it was planned with.
+    plan = ok(call_tool("plan_agents", {"name": "memo", "description": DESCRIPTION, "budget": 20_000}, ctx))
+    shares = {a["sub_task_id"]: a["tokens"] for a in plan["agents"]}
+    by_id = {a["sub_task_id"]: a for a in plan["agents"]}
+    ok(call_tool("submit_result", {"session_id": by_id["st-1"]["session_id"], "status": "failed",
+                                   "usage": {"output_tokens": 100}}, ctx))
+    ok(call_tool("submit_result", {"session_id": by_id["st-2"]["session_id"], "status": "success",
+                                   "usage": {"output_tokens": 50}}, ctx))
+    retry = ok(call_tool("retry_failed_tasks", {"task_id": plan["task_id"]}, ctx))
+    assert retry["retried"] == ["st-1"] and retry["remaining_budget"] > shares["st-1"]
+    assert [a["tokens"] for a in retry["agents"]] == [shares["st-1"]]
+    assert committed(ctx, plan["task_id"]) <= 20_000

@@ -1,0 +1,19 @@
+"""The fast timestamp writer gives exactly the fixed-width text of its format, so SQL ordering stays time order."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from butler_skill.store.timestamps import _FORMAT, parse_ts, ts
+
+
+@given(st.datetimes(min_value=datetime(1000, 1, 2), max_value=datetime(9999, 12, 30)),
+       st.integers(-14 * 60, 14 * 60))
+def test_ts_is_the_documented_format_and_round_trips(moment: datetime, offset_min: int) -> None:
+    aware = moment.replace(tzinfo=timezone(timedelta(minutes=offset_min)))
+    text = ts(aware)
+    assert text == aware.astimezone(UTC).strftime(_FORMAT)
+    assert len(text) == 27 and parse_ts(text) == aware
