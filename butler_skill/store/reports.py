@@ -150,8 +150,9 @@ class Reports:
         with self.db.read() as conn:
             parts = [
                 utc_day(now),
-                *conn.execute("SELECT COALESCE(SUM(used), 0) AS u, COALESCE(SUM(reserved), 0) AS r, COUNT(*) AS n"
-                              " FROM key_day_counters WHERE day = ?", (utc_day(now),)).fetchone(),
+                _one(conn, "SELECT COALESCE(SUM(used), 0) AS v FROM key_day_counters WHERE day = ?", (utc_day(now),)),
+                _one(conn, "SELECT COALESCE(SUM(reserved), 0) AS v FROM key_day_counters WHERE day = ?",
+                     (utc_day(now),)),
                 _one(conn, "SELECT MAX(updated_at) AS v FROM sessions", ()),
                 _one(conn, "SELECT MAX(updated_at) AS v FROM subtasks", ()),
                 _one(conn, "SELECT MAX(seq) AS v FROM events", ()),
