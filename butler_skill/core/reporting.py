@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from butler_skill.core.pricing import usd
 from butler_skill.core.selection import KeyView
@@ -19,6 +19,18 @@ class ProviderUsage(BaseModel):
     reserved: int
     remaining: int
     cost_today: float
+    overrun: int = Field(default=0, description="Tokens counted today past the keys' limits (used + reserved "
+                         "beyond tokens_per_day): usage reported late or beyond what was reserved. 0 when every "
+                         "key kept its limit; above 0 there is an `overrun` alert.")
+
+
+def key_overrun(view: KeyView) -> int:
+    """How far a key's day is past its limit: used + reserved beyond tokens_per_day (0 within it).
+
+    Grants never cause it (each is the conditional update `used + reserved + n <= limit`); only usage
+    counted honestly beyond a hold does: a report after the session's lease expired, or more than was held.
+    """
+    return max(0, view.used + view.reserved - view.tokens_per_day)
 
 
 def by_provider(views: Iterable[KeyView], costs: Mapping[str, Decimal]) -> dict[str, ProviderUsage]:
@@ -39,6 +51,7 @@ def by_provider(views: Iterable[KeyView], costs: Mapping[str, Decimal]) -> dict[
             reserved=p.reserved + v.reserved,
             remaining=p.remaining + v.remaining,
             cost_today=usd(exact[v.provider]),
+            overrun=p.overrun + key_overrun(v),
         )
     return dict(sorted(out.items()))
 

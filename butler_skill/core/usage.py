@@ -96,7 +96,7 @@ class Usage(BaseModel):
 
     def figures(self) -> UsageFigures:
         """The parts ``core.pricing`` prices."""
-        return UsageFigures(
+        return UsageFigures.model_construct(  # already validated as a Usage
             input_tokens=self.input_tokens, output_tokens=self.output_tokens, cache_read_tokens=self.cache_read_tokens,
             cache_write_tokens=self.cache_write_tokens, cache_write_1h_tokens=self.cache_write_1h_tokens,
             web_search_requests=self.web_search_requests, tool_fees_usd=self.tool_fees_usd,

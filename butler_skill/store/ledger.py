@@ -138,12 +138,20 @@ class Ledger:
         cost_usd: Decimal | float,
         now: datetime,
         lease_seconds: int,
+        key_limit: int | None = None,
     ) -> UsageOutcome:
         """Settle one provider response against the session's current leg. The same request id twice
         changes nothing; the same id with other figures is a conflict. `cost_usd` is what
         `core.pricing.cost_of` made of `usage` (reported when `usage.cost_usd` was given). Money is stored
         as integer pico-USD (exact for every reported cost and table price); the old REAL columns get the
-        same figure as a float, no longer read."""
+        same figure as a float, no longer read.
+
+        Usage belongs to the UTC day it is reported on (`now`), whatever day the leg was reserved on. A leg
+        reserved on an earlier day gives that day's hold back first and, for an open session, holds the
+        same again on today's counter if it fits under `key_limit` (the key's tokens_per_day); else the
+        session holds nothing today and its usage is counted as it comes. Usage reported after a session
+        ended (its lease expired, its hold released) is still counted: the provider spent those tokens.
+        The caller then checks the key-day against its limit (`sessions.commit` raises `overrun`)."""
         input_tokens, output_tokens = usage.input_tokens, usage.output_tokens
         cache_read_tokens, cache_write_tokens = usage.cache_read_tokens, usage.cache_write_tokens
         cache_write_1h_tokens, web_search_requests = usage.cache_write_1h_tokens, usage.web_search_requests
@@ -166,7 +174,11 @@ class Ledger:
                 row = _session_row(conn, session_id)
                 return UsageOutcome(True, _session(row), row["leg_used"], row["leg_granted"])
             row = _session_row(conn, session_id)
-            key_id, day = row["key_id"], row["leg_day"]
+            day = utc_day(now)
+            if row["leg_day"] != day:
+                _carry_leg(conn, row, day, key_limit)
+                row = _session_row(conn, session_id)
+            key_id = row["key_id"]
             consumed = min(total, row["leg_held"])
             conn.execute(
                 "INSERT INTO usage_records(request_id, session_id, key_id, day, input_tokens, output_tokens,"
@@ -177,7 +189,7 @@ class Ledger:
                  cache_write_tokens, total, cost_real, int(cost_reported), int(estimated), ts(now), pusd,
                  upstream_pusd, cache_write_1h_tokens, web_search_requests),
             )
-            conn.execute("INSERT OR IGNORE INTO key_day_counters(key_id, day) VALUES (?, ?)", (key_id, day))
+            _counter_row(conn, key_id, day)
             conn.execute(
                 "UPDATE key_day_counters SET used = used + ?, reserved = reserved - ?,"
                 " cost_usd = cost_usd + ?, cost_pusd = cost_pusd + ? WHERE key_id = ? AND day = ?",
@@ -259,8 +271,8 @@ class Ledger:
         """Record an alert once per (session, key, kind). True when it is new."""
         with self.db.write() as conn:
             cur = conn.execute(
-                "INSERT OR IGNORE INTO alerts(id, session_id, key_id, kind, message, created_at)"
-                " VALUES (?,?,?,?,?,?)", (alert_id, session_id, key_id, kind, message, ts(now)),
+                "INSERT INTO alerts(id, session_id, key_id, kind, message, created_at)"
+                " VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING", (alert_id, session_id, key_id, kind, message, ts(now)),
             )
             if cur.rowcount:
                 _event(conn, now, "alert", session_id, key_id, {"kind": kind, "message": message})
@@ -343,14 +355,37 @@ _RESERVE = ("UPDATE key_day_counters SET reserved = reserved + ?"
 
 def _reserve(conn: sqlite3.Connection, key: KeyView, need: int, now: datetime) -> bool:
     """The one conditional update that grants tokens: used + reserved + need <= limit, or nothing."""
-    day = utc_day(now)
-    args = (need, key.key_id, day, need, key.tokens_per_day)
+    return _grant(conn, key.key_id, utc_day(now), need, key.tokens_per_day)
+
+
+def _grant(conn: sqlite3.Connection, key_id: str, day: str, need: int, limit: int) -> bool:
+    if need <= 0:
+        return True  # granting nothing cannot break a limit, even on a key a late report pushed past it
+    args = (need, key_id, day, need, limit)
     if conn.execute(_RESERVE, args).rowcount == 1:
         return True
     # No row yet for this key and day (the first grant of the day): create it, then try once more.
-    if conn.execute("INSERT OR IGNORE INTO key_day_counters(key_id, day) VALUES (?, ?)", (key.key_id, day)).rowcount:
+    if _counter_row(conn, key_id, day):
         return conn.execute(_RESERVE, args).rowcount == 1
     return False
+
+
+def _counter_row(conn: sqlite3.Connection, key_id: str, day: str) -> bool:
+    """Make sure the (key, day) counter exists; True when this call created it."""
+    return bool(conn.execute("INSERT INTO key_day_counters(key_id, day) VALUES (?, ?)"
+                             " ON CONFLICT (key_id, day) DO NOTHING", (key_id, day)).rowcount)
+
+
+def _carry_leg(conn: sqlite3.Connection, row: sqlite3.Row, day: str, key_limit: int | None) -> None:
+    """Move a leg reserved on an earlier UTC day to `day`. The earlier day is over, so its hold goes back
+    (else it would sit on that day's counter for good). An open session holds the same again today when
+    it still fits under the key's limit (so work granted yesterday is not double-booked against today's
+    full limit by newcomers); when it does not fit, or the limit is unknown, it holds nothing today."""
+    held = row["leg_held"]
+    _release_leg(conn, row)
+    carried = held if row["state"] == "open" and key_limit is not None and _grant(
+        conn, row["key_id"], day, held, key_limit) else 0
+    conn.execute("UPDATE sessions SET leg_day = ?, leg_held = ? WHERE id = ?", (day, carried, row["id"]))
 
 
 def _insert_session(conn: sqlite3.Connection, session_id: str, label: str | None, task_id: str | None, key_id: str,

@@ -2,7 +2,8 @@
 
 Handlers and the runner depend on these operations only. Every write is one transaction; every grant is the
 conditional `used + reserved + n <= limit`; usage is settled idempotently by request id; holds expire by lease.
-`butler_skill.store.ledger.Ledger` is the SQLite implementation (a test keeps the signatures identical).
+`butler_skill.store.ledger.Ledger` implements it on both databases (SQLite, and PostgreSQL through
+`store/pg.py`); a test keeps the signatures identical.
 """
 
 from __future__ import annotations
@@ -58,8 +59,11 @@ class TokenLedger(Protocol):
         cost_usd: Decimal | float,
         now: datetime,
         lease_seconds: int,
+        key_limit: int | None = None,
     ) -> UsageOutcome:
-        """Settle one provider response, idempotently by request id; money is kept exactly."""
+        """Settle one provider response, idempotently by request id, on the UTC day of `now`; a leg
+        reserved on an earlier day is carried to it (re-held only when it fits under `key_limit`). Money is
+        kept exactly."""
         ...
 
     def costs_by_key(self) -> dict[str, Decimal]:

@@ -351,3 +351,48 @@ def test_submit_result_accepts_the_split_and_fees(tmp_path: Path) -> None:
         "cache_write_1h_tokens": 3_000, "web_search_requests": 1}}, ctx))
     s = settled(ctx)
     assert s["cost"] == SEARCH_COST and (s["cw1h"], s["ws"]) == (3_000, 1)
+
+
+# ---- the gateway ---------------------------------------------------------------------------------------
+@pytest.fixture
+def gateway(tmp_path: Path, server: FakeLLM) -> Iterator[Any]:
+    from tests.gateway.conftest import start_harness
+
+    keys = [{"id": "an-1", "provider": "anthropic", "key": OA_SECRET.replace("sk-proj-", "sk-ant-api03-"),
+             "base_url": server.base_url, "model": "claude-sonnet-4-5", "limits": {"tokens_per_day": 2_000_000}},
+            {"id": "or-1", "provider": "openrouter", "key": OA_SECRET, "base_url": server.base_url,
+             "model": "openai/gpt-4o-mini", "limits": {"tokens_per_day": 2_000_000}}]
+    h = start_harness(tmp_path, server, keys)
+    try:
+        yield h
+    finally:
+        h.server.close()
+        h.ctx.close()
+
+
+def test_the_gateway_settles_documented_answers_to_the_pico_dollar(gateway: Any, server: FakeLLM) -> None:
+    anthropic_headers = {"x-api-key": gateway.token, "anthropic-version": "2023-06-01"}
+    ask = {"model": "claude-sonnet-4-5", "max_tokens": 100_000, "messages": [{"role": "user", "content": "Prices?"}]}
+    server.script(Reply(json_body=ANTHROPIC_SEARCH))
+    assert gateway.post("/v1/messages", ask, headers=anthropic_headers).status_code == 200
+    assert server.requests[-1].json["max_tokens"] == 64_000  # asked 100,000; the model emits at most 64,000
+    final = {"input_tokens": 25, "cache_creation_input_tokens": 4_000, "cache_read_input_tokens": 6_000,
+             "output_tokens": 510, "server_tool_use": {"web_search_requests": 2}}
+    server.script(Reply(sse_events=anthropic_stream(final=final)))
+    assert gateway.post("/v1/messages", {**ask, "stream": True}, headers=anthropic_headers).status_code == 200
+    server.script(Reply(json_body=openrouter({
+        "prompt_tokens": 14, "completion_tokens": 23, "total_tokens": 37, "cost": 0.00000081, "is_byok": True,
+        "cost_details": {"upstream_inference_cost": 0.0000162}})))
+    chat = {"model": "openai/gpt-4o-mini", "max_tokens": 50, "messages": [{"role": "user", "content": "Hi"}]}
+    assert gateway.post("/v1/chat/completions", chat).status_code == 200
+    rows = gateway.rows("SELECT key_id, cost_pusd, upstream_cost_pusd, cache_write_1h_tokens, web_search_requests"
+                        " FROM usage_records ORDER BY recorded_at, request_id")
+    by_key: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_key.setdefault(row["key_id"], []).append(row)
+    stream_cost = (25 * D(3) + 1_000 * D("3.75") + 3_000 * D(6) + 6_000 * D("0.3") + 510 * D(15)) / M + D("0.02")
+    assert sorted(D(r["cost_pusd"]) / D(10) ** 12 for r in by_key["an-1"]) == sorted([SEARCH_COST, stream_cost])
+    assert sorted((r["cache_write_1h_tokens"], r["web_search_requests"]) for r in by_key["an-1"]) == [
+        (3_000, 1), (3_000, 2)]
+    (byok,) = by_key["or-1"]
+    assert D(byok["cost_pusd"]) / D(10) ** 12 == D("0.00001701") and byok["upstream_cost_pusd"] == 16_200_000

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from butler_skill.core.pricing import (
@@ -89,6 +89,7 @@ def model_prices(draw: st.DrawFn) -> ModelPrices:
                        web_search_per_request=draw(st.decimals(min_value=0, max_value=1, places=4)))
 
 
+@settings(deadline=None)  # properties, not timings: a loaded machine must not fail them
 @given(figures(), model_prices())
 def test_cost_is_exact_non_negative_and_each_token_priced_once(u: UsageFigures, p: ModelPrices) -> None:
     cost = usage_cost(u, p)
@@ -101,6 +102,7 @@ def test_cost_is_exact_non_negative_and_each_token_priced_once(u: UsageFigures, 
     assert from_pico(to_pico(cost)) == cost
 
 
+@settings(deadline=None)
 @given(figures(), prices)
 def test_one_price_for_everything_prices_every_token_exactly_once(u: UsageFigures, price: Decimal) -> None:
     p = ModelPrices(input_per_m=price, output_per_m=price, cache_read_per_m=price, cache_write_per_m=price,
@@ -109,6 +111,7 @@ def test_one_price_for_everything_prices_every_token_exactly_once(u: UsageFigure
     assert usage_cost(u, p) == tokens * price / 1_000_000
 
 
+@settings(deadline=None)
 @given(figures(), model_prices(), st.sampled_from(["input_tokens", "output_tokens", "cache_read_tokens",
                                                     "cache_write_tokens", "web_search_requests"]),
        st.integers(1, 10**6))
@@ -117,6 +120,7 @@ def test_cost_is_monotone_in_every_count(u: UsageFigures, p: ModelPrices, field:
     assert usage_cost(bigger, p) >= usage_cost(u, p)
 
 
+@settings(deadline=None)
 @given(figures(), model_prices())
 def test_moving_writes_to_the_hour_never_costs_less_when_the_hour_costs_more(u: UsageFigures, p: ModelPrices) -> None:
     if p.write_1h < p.write or u.cache_write_1h_tokens == u.cache_write_tokens:
@@ -125,6 +129,7 @@ def test_moving_writes_to_the_hour_never_costs_less_when_the_hour_costs_more(u: 
     assert usage_cost(moved, p) >= usage_cost(u, p)
 
 
+@settings(deadline=None)
 @given(st.decimals(min_value=0, max_value=10**6, places=12))
 def test_pico_round_trip_is_exact(amount: Decimal) -> None:
     assert from_pico(to_pico(amount)) == amount
