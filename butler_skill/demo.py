@@ -94,11 +94,13 @@ def _run(ctx: Context, out: TextIO) -> int:
                                    "input_tokens": 0, "output_tokens": 0, "close": True}, ctx))
     say("4. the session closed and released what it still held")
     say()
-    _subagents(ctx, say, out)
-    say()
     from butler_skill.demo_gateway import run_gateway_demo
 
+    # Before the sub-agents: their rate limit rests an account, and the gateway's session must have somewhere to
+    # rotate to.
     run_gateway_demo(ctx, say)
+    say()
+    _subagents(ctx, say, out)
     say()
     say(status_tables(_ok(call_tool("get_status", {"history_limit": 5}, ctx))))
     return 0

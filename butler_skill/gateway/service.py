@@ -43,13 +43,13 @@ from butler_skill.subagents.clients import ClientFactory
 
 log = logging.getLogger("butler.gateway")
 
-AUTH_CACHE_S = 1.0  # a revoked token stops working within this long
 
 
 @dataclass(frozen=True)
 class GatewaySettings:
     default_max_tokens: int = admission.DEFAULT_MAX_TOKENS
     timeout_s: float = 600.0
+    auth_cache_s: float = 1.0  # a revoked token stops working within this long
     policy: inflight.RetryPolicy = field(
         default_factory=lambda: inflight.RetryPolicy(base_delay_s=0.25, max_delay_s=2.0, max_attempts=3,
                                                      bad_response_attempts=1))
@@ -95,7 +95,7 @@ class Gateway:
         if token is None:
             self._auth_cache.pop(digest, None)
             return None
-        self._auth_cache[digest] = (token, time.monotonic() + AUTH_CACHE_S)
+        self._auth_cache[digest] = (token, time.monotonic() + self.settings.auth_cache_s)
         return token
 
     # ---- keys ---------------------------------------------------------------------------------------

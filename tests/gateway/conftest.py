@@ -72,7 +72,7 @@ def start_harness(tmp_path: Path, fake: FakeLLM, keys: list[dict[str, Any]], *, 
     write_keys(tmp_path / "keys.json", keys)
     ctx = Context(env={"HOME": str(tmp_path)}, keys_path=tmp_path / "keys.json", state_path=tmp_path / "s.db")
     token, secret = create_token(ctx, "test agent", daily_budget=daily_budget)
-    settings = settings or GatewaySettings(policy=GatewaySettings().policy.model_copy(
+    settings = settings or GatewaySettings(auth_cache_s=0.0, policy=GatewaySettings().policy.model_copy(
         update={"base_delay_s": 0.01, "max_delay_s": 0.05}))
     server = BackgroundServer(create_app(ctx, settings=settings))
     return Harness(ctx, fake, server, secret, token.id)
