@@ -24,8 +24,10 @@ _BINARY_SNIFF = 8192
 # Directories that hold tools' caches and installed dependencies, not the project's own text.
 SKIP_DIRS: frozenset[str] = frozenset({
     ".git", ".hg", ".svn", ".bzr", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache",
-    ".hypothesis", ".tox", ".nox", ".venv", "venv", "node_modules", ".eggs",
+    ".hypothesis", ".tox", ".nox", "node_modules", ".eggs",
 })
+# Virtualenvs are skipped by their marker file (pyvenv.cfg), whatever their name: a package or folder
+# merely named `venv` is the project's own text.
 BINARY_EXTS: frozenset[str] = frozenset({
     ".png", ".jpg", ".jpeg", ".gif", ".bmp", ".ico", ".webp", ".tif", ".tiff", ".psd", ".pdf", ".zip",
     ".gz", ".tgz", ".bz2", ".xz", ".zst", ".7z", ".rar", ".jar", ".war", ".class", ".so", ".dylib", ".dll",
@@ -109,11 +111,16 @@ def _read_file(path: Path, shown: str, stats: ScanStats, max_bytes: int) -> Text
     return TextUnit(path=shown, text=_decode(data))
 
 
-def _walk(root: Path, stats: ScanStats) -> Iterator[Path]:
+def _is_virtualenv(path: Path) -> bool:
+    """A real virtualenv (PEP 405 marker file), not merely a folder named like one."""
+    return (path / "pyvenv.cfg").is_file()
+
+
+def _walk(root: Path, stats: ScanStats, skip_dirs: frozenset[str]) -> Iterator[Path]:
     for dirpath, dirnames, filenames in os.walk(root):
         kept = []
         for d in sorted(dirnames):
-            if d in SKIP_DIRS:
+            if d in skip_dirs or _is_virtualenv(Path(dirpath) / d):
                 stats.skipped["excluded_dir"] += 1
             else:
                 kept.append(d)
@@ -123,7 +130,11 @@ def _walk(root: Path, stats: ScanStats) -> Iterator[Path]:
 
 
 def iter_files(
-    paths: Sequence[str], cwd: Path, stats: ScanStats, max_bytes: int = DEFAULT_MAX_BYTES
+    paths: Sequence[str],
+    cwd: Path,
+    stats: ScanStats,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    skip_dirs: frozenset[str] = SKIP_DIRS,
 ) -> Iterator[TextUnit]:
     """Files named, and every file under directories named (skipping SKIP_DIRS), in a stable order."""
     resolved: list[Path] = []
@@ -135,7 +146,7 @@ def iter_files(
         resolved.append(p)
     for p in resolved:
         if p.is_dir() and not p.is_symlink():
-            for f in _walk(p, stats):
+            for f in _walk(p, stats, skip_dirs):
                 unit = _read_file(f, _display(f, cwd), stats, max_bytes)
                 if unit is not None:
                     yield unit
