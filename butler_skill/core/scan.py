@@ -237,8 +237,9 @@ RULES: tuple[Rule, ...] = (
     Rule(
         id="url-credentials", description="Password inside a URL (scheme://user:password@host)",
         confidence=Confidence.MEDIUM, kind="url", keywords=("://",),
+        # Matched from just after each `://` (found with str.find); the scheme before it is checked apart.
         pattern=(
-            r"[A-Za-z][A-Za-z0-9+.-]{1,30}://(?P<user>[^\s:/?#@\"'`<>\\()\[\]{}]{0,128})"
+            r"(?P<user>[^\s:/?#@\"'`<>\\()\[\]{}]{0,128})"
             r":(?P<secret>[^\s/?#@\"'`<>\\]{1,256})@(?=[A-Za-z0-9\[_-])"
         ),
         entropy=2.5,
@@ -348,7 +349,7 @@ _REFERENCE = re.compile(
 )
 _PATH = re.compile(r"(?:~|\.{1,2})?/[\w.\-]+(?:/[\w.\-]+)*/?")
 # One word of an identifier: lower, Capitalized, UPPER, an acronym before a Capitalized word, or a number.
-_WORD_PART = re.compile(r"(?:[a-z]{2,}|[A-Z][a-z]+|[A-Z]{2,}(?![a-z])|[0-9]{1,4})+")
+_WORD_PART = re.compile(r"(?:[a-z]{2,}|[A-Z][a-z]+|[A-Z]{2,}(?![a-z]))+[0-9]{0,4}|[A-Za-z]?[0-9]{1,4}")
 _SPLIT_PARTS = re.compile(r"[_\-./:\s\[\]()#@$]+")
 _NUMBER = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9:.]+Z?)?")
@@ -519,10 +520,10 @@ def _discord_candidates(rule: Rule, order: int, text: str, validate: bool) -> li
     full = _COMPILED[rule.id]
     last_end = -1
     for mid in _DISCORD_MID.finditer(text):
-        lo = mid.start() - 28
-        if lo < last_end:
-            continue
-        m = full.search(text, max(0, lo), mid.end() + 64)
+        lo = max(0, mid.start() - 28)
+        if mid.start() < last_end:
+            continue  # inside the token just found
+        m = full.search(text, lo, mid.end() + 64)
         if m is None or m.start() > mid.start():
             continue
         last_end = m.end()
@@ -581,7 +582,14 @@ def _token_candidates(rule: Rule, order: int, text: str, validate: bool) -> list
 def _url_candidates(rule: Rule, order: int, text: str, validate: bool) -> list[_Candidate]:
     """The password of `scheme://user:password@host`: a value a person wrote, so the free-text checks apply."""
     out: list[_Candidate] = []
-    for m in _COMPILED[rule.id].finditer(text):
+    pattern = _COMPILED[rule.id]
+    i = text.find("://")
+    while i != -1:
+        m = pattern.match(text, i + 3)
+        j = i
+        i = text.find("://", i + 3)
+        if m is None or j == 0 or not text[j - 1].isalnum():
+            continue  # no password, or no scheme before `://`
         start, end = m.span("secret")
         secret = m.group("secret")
         if validate and not _url_password_ok(secret, m.group("user")):

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,11 +23,16 @@ from butler_skill.scanning.sources import (
     iter_staged,
 )
 
+# A path or revision a caller names: not empty (git refuses an empty pathspec) and without NUL (no file system
+# or git argument can hold one).
+_NO_NUL = r"^[^\x00]+$"
+PathArg = Annotated[str, Field(min_length=1, max_length=4096, pattern=_NO_NUL)]
+
 
 class ScanSecretsInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    paths: list[str] = Field(
+    paths: list[PathArg] = Field(
         default_factory=list,
         description=(
             "Files or directories to scan, relative to the working directory. Empty: the whole working "
@@ -40,11 +45,15 @@ class ScanSecretsInput(BaseModel):
     since: str | None = Field(
         default=None,
         min_length=1,
+        max_length=4096,
+        pattern=_NO_NUL,
         description="Scan lines added by the commits in SINCE..HEAD (a branch, tag or commit id).",
     )
     baseline: str | None = Field(
         default=None,
         min_length=1,
+        max_length=4096,
+        pattern=_NO_NUL,
         description="A baseline JSON file of accepted fingerprints; findings listed there are not reported.",
     )
     max_file_bytes: int = Field(

@@ -7,6 +7,7 @@ the scanner itself stays pure. Git is run as a subprocess with fixed flags so th
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import stat
@@ -59,8 +60,37 @@ def _decode(data: bytes) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-def _is_binary(data: bytes) -> bool:
-    return b"\0" in data[:_BINARY_SNIFF]
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
+         (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"), (codecs.BOM_UTF8, "utf-8"))
+
+
+def _utf16_without_bom(data: bytes) -> str | None:
+    """UTF-16 text written without a BOM: ASCII in it shows as NUL at every odd (LE) or even (BE) byte."""
+    sample = data[:_BINARY_SNIFF - _BINARY_SNIFF % 2]
+    if len(sample) < 4:
+        return None
+    odd, even = sample[1::2], sample[0::2]
+    for nuls, other, enc in ((odd, even, "utf-16-le"), (even, odd, "utf-16-be")):
+        if nuls.count(0) >= 0.9 * len(nuls) and other.count(0) == 0:
+            try:
+                return data.decode(enc)
+            except UnicodeDecodeError:
+                return None
+    return None
+
+
+def decode_text(data: bytes) -> str | None:
+    """The text in `data`, or None when it is binary. UTF-8 by default; UTF-16/32 by BOM, or UTF-16 without
+    one (Windows tools write `.env` and `.ps1` files that way); anything else with a NUL byte is binary."""
+    for bom, enc in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data[len(bom):].decode(enc)
+            except UnicodeDecodeError:
+                return data[len(bom):].decode(enc, errors="replace")
+    if b"\0" not in data[:_BINARY_SNIFF]:
+        return _decode(data)
+    return _utf16_without_bom(data)
 
 
 def _ext(path: str) -> str:
@@ -103,12 +133,13 @@ def _read_file(path: Path, shown: str, stats: ScanStats, max_bytes: int) -> Text
     except OSError:
         stats.skipped["unreadable"] += 1
         return None
-    if _is_binary(data):
+    text = decode_text(data)
+    if text is None:
         stats.skipped["binary"] += 1
         return None
     stats.files_scanned += 1
     stats.bytes_scanned += len(data)
-    return TextUnit(path=shown, text=_decode(data))
+    return TextUnit(path=shown, text=text)
 
 
 def _is_virtualenv(path: Path) -> bool:
@@ -139,6 +170,8 @@ def iter_files(
     """Files named, and every file under directories named (skipping SKIP_DIRS), in a stable order."""
     resolved: list[Path] = []
     for raw in paths:
+        if not raw or "\0" in raw:
+            raise InvalidInput("a path must be non-empty and hold no NUL byte", path=raw.replace("\0", "\\0"))
         p = Path(raw)
         p = p if p.is_absolute() else cwd / p
         if not p.exists() and not p.is_symlink():
@@ -351,6 +384,9 @@ def _blob_sizes(root: Path, shas: Sequence[str]) -> dict[str, int]:
 
 
 def _pathspec(paths: Sequence[str]) -> list[str]:
+    for raw in paths:
+        if not raw or "\0" in raw:
+            raise InvalidInput("a path must be non-empty and hold no NUL byte", path=raw.replace("\0", "\\0"))
     return ["--", *paths] if paths else []
 
 
@@ -378,8 +414,10 @@ def iter_staged(
             stats.skipped["submodule"] += 1
         elif mode == "120000":
             stats.skipped["symlink"] += 1
-        elif path in binary or _ext(path) in BINARY_EXTS:
+        elif _ext(path) in BINARY_EXTS:
             stats.skipped["binary"] += 1
+        elif path in binary:
+            wanted.append((sha, path))  # git calls UTF-16 text binary: decoded below, every line counts
         elif not added.get(path):
             stats.skipped["no_added_lines"] += 1
         else:
@@ -397,18 +435,19 @@ def iter_staged(
         if data is None:
             stats.skipped["unreadable"] += 1
             continue
-        if _is_binary(data):
+        text = decode_text(data)
+        if text is None:
             stats.skipped["binary"] += 1
             continue
         stats.files_scanned += 1
         stats.bytes_scanned += len(data)
-        yield TextUnit(path=path, text=_decode(data), added_lines=frozenset(added[path]))
+        yield TextUnit(path=path, text=text, added_lines=None if path in binary else frozenset(added[path]))
 
 
 def verify_rev(cwd: Path, rev: str) -> str:
     """The full commit id `rev` names, or InvalidInput."""
-    if not rev or rev.startswith("-") or any(c.isspace() for c in rev):
-        raise InvalidInput(f"not a revision: {rev!r}", rev=rev)
+    if not rev or rev.startswith("-") or "\0" in rev or any(c.isspace() for c in rev):
+        raise InvalidInput(f"not a revision: {rev!r}", rev=rev.replace("\0", "\\0"))
     repo_root(cwd)
     proc = subprocess.run(
         [*_GIT_BASE, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
