@@ -199,6 +199,7 @@ _DIFF_FLAGS = (
 )
 _HUNK = re.compile(rb"^@@ -\d+(?:,\d+)? \+(\d+)(?:,(\d+))? @@")
 _OCTAL = re.compile(rb"\\([0-7]{3})")
+_BINARY_LINE = re.compile(rb"^Binary files .* and (\"?b/.*?\"?) differ$")
 _ESCAPES = {b"a": b"\a", b"b": b"\b", b"t": b"\t", b"n": b"\n", b"v": b"\v", b"f": b"\f", b"r": b"\r",
             b'"': b'"', b"\\": b"\\"}
 
@@ -323,6 +324,10 @@ def _parse_patch(lines: Iterator[bytes]) -> Iterator[tuple[str | None, _FilePatc
             continue
         if line.startswith(b"Binary files ") or line.startswith(b"GIT binary patch"):
             current.binary = True
+            named = _BINARY_LINE.match(line)
+            if named and not current.path:
+                target = _unquote_path(named.group(1))
+                current.path = _path_str(target[2:]) if target.startswith(b"b/") else current.path
             continue
         m = _HUNK.match(line)
         if m:
