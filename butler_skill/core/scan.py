@@ -49,7 +49,7 @@ class Rule(BaseModel):
     id: str = Field(description="Stable rule id (SARIF ruleId, baseline entries).")
     description: str
     confidence: Confidence
-    kind: Literal["token", "assignment", "block", "url", "discord"]
+    kind: Literal["token", "assignment", "block", "url", "discord", "anchored"]
     keywords: tuple[str, ...] = Field(description="Prefilter: the rule runs only if one of these occurs.")
     keywords_ignore_case: bool = False
     gate: str = Field(default="", description="Substring of every keyword, shared by several rules: tested once.")
@@ -213,17 +213,17 @@ RULES: tuple[Rule, ...] = (
         id="slack-token", description="Slack token (xoxb-/xoxp-/xoxa-/xoxr-/xoxs-/xoxe-, xapp-) or webhook URL",
         confidence=Confidence.HIGH, kind="token", keywords=("xox", "xapp-", "hooks.slack.com/"),
         pattern=(
-            r"xox(?:[abposr]|e(?:\.xox[bp])?)-(?:[0-9]{1,16}-){0,4}[A-Za-z0-9]{16,128}(?:-[A-Za-z0-9]{1,64}){0,2}"
+            r"xox(?:[abposr]|e(?:\.xox[bp])?)-(?:[0-9]{1,16}-){0,4}[A-Za-z0-9]{16,256}(?:-[A-Za-z0-9]{1,64}){0,2}"
             r"(?![A-Za-z0-9-])|xapp-\d-[A-Z0-9]{8,16}-\d{8,16}-[a-z0-9]{32,80}(?![A-Za-z0-9])"
-            r"|hooks\.slack\.com/(?:services|workflows|triggers)/T[A-Z0-9]{6,12}/[AB][A-Z0-9]{6,12}/"
-            r"[A-Za-z0-9]{16,32}(?![A-Za-z0-9])"
+            r"|hooks\.slack\.com/(?:services|workflows|triggers)/T[A-Z0-9]{6,12}/[A-Za-z0-9+/]{30,120}"
+            r"(?![A-Za-z0-9+/])"
         ),
         entropy=3.0, visible=5,
     ),
     Rule(
-        id="telegram-bot-token", description="Telegram bot token (bot id : AA...)", confidence=Confidence.HIGH,
-        kind="token", keywords=(":AA",), pattern=r"[0-9]{8,10}:AA[A-Za-z0-9_-]{33}(?![A-Za-z0-9_-])",
-        entropy=3.5, visible=0,
+        id="telegram-bot-token", description="Telegram bot token (bot id : A + 34)", confidence=Confidence.HIGH,
+        kind="anchored", keywords=(":A",),
+        pattern=r"(?<![A-Za-z0-9_])[0-9]{5,16}:A[A-Za-z0-9_-]{34}(?![A-Za-z0-9_-])", entropy=3.5, visible=0,
     ),
     Rule(
         # Medium: a bot token has no fixed substring, so the log filter's keyword gate cannot see it.
@@ -537,6 +537,32 @@ def _discord_candidates(rule: Rule, order: int, text: str, validate: bool) -> li
     return out
 
 
+_ANCHOR_BACK = 20
+
+
+def _anchored_candidates(rule: Rule, order: int, text: str, validate: bool) -> list[_Candidate]:
+    """Token rules whose pattern starts with a character class: found from their literal keyword (str.find),
+    then matched in a window around it, so the regex never walks the whole text."""
+    out: list[_Candidate] = []
+    pattern = _COMPILED[rule.id]
+    anchor = rule.keywords[0]
+    i = text.find(anchor)
+    last_end = -1
+    while i != -1:
+        if i >= last_end:
+            m = pattern.search(text, max(0, i - _ANCHOR_BACK), i + 300)
+            if m is not None and m.start() <= i < m.end():
+                last_end = m.end()
+                secret = m.group(0)
+                body = secret[rule.visible:]
+                if not validate or not (
+                    _known_example(secret) or is_placeholder(body) or shannon_entropy(body) < _entropy_floor(rule, body)
+                ):
+                    out.append(_Candidate(order, rule, m.start(), m.end(), secret))
+        i = text.find(anchor, i + 1)
+    return out
+
+
 def _discord_ok(secret: str) -> bool:
     """A Discord bot token starts with the bot's user id (a snowflake: decimal digits) in base64."""
     head = secret.split(".", 1)[0]
@@ -824,6 +850,8 @@ def _candidates(text: str, path: str, rules: Sequence[Rule], validate: bool) -> 
             found.extend(_token_candidates(rule, order, text, validate))
         elif rule.kind == "block":
             found.extend(_block_candidates(rule, order, text, validate))
+        elif rule.kind == "anchored":
+            found.extend(_anchored_candidates(rule, order, text, validate))
         elif rule.kind == "discord":
             found.extend(_discord_candidates(rule, order, text, validate))
         elif rule.kind == "url":

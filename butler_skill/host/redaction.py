@@ -39,7 +39,7 @@ def known_secrets(ctx: Context | None) -> list[str]:
 
 # The keywords of the scanner's high-confidence rules (core/scan.py; a test keeps the two equal). Text with
 # none of them cannot hold a credential shape, so the scanner, costly to import, is not loaded for it.
-SHAPE_KEYWORDS = (":AA", "ABIA", "ACCA", "AIza", "AKIA", "ASIA", "PRIVATE KEY-----", "T3BlbkFJ",
+SHAPE_KEYWORDS = (":A", "ABIA", "ACCA", "AIza", "AKIA", "ASIA", "PRIVATE KEY-----", "T3BlbkFJ",
                   "_API_KEY:", "api_org_", "gho_", "ghp_", "ghr_", "ghs_", "ghu_", "github_pat_", "gsk_", "hf_",
                   "hooks.slack.com/", "k_live_", "k_test_", "nvapi-", "pplx-", "r8_", "sk-admin-",
                   "sk-ant-admin01-", "sk-ant-api03-", "sk-or-v1-", "sk-proj-", "sk-svcacct-", "xai-", "xapp-", "xox")

@@ -46,8 +46,8 @@ def make_key(rule_id: str, rng: random.Random) -> str:
             "xoxp-" + _s(rng, "0123456789", 12) + "-" + _s(rng, "0123456789", 12) + "-"
             + _s(rng, "0123456789", 13) + "-" + _s(rng, HEX, 32),
         )),
-        "telegram-bot-token": lambda: _s(rng, "123456789", 1) + _s(rng, "0123456789", 9) + ":AA"
-        + _s(rng, URLSAFE, 33),
+        "telegram-bot-token": lambda: _s(rng, "123456789", 1) + _s(rng, "0123456789", rng.randint(5, 10)) + ":A"
+        + _s(rng, URLSAFE, 34),
         "discord-token": lambda: base64.b64encode(
             (_s(rng, "123456789", 1) + _s(rng, "0123456789", 17)).encode()
         ).decode().rstrip("=") + "." + _s(rng, URLSAFE, 6) + "." + _s(rng, URLSAFE, 38),
