@@ -347,6 +347,7 @@ _IDENTIFIER_LIKE = re.compile(
 _REFERENCE = re.compile(
     r"\$[A-Za-z_]\w*|\$\{[^}]*\}.*|\$\(.*|%[A-Za-z_]\w*%|%\(?[A-Za-z_]*\)?[sdr]|[!&*@][A-Za-z_][\w./-]*"
 )
+_REFERENCE_START = re.compile(r"\$(?:[A-Za-z_{(])|%\(|%[A-Za-z_]+%")
 _PATH = re.compile(r"(?:~|\.{1,2})?/[\w.\-]+(?:/[\w.\-]+)*/?")
 # One word of an identifier: lower, Capitalized, UPPER, an acronym before a Capitalized word, or a number.
 _WORD_PART = re.compile(r"(?:[a-z]{2,}|[A-Z][a-z]+|[A-Z]{2,}(?![a-z]))+[0-9]{0,4}|[A-Za-z]?[0-9]{1,4}")
@@ -466,8 +467,10 @@ def _free_value_ok(value: str) -> bool:
     n = len(value)
     if n < 8 or n > 256:
         return False
-    if value[0] in "{<([$#" or _REFERENCE.fullmatch(value) or "://" in value or value.isdigit():
+    if value[0] in "{<([" or _REFERENCE.fullmatch(value) or "://" in value or value.isdigit():
         return False
+    if value.startswith("#/") or _REFERENCE_START.match(value):
+        return False  # a JSON pointer (#/components/...), $VAR/... or ${VAR}... followed by more text
     if not value.isascii() or _NUMBER.fullmatch(value) or _DATE.fullmatch(value):
         return False  # translations ("Contraseña"), prices per token (1.25e-06), timestamps
     if is_identifier_like(value):
@@ -625,8 +628,10 @@ def _url_candidates(rule: Rule, order: int, text: str, validate: bool) -> list[_
 
 
 def _url_password_ok(secret: str, user: str) -> bool:
-    if len(secret) < 6 or secret[0] in "$%{<[*" or secret.isdigit() or _known_example(secret):
+    if len(secret) < 6 or secret.isdigit() or _known_example(secret) or set(secret) <= {"*", "x", "X"}:
         return False
+    if secret[0] in "{<[" or _REFERENCE.fullmatch(secret) or _REFERENCE_START.match(secret):
+        return False  # {password}, <password>, ${DB_PASS}, $PASS, %(password)s
     if is_placeholder(secret, free=True) or secret.lower() == user.lower() or is_identifier_like(secret):
         return False
     return shannon_entropy(secret) >= 2.3
