@@ -240,7 +240,7 @@ RULES: tuple[Rule, ...] = (
         # Matched from just after each `://` (found with str.find); the scheme before it is checked apart.
         pattern=(
             r"(?P<user>[^\s:/?#@\"'`<>\\()\[\]{}]{0,128})"
-            r":(?P<secret>[^\s/?#@\"'`<>\\]{1,256})@(?=[A-Za-z0-9\[_-])"
+            r":(?P<secret>[^\s:/?#@\"'`<>\\]{1,256})@(?=[A-Za-z0-9\[_-])"
         ),
         entropy=2.5,
     ),
