@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from butler_skill.core.scan import is_identifier_like, scan_text
+from butler_skill.core.scan import RULES_BY_ID, is_identifier_like, scan_text
 from tests.scan.shapes import ALNUM, make_key, pem
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -164,3 +164,33 @@ def test_slack_webhook_and_placeholders() -> None:
     url = f"https://hooks.slack.com/services/T{'0' * 0}ABC12345/B0XYZ6789/{tail}"
     assert rules(f"SLACK_WEBHOOK={url}\n", ".env") == ["slack-token"]
     assert rules("SLACK_BOT_TOKEN=xoxb-your-bot-token-here\n", ".env") == []
+
+
+@FAST
+@given(st.sampled_from([
+    "huggingface-token", "google-api-key", "xai-api-key", "replicate-api-token", "perplexity-api-key",
+    "slack-token", "telegram-bot-token", "groq-api-key", "nvidia-api-key", "github-token", "stripe-secret-key",
+]), st.integers(0, 2**32), st.sampled_from(["x", "X", "0", "*"]),
+    st.sampled_from([".env", "config.py", "README.md", "values.yaml"]))
+def test_placeholders_of_every_token_shape_never_fire(rule_id: str, seed: int, fill: str, path: str) -> None:
+    """The key's prefix and separators kept, its random part replaced by a filler: a stand-in, never a finding."""
+    key = make_key(rule_id, random.Random(seed))
+    cut = {"telegram-bot-token": key.find(":") + 2, "slack-token": key.rfind("-") + 1}.get(
+        rule_id, RULES_BY_ID[rule_id].visible
+    )
+    stand_in = key[:cut] + fill * (len(key) - cut)
+    assert rules(f"KEY={stand_in}\n", path) == []
+    assert rules(f'key = "{stand_in}"\n', path) == []
+
+
+@FAST
+@given(st.integers(0, 2**32), st.sampled_from(["password", "pass", "changeme", "<password>", "${DB_PASS}",
+                                                "{password}", "%(password)s", "xxxxxxxx", "********"]))
+def test_url_placeholders_never_fire_and_real_passwords_always_do(seed: int, placeholder: str) -> None:
+    rng = random.Random(seed)
+    pw = password(rng)
+    scheme = rng.choice(["postgres", "mysql+pymysql", "amqp", "redis", "https", "mongodb+srv"])
+    assert rules(f"URL={scheme}://user:{placeholder}@db.internal/app\n", ".env") == []
+    found = scan_text(f"URL={scheme}://user:{pw}@db.internal/app\n", ".env")
+    assert [f.rule_id for f in found] == ["url-credentials"]
+    assert pw not in found[0].model_dump_json() and pw[3:] not in found[0].preview
