@@ -31,6 +31,9 @@ ENV_VARS: dict[str, str] = {
     "BUTLER_LEASE_SECONDS": "How long an unreported reservation is held before it expires (default 3600).",
     "BUTLER_LOG_LEVEL": "Log level on stderr: DEBUG, INFO, WARNING (default) or ERROR. Logs are redacted.",
     "BUTLER_LOG_FILE": "Also write the (redacted) log to this file, created with mode 0600.",
+    "BUTLER_BUSY_TIMEOUT_MS": "How long to wait for another process's lock on the ledger before answering "
+                              "storage_error (default 30000).",
+    "BUTLER_READ_PATHS": "Folders (os.pathsep-separated) prd_path may read besides the working directory.",
 }
 
 
@@ -43,6 +46,7 @@ class ButlerConfig(BaseModel):
     rotation_threshold: float = Field(default=0.75, gt=0, le=1)
     auto_rotate: bool = True
     lease_seconds: int = Field(default=3600, gt=0)
+    busy_timeout_ms: int = Field(default=30_000, ge=0, le=3_600_000)
     env: dict[str, str] = Field(default_factory=dict, exclude=True, repr=False)
     _resolved: list[ResolvedKey] | None = PrivateAttr(default=None)
 
@@ -117,6 +121,7 @@ def load_config(
             rotation_threshold=float(env.get("BUTLER_ROTATION_THRESHOLD", "0.75")),
             auto_rotate=env.get("BUTLER_AUTO_ROTATE", "1").strip().lower() not in {"0", "false", "no", "off"},
             lease_seconds=int(env.get("BUTLER_LEASE_SECONDS", "3600")),
+            busy_timeout_ms=int(env.get("BUTLER_BUSY_TIMEOUT_MS", "30000")),
             env=dict(env),
         )
     except (ValidationError, ValueError) as exc:
@@ -131,16 +136,36 @@ def _first_field(exc: Exception) -> str:
 
 
 def load_keys_file(path: Path) -> list[KeyConfig]:
-    if not path.exists():
+    from butler_skill.safe_read import read_text
+
+    if not path.exists() and not path.is_symlink():
         raise ConfigError(
             f"no keys file at {path}; run `butler init` to write one (or set BUTLER_KEYS_PATH)",
             file=str(path),
         )
-    try:
-        text = path.read_text("utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read keys file {path}: {exc.strerror}", file=str(path)) from None
-    return parse_keys(text, str(path))
+    return parse_keys(read_text(path, "keys", label="keys file"), str(path))
+
+
+# Bounds past which a keys file is a typo, not a budget: a day's tokens and a price stay well inside
+# SQLite's 64-bit integers and finite floats, even summed over thousands of keys.
+MAX_TOKENS_PER_DAY = 10**12
+MAX_PRICE_PER_M = 1_000_000.0
+
+
+def _check_bounds(key: KeyConfig, source: str) -> None:
+    import math
+
+    if key.limits.tokens_per_day > MAX_TOKENS_PER_DAY:
+        raise ConfigError(
+            f"{source}: key {key.id}: field limits.tokens_per_day: {key.limits.tokens_per_day} is over the "
+            f"limit of {MAX_TOKENS_PER_DAY:,} tokens a day; give the key's real daily budget",
+            file=source, key_id=key.id, field="limits.tokens_per_day")
+    for field in ("price_in_per_m", "price_out_per_m"):
+        value = getattr(key, field)
+        if value is not None and not (math.isfinite(value) and value <= MAX_PRICE_PER_M):
+            raise ConfigError(
+                f"{source}: key {key.id}: field {field}: must be a finite price of at most {MAX_PRICE_PER_M:,.0f} "
+                "USD per million tokens", file=source, key_id=key.id, field=field)
 
 
 def parse_keys(text: str, source: str) -> list[KeyConfig]:
@@ -175,6 +200,7 @@ def parse_keys(text: str, source: str) -> list[KeyConfig]:
                 f"{source}: key {key_id}: field {field}: {err['msg']}",
                 file=source, key_id=key_id, field=field,
             ) from None
+        _check_bounds(key, source)
         if key.id in seen:
             raise ConfigError(f"{source}: key id {key.id} appears twice", file=source, key_id=key.id, field="id")
         seen.add(key.id)

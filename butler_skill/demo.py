@@ -96,6 +96,10 @@ def _run(ctx: Context, out: TextIO) -> int:
     say()
     _subagents(ctx, say, out)
     say()
+    from butler_skill.demo_gateway import run_gateway_demo
+
+    run_gateway_demo(ctx, say)
+    say()
     say(status_tables(_ok(call_tool("get_status", {"history_limit": 5}, ctx))))
     return 0
 

@@ -61,6 +61,13 @@ class ConfigError(ButlerError):
     code = "config_error"
 
 
+class StorageError(ButlerError):
+    # Not in DESIGN's first list: the state database (or another file Butler keeps) cannot be used as it is
+    # (corrupt, truncated, locked past the busy timeout, disk full, a directory in its place). The message
+    # names the file, the cause and a fix; details carry `file` and `cause`.
+    code = "storage_error"
+
+
 class Conflict(ButlerError):
     # Same idempotency key (request id, intent key) with a different body: Stripe's rule.
     code = "conflict"
@@ -76,7 +83,7 @@ ERROR_CODES: tuple[str, ...] = tuple(
             c.code
             for c in (
                 InvalidInput, NoCapacity, UnknownKey, UnknownSession, UnknownTask, ProviderError,
-                PolicyDenied, ApprovalRequired, ConfigError, Conflict, InternalError,
+                PolicyDenied, ApprovalRequired, ConfigError, StorageError, Conflict, InternalError,
             )
         }
     )

@@ -20,7 +20,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="butler-ex1-") as tmp:
         prd = Path(tmp) / "prd.md"
         prd.write_text(SAMPLE_PRD, "utf-8")
-        with Butler(context=demo_context(Path(tmp))) as butler:
+        context = demo_context(Path(tmp))
+        context.cwd = Path(tmp)  # prd_path may only name files in the working directory (or BUTLER_READ_PATHS)
+        with Butler(context=context) as butler:
             run(butler, prd)
 
 

@@ -120,3 +120,14 @@ def _check_budget(budget: int) -> None:
         raise InvalidInput("budget must be an integer number of tokens")
     if budget < 0:
         raise InvalidInput("budget must not be negative", budget=budget)
+
+
+def shares_usable(shares: Sequence[int]) -> bool:
+    """A plan is only made when every sub-task gets at least one token (and there is a sub-task)."""
+    return bool(shares) and min(shares) >= 1
+
+
+def subtask_lease_seconds(default_lease_s: int, timeout_ms: int) -> int:
+    """How long a sub-task's hold lives without news: at least its run timeout twice plus a minute (a run
+    must never lose its share mid-call), never less than the configured default lease."""
+    return max(default_lease_s, (timeout_ms // 1000) * 2 + 60)

@@ -158,8 +158,13 @@ def decide(
     jitter: float = 0.0,
     threshold: float = DEFAULT_THRESHOLD,
     policy: RetryPolicy | None = None,
+    cap_attempts: bool = False,
 ) -> Continue | Rotate | RetrySame | Fail:
-    """Decide what a running sub-task does next. See the module doc for the rules."""
+    """Decide what a running sub-task does next. See the module doc for the rules.
+
+    With `cap_attempts` (a runner with a fixed budget of calls per request) a rotation-worthy failure also
+    ends the work once ``attempt`` reaches ``policy.max_attempts``: every attempt, on any key, counts.
+    """
     _require_aware(now)
     if failure not in FAILURE_KINDS:
         raise InvalidInput("unknown failure kind", failure=str(failure))
@@ -171,6 +176,8 @@ def decide(
     now_utc = now.astimezone(UTC)
 
     if failure in ("auth", "quota_exhausted", "rate_limit"):
+        if cap_attempts and attempt >= p.max_attempts:
+            return Fail(reason=f"{failure}: out of attempts")
         reason: RotateReason = failure  # type: ignore[assignment]
         if reason == "rate_limit" and consecutive_rate_limits < 1:
             raise InvalidInput("consecutive_rate_limits counts this rate limit too, so it is at least 1")

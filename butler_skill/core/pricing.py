@@ -9,6 +9,9 @@ reported itself (OpenRouter's `usage.cost`) always wins over this estimate.
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Protocol
+
+from butler_skill.core.usage import Usage
 
 CACHE_READ_PRICE_RATIO = Decimal("0.1")
 _MILLION = Decimal(1_000_000)
@@ -42,3 +45,22 @@ def usage_cost(
              + output_tokens * _d(price_out_per_m))
     value = float(total / _MILLION)
     return round(value, digits) if digits is not None else value
+
+
+class Priced(Protocol):
+    """What pricing needs of a key (``models.ResolvedKey`` has it)."""
+
+    @property
+    def price_in_per_m(self) -> float: ...
+
+    @property
+    def price_out_per_m(self) -> float: ...
+
+
+def cost_of(usage: Usage, key: Priced) -> float:
+    """USD for one call's `usage` at `key`'s prices; the provider's own reported cost wins."""
+    return usage_cost(
+        input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+        cache_read_tokens=usage.cache_read_tokens, cache_write_tokens=usage.cache_write_tokens,
+        price_in_per_m=key.price_in_per_m, price_out_per_m=key.price_out_per_m, reported=usage.cost_usd,
+    )

@@ -59,6 +59,12 @@ def prefer_other_scope(reason: RotationReason) -> bool:
     return reason == "rate_limit"
 
 
+def rests_without_rotation(reason: RotationReason) -> bool:
+    """A key the provider refused (rate limit, spent quota, auth) rests even when the session found no
+    other key to move to, so that nothing else picks it up meanwhile."""
+    return reason in ("rate_limit", "quota_exhausted", "auth")
+
+
 AfterUsage = Literal["continue", "alert", "rotate"]
 
 

@@ -85,3 +85,28 @@ def choose_key(
 
 def largest_available(keys: Iterable[KeyView], now: datetime) -> int:
     return max((k.remaining for k in keys if k.enabled and not k.cooling(now)), default=0)
+
+
+def rotation_target(
+    views: Sequence[KeyView],
+    current: KeyView | None,
+    need: int,
+    now: datetime,
+    *,
+    rests_whole_scope: bool,
+    prefer_other_scope: bool,
+    only_key_id: str | None = None,
+) -> KeyView | None:
+    """Where a session that needs `need` more tokens goes when it leaves `current`.
+
+    A named key (`only_key_id`) is taken if it can hold the session, else nothing. Otherwise the best
+    other key; when the whole scope rests (a rate limit throttles the account) none of its keys is a
+    place to go, and when another scope is preferred its keys rank last.
+    """
+    if only_key_id is not None:
+        return next(iter(eligible([v for v in views if v.key_id == only_key_id], need, now)), None)
+    if current is None:
+        return choose_key(views, need, now)
+    exclude = [v.key_id for v in views if v.key_id == current.key_id
+               or (rests_whole_scope and v.scope == current.scope)]
+    return choose_key(views, need, now, exclude=exclude, avoid_scope=current.scope if prefer_other_scope else None)

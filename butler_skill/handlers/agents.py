@@ -7,10 +7,12 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from butler_skill import sessions
 from butler_skill.core.aggregation import SubTaskResult, TaskAggregate, aggregate
 from butler_skill.core.decomposition import ready_after
 from butler_skill.core.decomposition import stages as stage_layers
 from butler_skill.core.prompts import spawn_label, subtask_prompt
+from butler_skill.core.usage import Usage
 from butler_skill.errors import Conflict, InvalidInput, UnknownSession
 from butler_skill.store.tasks import SubTaskRow, TaskStore
 from butler_skill.subagents.clients import ClientFactory
@@ -195,8 +197,6 @@ class SubmitResultOutput(BaseModel):
 
 
 def submit_result(ctx: Context, inp: SubmitResultInput) -> SubmitResultOutput:
-    from butler_skill.handlers.tokens import RecordUsageInput, record_usage
-
     store = TaskStore(ctx.db)
     row = store.subtask_by_session(inp.session_id)
     if row is None:
@@ -212,11 +212,10 @@ def submit_result(ctx: Context, inp: SubmitResultInput) -> SubmitResultOutput:
         duplicate = True
     else:
         now = ctx.now()
-        record_usage(ctx, RecordUsageInput(
-            session_id=inp.session_id, request_id=inp.request_id or f"result:{inp.session_id}",
+        sessions.settle(ctx, inp.session_id, inp.request_id or f"result:{inp.session_id}", Usage.of(
             input_tokens=u.input_tokens, output_tokens=u.output_tokens, cache_read_tokens=u.cache_read_tokens,
-            cache_write_tokens=u.cache_write_tokens, cost=u.cost, close=True,
-        ))
+            cache_write_tokens=u.cache_write_tokens, cost_usd=u.cost,
+        ), close=True)
         key_id = ctx.ledger.session(inp.session_id).key_id
         store.record_attempt(task_id=row.task_id, st_id=row.id, key_id=key_id, outcome=inp.status,
                              request_id=inp.request_id, tokens=total, error=inp.error, started=now, ended=now)

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from butler_skill import sessions
 from butler_skill.core import estimate as est
-from butler_skill.core import pricing, rotation, selection
+from butler_skill.core import selection
 from butler_skill.core.days import utc_day
 from butler_skill.core.reporting import ProviderUsage, by_provider, usable
-from butler_skill.errors import InvalidInput, NoCapacity, UnknownKey
+from butler_skill.core.usage import Usage
+from butler_skill.errors import InvalidInput, NoCapacity
 from butler_skill.models import Alert, Event, KeyState, RotationReason, SessionInfo
-from butler_skill.store.protocol import Grant, Rotation
+from butler_skill.sessions import RotationOutcome
+from butler_skill.store.protocol import Grant
 
 if TYPE_CHECKING:
     from butler_skill.host.context import Context
@@ -30,7 +34,9 @@ class AllocateTokensInput(BaseModel):
         json_schema_extra={"anyOf": [{"required": ["prd_path"]}, {"required": ["prd_text"]}]},
     )
 
-    prd_path: str | None = Field(default=None, min_length=1, description="Path of a PRD file to estimate.")
+    prd_path: str | None = Field(default=None, min_length=1, description=(
+        "Path of a PRD file to estimate: a regular file of at most 4 MiB inside the working directory or a "
+        "folder listed in BUTLER_READ_PATHS."))
     prd_text: str | None = Field(default=None, min_length=1, description="The PRD text itself.")
     preferred_provider: str | None = Field(default=None, description="Try this provider's keys first.")
     tokens: int | None = Field(default=None, gt=0, le=100_000_000, description="Reserve exactly this many.")
@@ -59,13 +65,21 @@ class AllocateTokensOutput(BaseModel):
 def _prd_text(ctx: Context, inp: AllocateTokensInput) -> str:
     if inp.prd_text is not None:
         return inp.prd_text
+    from butler_skill.safe_read import confined, read_text
+
     assert inp.prd_path is not None
+    if "\0" in inp.prd_path:
+        raise InvalidInput("prd_path contains a NUL character", path="prd_path")
     path = Path(inp.prd_path)
     path = path if path.is_absolute() else ctx.cwd / path
-    try:
-        return path.read_text("utf-8", errors="replace")
-    except OSError as exc:
-        raise InvalidInput(f"cannot read prd_path {inp.prd_path}: {exc.strerror}", path="prd_path") from None
+    # Confined to the working directory and the folders the person lists in BUTLER_READ_PATHS, so a caller
+    # cannot read (and learn the size of) any file the process can.
+    roots = [ctx.cwd, *(Path(p).expanduser() for p in ctx.env.get("BUTLER_READ_PATHS", "").split(os.pathsep) if p)]
+    if not confined(path, roots):
+        raise InvalidInput(
+            f"prd_path {inp.prd_path} is outside the working directory {ctx.cwd} and BUTLER_READ_PATHS; move the "
+            "file there, add its folder to BUTLER_READ_PATHS, or pass prd_text", path="prd_path")
+    return read_text(path, "prd", label="prd_path", errors="replace", path="prd_path")
 
 
 def allocate_tokens(ctx: Context, inp: AllocateTokensInput) -> AllocateTokensOutput:
@@ -79,19 +93,8 @@ def allocate_tokens(ctx: Context, inp: AllocateTokensInput) -> AllocateTokensOut
     now = ctx.now()
     need = estimate.total
     input_share = estimate.input_tokens / max(1, estimate.input_tokens + estimate.output_tokens)
-    result = ctx.ledger.open_session(
-        keys=keys,
-        pick=lambda views: selection.choose_key(
-            views, need, now, preferred_provider=inp.preferred_provider, input_share=input_share
-        ),
-        need=need,
-        session_id=ctx.new_id("ses"),
-        label=inp.label,
-        task_id=None,
-        threshold_ratio=cfg.rotation_threshold,
-        now=now,
-        lease_seconds=cfg.lease_seconds,
-    )
+    result = sessions.open_session(ctx, need, label=inp.label, preferred_provider=inp.preferred_provider,
+                                   input_share=input_share, now=now)
     if not isinstance(result, Grant):
         largest = selection.largest_available(result, now)
         raise NoCapacity(
@@ -232,77 +235,15 @@ class RotateKeyInput(BaseModel):
     retry_after_s: float | None = Field(default=None, ge=0, le=86_400, description="The provider's Retry-After.")
 
 
-class RotationOutcome(BaseModel):
-    rotated: bool
-    from_key_id: str
-    to_key_id: str | None = None
-    reason: RotationReason
-    moved_tokens: int = 0
-    cooldown_until: AwareDatetime | None = None
-    message: str
-
-
 class RotateKeyOutput(BaseModel):
     rotation: RotationOutcome
     session: SessionInfo
 
 
-def rotate_session(
-    ctx: Context, session_id: str, reason: RotationReason, *, new_key_id: str | None = None,
-    retry_after_s: float | None = None,
-) -> tuple[RotationOutcome, SessionInfo]:
-    cfg = ctx.config
-    keys = cfg.resolved()
-    if new_key_id is not None and not any(k.id == new_key_id for k in keys):
-        raise UnknownKey(f"no key with id {new_key_id!r}", key_id=new_key_id)
-    now = ctx.now()
-
-    def pick(views: list[selection.KeyView], current: selection.KeyView | None, need: int) -> Any:
-        if new_key_id is not None:
-            return next(iter(selection.eligible([v for v in views if v.key_id == new_key_id], need, now)), None)
-        if current is None:
-            return selection.choose_key(views, need, now)
-        # A throttled account's other keys are throttled too: they are no place to go.
-        exclude = [v.key_id for v in views if v.key_id == current.key_id
-                   or (rotation.rests_whole_scope(reason) and v.scope == current.scope)]
-        return selection.choose_key(
-            views, need, now, exclude=exclude,
-            avoid_scope=current.scope if rotation.prefer_other_scope(reason) else None,
-        )
-
-    before = ctx.ledger.session(session_id)
-    result = ctx.ledger.rotate_session(
-        session_id=session_id, keys=keys, pick=pick, reason=reason,
-        cooldown=lambda strikes: rotation.cooldown_until(reason, now, retry_after_s=retry_after_s, strikes=strikes),
-        now=now, lease_seconds=cfg.lease_seconds, rest_scope=rotation.rests_whole_scope(reason),
-    )
-    if isinstance(result, Rotation):
-        return RotationOutcome(
-            rotated=True, from_key_id=result.from_key_id, to_key_id=result.to_key_id, reason=reason,
-            moved_tokens=result.moved, cooldown_until=result.cooldown_until,
-            message=f"session moved from {result.from_key_id} to {result.to_key_id} ({reason})",
-        ), result.session
-    need = max(0, before.allocated - before.used)
-    if new_key_id is not None:
-        raise NoCapacity(f"key {new_key_id} cannot take {need} tokens now (capacity, cooldown or disabled)",
-                         key_id=new_key_id, requested=need)
-    return RotationOutcome(
-        rotated=False, from_key_id=before.key_id, reason=reason,
-        message=f"no other key can take {need} tokens now; the session stays on {before.key_id}",
-    ), before
-
-
 def rotate_key(ctx: Context, inp: RotateKeyInput) -> RotateKeyOutput:
-    outcome, session = rotate_session(
+    outcome, session = sessions.rotate_or_rest(
         ctx, inp.session_id, inp.reason, new_key_id=inp.new_key_id, retry_after_s=inp.retry_after_s
     )
-    if not outcome.rotated and inp.reason in ("rate_limit", "quota_exhausted", "auth"):
-        # Nowhere to go, but the key still failed: rest it so nothing else picks it up.
-        until = rotation.cooldown_until(inp.reason, ctx.now(), retry_after_s=inp.retry_after_s)
-        if until is not None:
-            ctx.ledger.set_cooldown(session.key_id, until, inp.reason, ctx.now(), keys=ctx.config.resolved(),
-                                    rest_scope=rotation.rests_whole_scope(inp.reason))
-            outcome = outcome.model_copy(update={"cooldown_until": until})
     return RotateKeyOutput(rotation=outcome, session=session)
 
 
@@ -332,62 +273,11 @@ class RecordUsageOutput(BaseModel):
     status: Literal["ok", "rotated", "rotate_recommended", "closed"]
 
 
-def usage_cost(ctx: Context, key_id: str, inp: RecordUsageInput) -> float:
-    key = next(k for k in ctx.config.resolved() if k.id == key_id)
-    return pricing.usage_cost(
-        input_tokens=inp.input_tokens, output_tokens=inp.output_tokens, cache_read_tokens=inp.cache_read_tokens,
-        cache_write_tokens=inp.cache_write_tokens, price_in_per_m=key.price_in_per_m,
-        price_out_per_m=key.price_out_per_m, reported=inp.cost,
-    )
-
-
-def _alert(ctx: Context, session: SessionInfo, kind: str, now: datetime, message: str) -> Alert | None:
-    """Raise an alert once per (session, key, kind); the Alert when it is new."""
-    alert_id = ctx.new_id("alr")
-    if not ctx.ledger.raise_alert(alert_id=alert_id, session_id=session.session_id, key_id=session.key_id,
-                                  kind=kind, message=message, now=now):
-        return None
-    return Alert(alert_id=alert_id, kind=kind, session_id=session.session_id, key_id=session.key_id,
-                 message=message, created_at=now)
-
-
 def record_usage(ctx: Context, inp: RecordUsageInput) -> RecordUsageOutput:
-    cfg = ctx.config
-    now = ctx.now()
-    session = ctx.ledger.session(inp.session_id)
-    cost = usage_cost(ctx, session.key_id, inp)
-    outcome = ctx.ledger.commit_usage(
-        request_id=inp.request_id, session_id=inp.session_id, input_tokens=inp.input_tokens,
-        output_tokens=inp.output_tokens, cache_read_tokens=inp.cache_read_tokens,
-        cache_write_tokens=inp.cache_write_tokens, cost_usd=cost, cost_reported=inp.cost is not None,
-        estimated=inp.estimated, now=now, lease_seconds=cfg.lease_seconds,
-    )
-    session = outcome.session
-    step = rotation.after_usage(
-        leg_used=outcome.leg_used, leg_granted=outcome.leg_granted, ratio=cfg.rotation_threshold,
-        remaining_allocation=session.allocated - session.used, auto_rotate=cfg.auto_rotate, closing=inp.close,
-    ) if session.state == "open" and not outcome.duplicate else "continue"
-    alert: Alert | None = None
-    rotated: RotationOutcome | None = None
-    status: Literal["ok", "rotated", "rotate_recommended", "closed"] = "ok"
-    if step != "continue":
-        threshold = rotation.threshold_tokens(outcome.leg_granted, cfg.rotation_threshold)
-        alert = _alert(ctx, session, "rotation_threshold", now,
-                       f"session {session.session_id} used {outcome.leg_used} of {outcome.leg_granted} tokens "
-                       f"on {session.key_id} (threshold {threshold})")
-        status = "rotate_recommended"
-    if step == "rotate":
-        rotated, session = rotate_session(ctx, session.session_id, "threshold")
-        if rotated.rotated:
-            status = "rotated"
-    if inp.close:
-        session = ctx.ledger.close_session(session.session_id, now)
-        status = "closed"
-    over = rotation.overrun(session.used, session.allocated)
-    if over and not outcome.duplicate:
-        # Raised after closing, so it stays pending: the work cost more than it was given.
-        alert = _alert(ctx, session, "overrun", now, f"session {session.session_id} used {session.used} tokens, "
-                       f"{over} more than its allocation of {session.allocated}") or alert
-    return RecordUsageOutput(duplicate=outcome.duplicate, session=session, cost=cost,
-                             threshold_crossed=step != "continue",
-                             alert=alert, rotation=rotated, status=status)
+    usage = Usage.of(input_tokens=inp.input_tokens, output_tokens=inp.output_tokens,
+                     cache_read_tokens=inp.cache_read_tokens, cache_write_tokens=inp.cache_write_tokens,
+                     cost_usd=inp.cost, estimated=inp.estimated)
+    done = sessions.settle(ctx, inp.session_id, inp.request_id, usage, close=inp.close)
+    return RecordUsageOutput(duplicate=done.duplicate, session=done.session, cost=done.cost,
+                             threshold_crossed=done.threshold_crossed, alert=done.alert, rotation=done.rotation,
+                             status=done.status)

@@ -30,10 +30,9 @@ def _read_input(raw: str | None) -> Any:
     if raw == "-":
         text = sys.stdin.read()
     elif raw.startswith("@"):
-        try:
-            text = Path(raw[1:]).read_text("utf-8")
-        except OSError as exc:
-            raise InvalidInput(f"cannot read input file {raw[1:]}: {exc.strerror}", path="--input") from None
+        from butler_skill.safe_read import read_text
+
+        text = read_text(raw[1:], "input", label="input file", path="--input")
     else:
         text = raw
     try:
@@ -59,9 +58,13 @@ def cmd_call(args: argparse.Namespace) -> int:
         return _emit(exc.to_payload())
     ctx = _context(args)
     if sys.stderr.isatty() and not args.quiet:
-        from butler_skill.host.progress import printer
+        from butler_skill.host.progress import progress_line
+        from butler_skill.host.redaction import redactor_for
 
-        ctx.progress = printer(sys.stderr)
+        def show(event: Any) -> None:  # progress lines pass the same redactor as every other channel
+            print(redactor_for(ctx).redact(progress_line(event)), file=sys.stderr, flush=True)
+
+        ctx.progress = show
     try:
         return _emit(call_tool(args.tool, payload, ctx))
     finally:
@@ -204,7 +207,8 @@ def _extensions() -> list[Any]:
     found = []
     for module_name, attr in (("butler_skill.host.cli_scan", "register"),
                               ("butler_skill.host.cli_treasury", "register"),
-                              ("butler_skill.host.cli_doctor", "register")):
+                              ("butler_skill.host.cli_doctor", "register"),
+                              ("butler_skill.host.cli_gateway", "register")):
         try:
             module = __import__(module_name, fromlist=[attr])
         except ImportError:
@@ -222,16 +226,29 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
-    from butler_skill.host.redaction import install_log_redaction
+    from butler_skill.host.redaction import install_log_redaction, redactor_for
 
-    install_log_redaction(_context(args))
+    ctx = _context(args)
     try:
+        install_log_redaction(ctx)
         return int(args.func(args))
     except ButlerError as exc:
-        print(f"butler: {exc.code}: {exc.message}", file=sys.stderr)
+        # Expected failures (bad input, config, storage): one line a person can act on, no traceback.
+        print(f"butler: {exc.code}: {redactor_for(ctx).redact(exc.message)}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        # A file the person named (log file, keys path, init target) cannot be used: say which and why.
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"butler: config_error: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug: the traceback goes to the (redacted) log, not raw to stderr
+        import logging
+
+        logging.getLogger("butler.cli").error("internal error", exc_info=True)
+        print(f"butler: internal: {type(exc).__name__} (a bug; the log above has the details)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

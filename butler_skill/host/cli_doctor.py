@@ -32,7 +32,9 @@ def gather(env: dict[str, str], keys_path: Path | None = None, state_path: Path 
     if not kp.exists():
         return facts
     try:
-        keys = parse_keys(kp.read_text("utf-8"), str(kp))
+        from butler_skill.safe_read import read_text
+
+        keys = parse_keys(read_text(kp, "keys", label="keys file"), str(kp))
     except ConfigError as exc:
         return facts.model_copy(update={"keys_error": exc.message})
     facts.state_files = [_file(Path(f"{sp}{suffix}")) for suffix in ("", "-wal", "-shm")]

@@ -61,9 +61,12 @@ class Context:
 
     @cached_property
     def db(self) -> Database:
+        from butler_skill.host.redaction import redactor_for
         from butler_skill.store.db import Database
 
-        return Database(self.config.state_path)
+        # Every text Butler writes to the ledger passes the same redactor as its outputs and logs.
+        cfg = self.config
+        return Database(cfg.state_path, redact=redactor_for(self).redact, busy_timeout_ms=cfg.busy_timeout_ms)
 
     @cached_property
     def ledger(self) -> TokenLedger:

@@ -47,12 +47,10 @@ def parse_baseline(doc: Any) -> frozenset[str]:
 
 
 def load_baseline(path: Path) -> frozenset[str]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise InvalidInput(f"baseline file not found: {path}", path=str(path)) from exc
-    except OSError as exc:
-        raise InvalidInput(f"cannot read baseline {path}: {exc.strerror}", path=str(path)) from exc
+    from butler_skill.safe_read import read_text
+
+    # Regular files only, size-capped, never blocking (a FIFO or /dev/zero as a baseline is refused).
+    text = read_text(path, "baseline", label="baseline", path=str(path))
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -2,21 +2,36 @@
 
 Every write runs inside `BEGIN IMMEDIATE`, so the conditional updates the ledger relies on are
 serialised across threads and processes without a read-then-write race. WAL keeps readers off the
-writer's back. Migrations are the `NNNN_name.sql` files beside this module, applied in order, each in
-its own transaction, and recorded in `schema_migrations`.
+writer's back. Migrations are the `NNNN_name.sql` files beside this module, applied in order inside one
+`BEGIN IMMEDIATE` transaction that first re-reads `schema_migrations`, so several processes opening a
+file that does not exist yet never apply one twice nor fail (busy answers are retried until the busy timeout).
+
+Redaction hook: `Database(path, redact=f)` (or the `redact` attribute) passes every `str` parameter of
+every statement run inside `write()` through `f` before SQLite sees it, so no text column can hold key
+material. The Context installs its redactor there; a PostgreSQL Database mirrors the same attribute.
+
+Failures of the file itself (corrupt, truncated, locked past the busy timeout, disk full, a directory in
+its place, unreadable) become `StorageError` (`storage_error`) naming the file, the cause and a fix.
+Other sqlite3 errors (a bad statement, a broken constraint) stay exceptions: they are bugs.
 """
 
 from __future__ import annotations
 
+import random
 import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any, TypeVar
+
+from butler_skill.errors import StorageError
 
 BUSY_TIMEOUT_MS = 30_000
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -42,73 +57,215 @@ def load_migrations() -> list[Migration]:
     return found
 
 
-class Database:
-    """A file-backed SQLite database shared by threads (one connection per thread) and processes."""
+# sqlite3 error names (Python 3.11: exc.sqlite_errorname) that describe the file, not the statement.
+_BUSY = ("SQLITE_BUSY", "SQLITE_LOCKED")
+_CAUSES: tuple[tuple[tuple[str, ...], str, str], ...] = (
+    (_BUSY, "locked",
+     "another process held the database lock longer than the busy timeout ({timeout} ms); retry, raise "
+     "BUTLER_BUSY_TIMEOUT_MS, or stop the process that holds it"),
+    (("SQLITE_FULL",), "full",
+     "the disk (or the database's size limit) is full; free space on the volume that holds it and retry"),
+    (("SQLITE_CORRUPT", "SQLITE_NOTADB"), "corrupt",
+     "the file is corrupt or truncated, or is not a Butler database; move it (and its -wal/-shm files) "
+     "aside and restore a backup, or let Butler start an empty ledger there"),
+    (("SQLITE_CANTOPEN",), "cannot_open",
+     "check that the path names a file (not a directory) in a folder that exists and that you may write"),
+    (("SQLITE_READONLY", "SQLITE_PERM", "SQLITE_AUTH"), "read_only",
+     "the file or its folder is read-only for this user; fix the permissions (the -wal and -shm files "
+     "beside it must be writable too)"),
+    (("SQLITE_IOERR", "SQLITE_PROTOCOL", "SQLITE_NOLFS"), "io_error",
+     "the disk or file system failed to read or write it; check the volume (space, health, a network mount)"),
+)
 
-    def __init__(self, path: str | Path) -> None:
+
+def _error_name(exc: BaseException) -> str:
+    name = getattr(exc, "sqlite_errorname", None)
+    if isinstance(name, str) and name:
+        return name
+    text = str(exc).lower()  # older builds: classify by the message
+    for needle, guess in (("locked", "SQLITE_BUSY"), ("disk is full", "SQLITE_FULL"), ("malformed", "SQLITE_CORRUPT"),
+                          ("not a database", "SQLITE_NOTADB"), ("unable to open", "SQLITE_CANTOPEN"),
+                          ("readonly", "SQLITE_READONLY"), ("disk i/o", "SQLITE_IOERR")):
+        if needle in text:
+            return guess
+    return ""
+
+
+def is_busy(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and _error_name(exc).startswith(_BUSY)
+
+
+def storage_error(exc: BaseException, path: Path, timeout_ms: int) -> StorageError | None:
+    """The StorageError for a failure of the database file, or None when `exc` is not one (a bug)."""
+    if isinstance(exc, OSError):
+        return StorageError(f"state database {path}: {exc.strerror or exc}; check the path and its folder",
+                            file=str(path), cause="os_error")
+    if not isinstance(exc, sqlite3.DatabaseError) or isinstance(exc, sqlite3.IntegrityError | sqlite3.ProgrammingError):
+        return None
+    name = _error_name(exc)
+    for prefixes, cause, fix in _CAUSES:
+        if name.startswith(prefixes):
+            return StorageError(f"state database {path}: {exc} ({cause}); {fix.format(timeout=timeout_ms)}",
+                                file=str(path), cause=cause)
+    return None
+
+
+class _RedactingConnection:
+    """A write transaction's connection whose statements see only redacted text parameters."""
+
+    __slots__ = ("_conn", "_redact")
+
+    def __init__(self, conn: sqlite3.Connection, redact: Callable[[str], str]) -> None:
+        self._conn = conn
+        self._redact = redact
+
+    def _clean(self, params: Any) -> Any:
+        redact = self._redact
+        if isinstance(params, dict):
+            return {k: redact(v) if isinstance(v, str) else v for k, v in params.items()}
+        return tuple(redact(v) if isinstance(v, str) else v for v in params)
+
+    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        return self._conn.execute(sql, self._clean(params))
+
+    def executemany(self, sql: str, seq: Any) -> sqlite3.Cursor:
+        return self._conn.executemany(sql, (self._clean(p) for p in seq))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+class Database:
+    """A file-backed SQLite database shared by threads (one connection per thread) and processes.
+
+    `redact`: applied to every str parameter of statements inside `write()` (None: none).
+    `busy_timeout_ms`: how long a statement waits for another process's lock before `storage_error`.
+    """
+
+    def __init__(self, path: str | Path, redact: Callable[[str], str] | None = None,
+                 busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         self.path = Path(path)
+        self.redact = redact
+        self.busy_timeout_ms = max(0, int(busy_timeout_ms))
         self._local = threading.local()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fresh = not self.path.exists()
-        conn = self._connection()
-        if fresh:
-            with suppress(OSError):
-                self.path.chmod(0o600)
-        conn.execute("PRAGMA journal_mode=WAL")
+        if self.path.is_dir():
+            raise StorageError(f"state database {self.path} is a directory; point BUTLER_STATE_PATH (or --state) "
+                               "at a file, or move the directory away", file=str(self.path), cause="is_directory")
+        with self._guard():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fresh = not self.path.exists()
+            self._connection()
+            if fresh:
+                with suppress(OSError):
+                    self.path.chmod(0o600)
+            self._retry_busy(self._set_wal)
         self.migrate()
+
+    @contextmanager
+    def _guard(self, os_errors: bool = True) -> Iterator[None]:
+        """Turn failures of the file into StorageError; leave bugs alone (and, around a transaction's body,
+        the caller's own OSErrors)."""
+        try:
+            yield
+        except (sqlite3.Error, OSError) as exc:
+            if isinstance(exc, OSError) and not os_errors:
+                raise
+            mapped = storage_error(exc, self.path, self.busy_timeout_ms)
+            if mapped is None:
+                raise
+            raise mapped from exc
+
+    def _retry_busy(self, fn: Callable[[], T]) -> T:
+        """Run `fn`, retrying while SQLite answers busy without waiting (journal-mode switch, WAL recovery,
+        a stale snapshot), until the busy timeout has passed."""
+        deadline = time.monotonic() + self.busy_timeout_ms / 1000
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(random.uniform(0.002, 0.02))
+
+    def _set_wal(self) -> None:
+        conn = self._connection()
+        row = conn.execute("PRAGMA journal_mode").fetchone()
+        if str(row[0]).lower() != "wal":
+            conn.execute("PRAGMA journal_mode=WAL")
 
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             # isolation_level=None: we issue BEGIN ourselves so the lock mode is explicit.
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None,
                                    check_same_thread=True)
-            conn.row_factory = sqlite3.Row
-            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA foreign_keys=ON")
-            # NORMAL is durable against process crashes in WAL mode (only power loss may drop the tail).
-            conn.execute("PRAGMA synchronous=NORMAL")
+            try:
+                conn.row_factory = sqlite3.Row
+                conn.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
+                conn.execute("PRAGMA foreign_keys=ON")
+                # NORMAL is durable against process crashes in WAL mode (only power loss may drop the tail).
+                conn.execute("PRAGMA synchronous=NORMAL")
+            except BaseException:
+                conn.close()
+                raise
             self._local.conn = conn
         return conn
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """A serialised write transaction: commits on success, rolls back on any exception."""
-        conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with self._guard(os_errors=False):
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn if self.redact is None else _RedactingConnection(conn, self.redact)  # type: ignore[misc]
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    with suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                raise
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
         """A consistent snapshot for several SELECTs."""
-        conn = self._connection()
-        conn.execute("BEGIN")
+        with self._guard(os_errors=False):
+            conn = self._connection()
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                if conn.in_transaction:
+                    with suppress(sqlite3.Error):
+                        conn.execute("COMMIT")
+
+    def _pending(self, migrations: list[Migration]) -> bool:
         try:
-            yield conn
-        finally:
-            conn.execute("COMMIT")
+            have = {r[0] for r in self._connection().execute("SELECT version FROM schema_migrations")}
+        except sqlite3.OperationalError as exc:
+            if is_busy(exc) or "no such table" in str(exc):
+                return True
+            raise
+        return any(m.version not in have for m in migrations)
 
     def migrate(self) -> list[int]:
-        conn = self._connection()
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
-            " applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')))"
-        )
+        migrations = load_migrations()
+        with self._guard():
+            if not self._pending(migrations):
+                return []
+            return self._retry_busy(lambda: self._apply(migrations))
+
+    def _apply(self, migrations: list[Migration]) -> list[int]:
         applied: list[int] = []
-        have = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
-        for migration in load_migrations():
-            if migration.version in have:
-                continue
-            with self.write() as tx:
-                done = tx.execute(
-                    "SELECT 1 FROM schema_migrations WHERE version = ?", (migration.version,)
-                ).fetchone()
-                if done:
+        # One BEGIN IMMEDIATE around the check and the apply: a second process waits, then sees them done.
+        with self.write() as tx:
+            tx.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+                " applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')))"
+            )
+            have = {r[0] for r in tx.execute("SELECT version FROM schema_migrations")}
+            for migration in migrations:
+                if migration.version in have:
                     continue
                 for statement in _statements(migration.sql):
                     tx.execute(statement)
@@ -120,7 +277,8 @@ class Database:
         return applied
 
     def schema_version(self) -> int:
-        row = self._connection().execute("SELECT MAX(version) AS v FROM schema_migrations").fetchone()
+        with self._guard():
+            row = self._connection().execute("SELECT MAX(version) AS v FROM schema_migrations").fetchone()
         return int(row["v"] or 0)
 
     def close(self) -> None:

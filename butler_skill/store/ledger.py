@@ -19,6 +19,7 @@ from typing import Any
 from butler_skill.core.days import utc_day
 from butler_skill.core.rotation import threshold_tokens
 from butler_skill.core.selection import KeyView
+from butler_skill.core.usage import Usage
 from butler_skill.errors import Conflict, UnknownSession
 from butler_skill.models import Alert, Event, ResolvedKey, RotationReason, SessionInfo
 from butler_skill.store.db import Database
@@ -130,18 +131,17 @@ class Ledger:
         *,
         request_id: str,
         session_id: str,
-        input_tokens: int,
-        output_tokens: int,
-        cache_read_tokens: int,
-        cache_write_tokens: int,
+        usage: Usage,
         cost_usd: float,
-        cost_reported: bool,
-        estimated: bool,
         now: datetime,
         lease_seconds: int,
     ) -> UsageOutcome:
         """Settle one provider response against the session's current leg. The same request id twice
-        changes nothing; the same id with other figures is a conflict."""
+        changes nothing; the same id with other figures is a conflict. `cost_usd` is what
+        `core.pricing.cost_of` made of `usage` (reported when `usage.cost_usd` was given)."""
+        input_tokens, output_tokens = usage.input_tokens, usage.output_tokens
+        cache_read_tokens, cache_write_tokens = usage.cache_read_tokens, usage.cache_write_tokens
+        cost_reported, estimated = usage.cost_usd is not None, usage.estimated
         total = input_tokens + output_tokens + cache_read_tokens + cache_write_tokens
         with self.db.write() as conn:
             _expire_leases(conn, now)
@@ -270,6 +270,38 @@ class Ledger:
     def expire_leases(self, now: datetime) -> int:
         with self.db.write() as conn:
             return _expire_leases(conn, now)
+
+
+# ---- public in-transaction operations ----------------------------------------------------------
+# Other stores (the task store) compose these into their own `BEGIN IMMEDIATE` transaction, so a plan's
+# shares are reserved by the very same conditional update as an allocation. `conn` is an open write.
+def expire_leases_in(conn: sqlite3.Connection, now: datetime) -> int:
+    """Release every open session whose lease has run out; how many there were."""
+    return _expire_leases(conn, now)
+
+
+def key_views_in(conn: sqlite3.Connection, keys: Iterable[ResolvedKey], now: datetime) -> list[KeyView]:
+    return _key_views(conn, keys, now)
+
+
+def reserve_in(conn: sqlite3.Connection, key: KeyView, need: int, now: datetime) -> bool:
+    """The conditional grant `used + reserved + need <= limit`; False (nothing changed) when it does not fit."""
+    return _reserve(conn, key, need, now)
+
+
+def insert_session_in(conn: sqlite3.Connection, session_id: str, label: str | None, task_id: str | None,
+                      key_id: str, tokens: int, threshold_ratio: float, now: datetime, lease_seconds: int) -> None:
+    """Record an open session holding `tokens` already reserved on `key_id` (see `reserve_in`)."""
+    _insert_session(conn, session_id, label, task_id, key_id, tokens, threshold_ratio, now, lease_seconds)
+
+
+def release_session_in(conn: sqlite3.Connection, session_id: str, now: datetime) -> None:
+    """Close an open session quietly (no event) and give back what its leg still holds."""
+    row = conn.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
+    if row is not None and row["state"] == "open":
+        _release_leg(conn, row)
+        conn.execute("UPDATE sessions SET state = 'closed', closed_at = ?, updated_at = ? WHERE id = ?",
+                     (ts(now), ts(now), session_id))
 
 
 # ---- helpers (run inside a transaction) --------------------------------------------------------

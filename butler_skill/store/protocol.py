@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from butler_skill.core.selection import KeyView
+from butler_skill.core.usage import Usage
 from butler_skill.models import Alert, Event, ResolvedKey, RotationReason, SessionInfo
 
 Picker = Callable[[list[KeyView]], KeyView | None]
@@ -52,13 +53,8 @@ class TokenLedger(Protocol):
         *,
         request_id: str,
         session_id: str,
-        input_tokens: int,
-        output_tokens: int,
-        cache_read_tokens: int,
-        cache_write_tokens: int,
+        usage: Usage,
         cost_usd: float,
-        cost_reported: bool,
-        estimated: bool,
         now: datetime,
         lease_seconds: int,
     ) -> UsageOutcome:

@@ -14,11 +14,17 @@ from datetime import datetime
 from typing import Any
 
 from butler_skill.core.decomposition import SubTaskSpec
-from butler_skill.core.selection import KeyView
+from butler_skill.core.selection import KeyView, largest_available
 from butler_skill.errors import NoCapacity, UnknownTask
 from butler_skill.models import ResolvedKey
 from butler_skill.store.db import Database
-from butler_skill.store.ledger import _expire_leases, _insert_session, _key_views, _release_leg, _reserve
+from butler_skill.store.ledger import (
+    expire_leases_in,
+    insert_session_in,
+    key_views_in,
+    release_session_in,
+    reserve_in,
+)
 from butler_skill.store.timestamps import ts
 
 SharePicker = Callable[[list[KeyView], int], KeyView | None]
@@ -88,7 +94,7 @@ class TaskStore:
         """Write the task and reserve every sub-task's share, all or nothing."""
         stamp = ts(now)
         with self.db.write() as conn:
-            _expire_leases(conn, now)
+            expire_leases_in(conn, now)
             conn.execute(
                 "INSERT INTO tasks(id, name, description, budget, mode, options, created_at, updated_at)"
                 " VALUES (?,?,?,?,?,?,?,?)",
@@ -96,7 +102,7 @@ class TaskStore:
             )
             for position, item in enumerate(planned):
                 key = self._reserve_share(conn, item.share, keys, pick, now)
-                _insert_session(conn, item.session_id, item.spec.id, task_id, key.key_id, item.share,
+                insert_session_in(conn, item.session_id, item.spec.id, task_id, key.key_id, item.share,
                                 threshold_ratio, now, lease_seconds)
                 s = item.spec
                 conn.execute(
@@ -110,10 +116,10 @@ class TaskStore:
     @staticmethod
     def _reserve_share(conn: sqlite3.Connection, share: int, keys: Sequence[ResolvedKey], pick: SharePicker,
                        now: datetime) -> KeyView:
-        views = _key_views(conn, keys, now)
+        views = key_views_in(conn, keys, now)
         chosen = pick(views, share)
-        if chosen is None or not _reserve(conn, chosen, share, now):
-            largest = max((v.remaining for v in views if v.enabled and not v.cooling(now)), default=0)
+        if chosen is None or not reserve_in(conn, chosen, share, now):
+            largest = largest_available(views, now)
             # Raising rolls the whole plan back: no share of it stays reserved.
             raise NoCapacity(f"no key can hold a sub-task share of {share} tokens (largest available: {largest})",
                              requested=share, largest_available=largest, hint="lower the budget or add keys")
@@ -133,10 +139,10 @@ class TaskStore:
     ) -> None:
         """Give failed sub-tasks a fresh session with a new share (a retry round), all or nothing."""
         with self.db.write() as conn:
-            _expire_leases(conn, now)
+            expire_leases_in(conn, now)
             for st_id, share in shares.items():
                 key = self._reserve_share(conn, share, keys, pick, now)
-                _insert_session(conn, session_ids[st_id], st_id, task_id, key.key_id, share, threshold_ratio,
+                insert_session_in(conn, session_ids[st_id], st_id, task_id, key.key_id, share, threshold_ratio,
                                 now, lease_seconds)
                 conn.execute(
                     "UPDATE subtasks SET session_id = ?, share = ?, status = 'pending', error = NULL, output = NULL,"
@@ -206,7 +212,7 @@ class TaskStore:
         with self.db.write() as conn:
             if attempt is not None:
                 _record_attempt(conn, attempt, task_id, st_id)
-            _release_session(conn, session_id, now)
+            release_session_in(conn, session_id, now)
             conn.execute(
                 "UPDATE subtasks SET status = ?, output = COALESCE(?, output), error = ?, updated_at = ?"
                 " WHERE task_id = ? AND id = ?",
@@ -221,7 +227,7 @@ class TaskStore:
     def release_session(self, session_id: str, now: datetime) -> None:
         """Give back what a sub-task's session still holds (timeouts, cancellation, the end of a run)."""
         with self.db.write() as conn:
-            _release_session(conn, session_id, now)
+            release_session_in(conn, session_id, now)
 
 
 @dataclass(frozen=True)
@@ -247,14 +253,6 @@ def _record_attempt(conn: sqlite3.Connection, a: AttemptRecord, task_id: str, st
     )
     conn.execute("UPDATE subtasks SET attempts = ? WHERE task_id = ? AND id = ?", (n, task_id, st_id))
     return int(n)
-
-
-def _release_session(conn: sqlite3.Connection, session_id: str, now: datetime) -> None:
-    row = conn.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
-    if row is not None and row["state"] == "open":
-        _release_leg(conn, row)
-        conn.execute("UPDATE sessions SET state = 'closed', closed_at = ?, updated_at = ? WHERE id = ?",
-                     (ts(now), ts(now), session_id))
 
 
 def _subtask(r: sqlite3.Row) -> SubTaskRow:

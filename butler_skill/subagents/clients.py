@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from types import TracebackType
@@ -17,6 +18,11 @@ from butler_skill.models import ResolvedKey
 
 if TYPE_CHECKING:
     from butler_skill.config import ButlerConfig
+
+
+# httpcore writes a request's headers and body separately and does not set TCP_NODELAY: without it Nagle's
+# algorithm holds the body until the server's delayed ACK (~40 ms on Linux; 15 ms a call measured on loopback).
+NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 
 
 class _Shard:
@@ -71,7 +77,7 @@ class ShardedTransport(httpx.AsyncBaseTransport):
             limits = httpx.Limits(max_connections=self._per_shard, max_keepalive_connections=self._per_shard)
             if self._ssl is None:
                 self._ssl = httpx.create_ssl_context()
-            best = _Shard(httpx.AsyncHTTPTransport(verify=self._ssl, limits=limits))
+            best = _Shard(httpx.AsyncHTTPTransport(verify=self._ssl, limits=limits, socket_options=NODELAY))
             self._shards.append(best)
         return best
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from butler_skill.core import selection
-from butler_skill.core.allocation import split_budget
+from butler_skill.core.allocation import shares_usable, split_budget, subtask_lease_seconds
 from butler_skill.core.decomposition import SubTaskSpec, decompose
 from butler_skill.errors import InvalidInput
 from butler_skill.store.tasks import PlannedSubTask, SubTaskRow, TaskStore
@@ -31,7 +31,7 @@ def plan_task(
 ) -> tuple[str, list[SubTaskRow]]:
     specs = decompose(description, name)
     shares = split_budget(budget, [(s.estimated_tokens, s.priority) for s in specs])
-    if min(shares) < 1:
+    if not shares_usable(shares):
         raise InvalidInput(f"a budget of {budget} tokens cannot give each of {len(specs)} sub-tasks a share",
                            path="budget", subtasks=len(specs))
     task_id = ctx.new_id("task")
@@ -53,7 +53,7 @@ def replan_failed(ctx: Context, task_id: str, failed: Sequence[SubTaskRow], rema
     """Fresh shares for failed sub-tasks out of what the task's budget has left."""
     items = [(s.estimated_tokens, s.priority) for s in failed]
     shares = split_budget(remaining_budget, items)  # type: ignore[arg-type]
-    if not failed or min(shares) < 1:
+    if not failed or not shares_usable(shares):
         raise InvalidInput(f"{remaining_budget} tokens left in the budget cannot cover {len(failed)} retries",
                            path="task_id", remaining_budget=remaining_budget)
     now = ctx.now()
@@ -77,9 +77,7 @@ def _picker(now: Any, preferred_provider: str | None) -> Any:
 
 
 def _lease(ctx: Context, options: dict[str, Any]) -> int:
-    # A sub-task's hold must outlive its run: at least the run timeout plus a margin, never less than the default.
-    timeout_s = int(options.get("timeoutMs", 300_000)) // 1000
-    return max(ctx.config.lease_seconds, timeout_s * 2 + 60)
+    return subtask_lease_seconds(ctx.config.lease_seconds, int(options.get("timeoutMs", 300_000)))
 
 
 def spec_of(row: SubTaskRow) -> SubTaskSpec:

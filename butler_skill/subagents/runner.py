@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from butler_skill import sessions
 from butler_skill.adapters.providers.base import ProviderFailure, estimate_prompt_tokens
-from butler_skill.core import inflight, pricing
+from butler_skill.core import inflight
 from butler_skill.core.prompts import subtask_prompt
-from butler_skill.handlers.tokens import rotate_session
 from butler_skill.store.tasks import AttemptRecord, SubTaskRow, TaskStore
 from butler_skill.subagents.clients import ClientFactory
 
@@ -159,7 +159,7 @@ class _Run:
                     allocated=session.allocated, used=session.used, now=ended, failure=failure.kind,
                     retry_after_s=failure.retry_after_s, consecutive_rate_limits=max(1, rate_limits),
                     attempt=attempt, jitter=self.jitter(), threshold=self.ctx.config.rotation_threshold,
-                    policy=policy,
+                    policy=policy, cap_attempts=True,
                 )
                 if not await self.act(st, action, attempt, failure, policy):
                     return
@@ -170,10 +170,9 @@ class _Run:
     async def act(self, st: SubTaskRow, action: inflight.Continue | inflight.Rotate | inflight.RetrySame
                   | inflight.Fail, attempt: int, failure: ProviderFailure, policy: inflight.RetryPolicy) -> bool:
         """Carry out the decision; False when the sub-task is over."""
-        if isinstance(action, inflight.Fail) or attempt >= policy.max_attempts:
-            reason = action.reason if isinstance(action, inflight.Fail) else f"{failure.kind}: out of attempts"
-            self.finish(st, "failed", error=f"{reason}: {failure.message}")
-            self.emit(st, "failed", attempt=attempt, message=reason)
+        if isinstance(action, inflight.Fail):
+            self.finish(st, "failed", error=f"{action.reason}: {failure.message}")
+            self.emit(st, "failed", attempt=attempt, message=action.reason)
             return False
         if isinstance(action, inflight.RetrySame):
             self.emit(st, "retrying", attempt=attempt,
@@ -181,7 +180,8 @@ class _Run:
             await asyncio.sleep(action.after_seconds)
             return True
         if isinstance(action, inflight.Rotate):
-            outcome, _ = rotate_session(self.ctx, st.session_id, action.reason, retry_after_s=failure.retry_after_s)
+            outcome, _ = sessions.rotate(self.ctx, st.session_id, action.reason,
+                                         retry_after_s=failure.retry_after_s)
             if outcome.rotated:
                 self.emit(st, "rotated", key_id=outcome.to_key_id, attempt=attempt,
                           message=f"{outcome.from_key_id} -> {outcome.to_key_id} ({action.reason})")
@@ -201,21 +201,10 @@ class _Run:
         from butler_skill.adapters.providers.base import CompletionResult
 
         assert isinstance(result, CompletionResult)
-        u = result.usage
-        key = self.keys[key_id]
-        cost = pricing.usage_cost(input_tokens=u.input_tokens, output_tokens=u.output_tokens,
-                                  cache_read_tokens=u.cache_read_tokens, cache_write_tokens=u.cache_write_tokens,
-                                  price_in_per_m=key.price_in_per_m, price_out_per_m=key.price_out_per_m,
-                                  reported=u.cost_usd)
+        u = result.usage.model_copy(update={"estimated": True}) if result.interrupted else result.usage
         now = self.ctx.now()
-        # Provider ids are unique per provider, not across them: namespace them by the key that was used.
-        request_id = f"{key_id}:{result.request_id}" if result.request_id else f"{st.session_id}:{attempt}"
-        outcome = self.ctx.ledger.commit_usage(
-            request_id=request_id, session_id=st.session_id, input_tokens=u.input_tokens,
-            output_tokens=u.output_tokens, cache_read_tokens=u.cache_read_tokens,
-            cache_write_tokens=u.cache_write_tokens, cost_usd=cost, cost_reported=u.cost_usd is not None,
-            estimated=u.estimated or result.interrupted, now=now, lease_seconds=self.ctx.config.lease_seconds,
-        )
+        request_id = sessions.provider_request_id(key_id, result.request_id, f"{st.session_id}:{attempt}")
+        outcome = sessions.commit(self.ctx, st.session_id, request_id, u, key_id=key_id, now=now).outcome
         tokens = u.input_tokens + u.output_tokens + u.cache_read_tokens + u.cache_write_tokens
         self.finish(st, "success", output=result.text, attempt=AttemptRecord(
             key_id=key_id, outcome="interrupted" if result.interrupted else "success", request_id=request_id,

@@ -97,10 +97,9 @@ def policy_path_from(env: Mapping[str, str], state_path: Path | None) -> tuple[P
 
 
 def read_policy_file(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text("utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read treasury policy {path}: {exc.strerror}", file=str(path)) from None
+    from butler_skill.safe_read import read_text
+
+    text = read_text(path, "policy", label="treasury policy")
     try:
         if path.suffix.lower() == ".json":
             data = json.loads(text, parse_float=Decimal)

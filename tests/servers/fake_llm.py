@@ -33,6 +33,8 @@ __all__ = [
     "RecordedRequest",
     "Reply",
     "dropped",
+    "hostile",
+    "hostile_echoes",
     "insufficient_quota",
     "malformed",
     "ok",
@@ -76,6 +78,7 @@ class Reply:
     error_code: str | None = None
     error_message: str | None = None
     echo_auth: bool = False  # the error body echoes the credential headers back
+    hostile: bool = False  # echo the credential every way it can: body, headers, text, stripped, partial, base64
 
 
 def ok(**kw: Any) -> Reply:
@@ -128,6 +131,43 @@ def unauthorized(echo_auth: bool = True, **kw: Any) -> Reply:
         echo_auth=echo_auth,
         **kw,
     )
+
+
+# Prefixes a hostile server strips before echoing the rest (its own list: it does not borrow Butler's).
+_ECHO_PREFIXES = ("sk-ant-api03-", "sk-or-v1-", "sk-proj-", "nvapi-", "gsk_", "sk-", "TEST_API_KEY:")
+
+
+def hostile_echoes(credential: str) -> list[str]:
+    """Every form in which a hostile server repeats a credential: whole, prefix stripped, partial runs of
+    16 and 11 characters from the start, middle and end, and base64 of the header and of the bare key."""
+    body = credential
+    for prefix in _ECHO_PREFIXES:
+        if credential.startswith(prefix):
+            body = credential[len(prefix):]
+            break
+    mid = len(body) // 2
+    import base64
+
+    return [
+        credential,
+        body,
+        body[:16], body[mid - 8:mid + 8], body[-16:],
+        body[3:14], body[-11:],
+        base64.b64encode(f"Bearer {credential}".encode()).decode(),
+        base64.b64encode(f"x:{credential}".encode()).decode(),
+    ]
+
+
+def hostile(status: int = 200, **kw: Any) -> Reply:
+    """A provider that echoes the credential it received in every way it can (see ``hostile_echoes``): in
+    the error body (401/429/500...), in response headers, and inside a 200 completion's text, which streams
+    in 3-character pieces so each echo is split across SSE chunks."""
+    kinds = {401: ("authentication_error", "invalid_api_key"), 429: ("rate_limit_error", "rate_limit_exceeded"),
+             403: ("permission_error", "forbidden")}
+    etype, code = kinds.get(status, ("server_error", None))
+    return Reply(status=status, hostile=True, echo_auth=status >= 400, error_type=etype, error_code=code,
+                 error_message="Request refused.", chunk_chars=3,
+                 headers={"retry-after": "0"} if status == 429 else {}, **kw)
 
 
 def malformed(**kw: Any) -> Reply:
@@ -213,6 +253,15 @@ class _Handler(BaseHTTPRequestHandler):
         rid = reply.request_id or f"req-{n}"
         id_header = "x-request-id" if fmt == "openai" else "request-id"
         headers = {id_header: rid, **reply.headers}
+        if reply.hostile:
+            cred = self._credential(recorded)
+            echoes = hostile_echoes(cred) if cred else []
+            rid = f"req-{n}-{cred}"  # the request id a client may store
+            headers = {**headers, id_header: rid, "x-echo-authorization": cred,
+                       "www-authenticate": f'Bearer error="invalid_token", token="{cred}"',
+                       **{f"x-echo-{i}": e for i, e in enumerate(echoes)}}
+            if reply.status < 400:
+                reply = replace(reply, text="Sure. The key you sent: " + " / ".join(echoes) + " - done.")
         if reply.raw_body is not None:
             self._send(reply.status, reply.raw_body, "application/json", headers)
             return
@@ -234,8 +283,19 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     # -- bodies ---------------------------------------------------------------------------------------
+    @staticmethod
+    def _credential(recorded: RecordedRequest) -> str:
+        for name in ("authorization", "x-api-key"):
+            value = recorded.headers.get(name)
+            if value:
+                return value.removeprefix("Bearer ")
+        return ""
+
     def _error_body(self, fmt: str, reply: Reply, recorded: RecordedRequest) -> dict[str, Any]:
         message = reply.error_message or "error"
+        if reply.hostile:
+            cred = self._credential(recorded)
+            message = f"{message} Echo: " + " | ".join(hostile_echoes(cred)) if cred else message
         if reply.echo_auth:
             # Echo the credential bare (as "Incorrect API key provided: <key>" messages do), every header
             # value bare, and the whole header dict: a client must mask all three.

@@ -129,6 +129,19 @@ class OpenAICompatClient(ChatClient):
             body.pop("stream_options", None)
         return body
 
+    def relay_body(self, body: dict[str, Any], *, model: str, max_tokens: int, stream: bool) -> dict[str, Any]:
+        """Newer OpenAI models take ``max_completion_tokens``: the cap goes where the client put it. A stream
+        always asks for usage (``stream_options.include_usage``), whether or not the client did."""
+        out = dict(body)
+        out["model"] = model
+        out["stream"] = stream
+        out["max_completion_tokens" if "max_completion_tokens" in out else "max_tokens"] = max_tokens
+        if stream:
+            options = dict(out.get("stream_options") or {})
+            options["include_usage"] = True
+            out["stream_options"] = options
+        return out
+
     def _rate_limit(self, headers: Mapping[str, str], now: datetime) -> RateLimitInfo:
         return parse_openai_rate_limit(headers, now)
 

@@ -1,0 +1,1 @@
+"""The gateway: `butler serve` puts Butler in the path of an agent's own model calls (see app.py)."""

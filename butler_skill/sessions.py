@@ -1,0 +1,212 @@
+"""Sessions, one service for every front: open, settle, rotate, rest a key.
+
+`record_usage` and `submit_result` (usage a host reports), the sub-agent runner (calls Butler makes itself)
+and the gateway (calls an agent makes through Butler) all settle and rotate through these functions, so a
+session behaves the same whoever drives it. The rules themselves live in `core/` (selection, rotation,
+pricing, inflight); the state in the store. This module only wires the two together for a `Context`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import AwareDatetime, BaseModel
+
+from butler_skill.core import pricing, rotation, selection
+from butler_skill.core.usage import Usage
+from butler_skill.errors import NoCapacity, UnknownKey
+from butler_skill.models import Alert, ResolvedKey, RotationReason, SessionInfo
+from butler_skill.store.protocol import Grant, Rotation, UsageOutcome
+
+if TYPE_CHECKING:
+    from butler_skill.host.context import Context
+
+SettleStatus = Literal["ok", "rotated", "rotate_recommended", "closed"]
+
+
+class RotationOutcome(BaseModel):
+    rotated: bool
+    from_key_id: str
+    to_key_id: str | None = None
+    reason: RotationReason
+    moved_tokens: int = 0
+    cooldown_until: AwareDatetime | None = None
+    message: str
+
+
+@dataclass(frozen=True)
+class Committed:
+    """Usage written to the ledger, and what it cost."""
+
+    outcome: UsageOutcome
+    cost: float
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """Usage settled, and what it led to (an alert, a rotation, the session's end)."""
+
+    duplicate: bool
+    session: SessionInfo
+    cost: float
+    threshold_crossed: bool
+    alert: Alert | None
+    rotation: RotationOutcome | None
+    status: SettleStatus
+
+
+def key_of(ctx: Context, key_id: str) -> ResolvedKey:
+    return next(k for k in ctx.config.resolved() if k.id == key_id)
+
+
+def open_session(
+    ctx: Context, need: int, *, label: str | None = None, task_id: str | None = None,
+    preferred_provider: str | None = None, input_share: float = 0.5, session_id: str | None = None,
+    lease_seconds: int | None = None, now: datetime | None = None, keys: Sequence[ResolvedKey] | None = None,
+) -> Grant | list[selection.KeyView]:
+    """Reserve `need` tokens on the key `core.selection` chooses (among `keys`, default all) and open a
+    session on it; the key views seen when nothing fits (nothing changes then)."""
+    cfg = ctx.config
+    now = now or ctx.now()
+    return ctx.ledger.open_session(
+        keys=cfg.resolved() if keys is None else keys,
+        pick=lambda views: selection.choose_key(
+            views, need, now, preferred_provider=preferred_provider, input_share=input_share
+        ),
+        need=need, session_id=session_id or ctx.new_id("ses"), label=label, task_id=task_id,
+        threshold_ratio=cfg.rotation_threshold, now=now,
+        lease_seconds=cfg.lease_seconds if lease_seconds is None else lease_seconds,
+    )
+
+
+def provider_request_id(key_id: str, provider_request_id: str | None, fallback: str) -> str:
+    """Provider ids are unique per provider, not across them: namespace them by the key that was used."""
+    return f"{key_id}:{provider_request_id}" if provider_request_id else fallback
+
+
+def commit(ctx: Context, session_id: str, request_id: str, usage: Usage, *, key_id: str | None = None,
+           now: datetime | None = None) -> Committed:
+    """Price `usage` at the key it was spent on and settle it, idempotently by request id. Nothing else
+    happens (no alert, no rotation): for a caller that ends the session itself right after."""
+    key = key_of(ctx, key_id or ctx.ledger.session(session_id).key_id)
+    cost = pricing.cost_of(usage, key)
+    outcome = ctx.ledger.commit_usage(request_id=request_id, session_id=session_id, usage=usage, cost_usd=cost,
+                                      now=now or ctx.now(), lease_seconds=ctx.config.lease_seconds)
+    return Committed(outcome, cost)
+
+
+def _alert(ctx: Context, session: SessionInfo, kind: str, now: datetime, message: str) -> Alert | None:
+    """Raise an alert once per (session, key, kind); the Alert when it is new."""
+    alert_id = ctx.new_id("alr")
+    if not ctx.ledger.raise_alert(alert_id=alert_id, session_id=session.session_id, key_id=session.key_id,
+                                  kind=kind, message=message, now=now):
+        return None
+    return Alert(alert_id=alert_id, kind=kind, session_id=session.session_id, key_id=session.key_id,
+                 message=message, created_at=now)
+
+
+def settle(ctx: Context, session_id: str, request_id: str, usage: Usage, *, close: bool = False) -> Settlement:
+    """Settle one response's usage on a session, then follow `core.rotation.after_usage`: past the threshold
+    an alert, and with auto-rotate a move of the session's next calls to another key; `close` ends the
+    session and releases what it still holds; usage past the allocation leaves an overrun alert."""
+    cfg = ctx.config
+    now = ctx.now()
+    committed = commit(ctx, session_id, request_id, usage, now=now)
+    outcome, cost = committed.outcome, committed.cost
+    session = outcome.session
+    step = rotation.after_usage(
+        leg_used=outcome.leg_used, leg_granted=outcome.leg_granted, ratio=cfg.rotation_threshold,
+        remaining_allocation=session.allocated - session.used, auto_rotate=cfg.auto_rotate, closing=close,
+    ) if session.state == "open" and not outcome.duplicate else "continue"
+    alert: Alert | None = None
+    rotated: RotationOutcome | None = None
+    status: SettleStatus = "ok"
+    if step != "continue":
+        threshold = rotation.threshold_tokens(outcome.leg_granted, cfg.rotation_threshold)
+        alert = _alert(ctx, session, "rotation_threshold", now,
+                       f"session {session.session_id} used {outcome.leg_used} of {outcome.leg_granted} tokens "
+                       f"on {session.key_id} (threshold {threshold})")
+        status = "rotate_recommended"
+    if step == "rotate":
+        rotated, session = rotate(ctx, session.session_id, "threshold")
+        if rotated.rotated:
+            status = "rotated"
+    if close:
+        session = ctx.ledger.close_session(session.session_id, now)
+        status = "closed"
+    over = rotation.overrun(session.used, session.allocated)
+    if over and not outcome.duplicate:
+        # Raised after closing, so it stays pending: the work cost more than it was given.
+        alert = _alert(ctx, session, "overrun", now, f"session {session.session_id} used {session.used} tokens, "
+                       f"{over} more than its allocation of {session.allocated}") or alert
+    return Settlement(duplicate=outcome.duplicate, session=session, cost=cost, threshold_crossed=step != "continue",
+                      alert=alert, rotation=rotated, status=status)
+
+
+def rotate(
+    ctx: Context, session_id: str, reason: RotationReason, *, new_key_id: str | None = None,
+    retry_after_s: float | None = None, keys: Sequence[ResolvedKey] | None = None,
+) -> tuple[RotationOutcome, SessionInfo]:
+    """Move a session's remaining allocation to the key `core.selection.rotation_target` picks among `keys`
+    (default all; or to `new_key_id`); the key left behind rests as `core.rotation.cooldown_until` says."""
+    cfg = ctx.config
+    keys = cfg.resolved() if keys is None else keys
+    if new_key_id is not None and not any(k.id == new_key_id for k in keys):
+        raise UnknownKey(f"no key with id {new_key_id!r}", key_id=new_key_id)
+    now = ctx.now()
+
+    def pick(views: list[selection.KeyView], current: selection.KeyView | None,
+             need: int) -> selection.KeyView | None:
+        return selection.rotation_target(
+            views, current, need, now, rests_whole_scope=rotation.rests_whole_scope(reason),
+            prefer_other_scope=rotation.prefer_other_scope(reason), only_key_id=new_key_id,
+        )
+
+    before = ctx.ledger.session(session_id)
+    result = ctx.ledger.rotate_session(
+        session_id=session_id, keys=keys, pick=pick, reason=reason,
+        cooldown=lambda strikes: rotation.cooldown_until(reason, now, retry_after_s=retry_after_s, strikes=strikes),
+        now=now, lease_seconds=cfg.lease_seconds, rest_scope=rotation.rests_whole_scope(reason),
+    )
+    if isinstance(result, Rotation):
+        return RotationOutcome(
+            rotated=True, from_key_id=result.from_key_id, to_key_id=result.to_key_id, reason=reason,
+            moved_tokens=result.moved, cooldown_until=result.cooldown_until,
+            message=f"session moved from {result.from_key_id} to {result.to_key_id} ({reason})",
+        ), result.session
+    need = max(0, before.allocated - before.used)
+    if new_key_id is not None:
+        raise NoCapacity(f"key {new_key_id} cannot take {need} tokens now (capacity, cooldown or disabled)",
+                         key_id=new_key_id, requested=need)
+    return RotationOutcome(
+        rotated=False, from_key_id=before.key_id, reason=reason,
+        message=f"no other key can take {need} tokens now; the session stays on {before.key_id}",
+    ), before
+
+
+def rest_key(ctx: Context, key_id: str, reason: RotationReason, *, retry_after_s: float | None = None,
+             strikes: int = 1) -> datetime | None:
+    """Put a key (and, for a rate limit, its whole scope) in the cooldown `reason` calls for; until when."""
+    now = ctx.now()
+    until = rotation.cooldown_until(reason, now, retry_after_s=retry_after_s, strikes=strikes)
+    if until is not None:
+        ctx.ledger.set_cooldown(key_id, until, reason, now, keys=ctx.config.resolved(),
+                                rest_scope=rotation.rests_whole_scope(reason))
+    return until
+
+
+def rotate_or_rest(
+    ctx: Context, session_id: str, reason: RotationReason, *, new_key_id: str | None = None,
+    retry_after_s: float | None = None,
+) -> tuple[RotationOutcome, SessionInfo]:
+    """Rotate; when there is nowhere to go but the provider refused the key, rest it anyway
+    (`core.rotation.rests_without_rotation`) so nothing else picks it up."""
+    outcome, session = rotate(ctx, session_id, reason, new_key_id=new_key_id, retry_after_s=retry_after_s)
+    if not outcome.rotated and rotation.rests_without_rotation(reason):
+        until = rest_key(ctx, session.key_id, reason, retry_after_s=retry_after_s)
+        if until is not None:
+            outcome = outcome.model_copy(update={"cooldown_until": until})
+    return outcome, session
