@@ -296,7 +296,7 @@ KNOWN_EXAMPLE_DIGESTS: frozenset[str] = frozenset({
 _PLACEHOLDER_WORDS = (
     "xxxx", "example", "placeholder", "dummy", "your", "redacted", "changeme", "change_me", "sample",
     "insert", "replace", "fake", "notreal", "not_real", "...", ELLIPSIS, "****", "<", ">", "${", "{{", "}}",
-    "%s", "here",
+    "here",
 )
 # Extra stand-in words for free-text values (generic rule only).
 _FREE_WORDS = (
@@ -347,7 +347,9 @@ _IDENTIFIER_LIKE = re.compile(
 _REFERENCE = re.compile(
     r"\$[A-Za-z_]\w*|\$\{[^}]*\}.*|\$\(.*|%[A-Za-z_]\w*%|%\(?[A-Za-z_]*\)?[sdr]|[!&*@][A-Za-z_][\w./-]*"
 )
-_REFERENCE_START = re.compile(r"\$(?:[A-Za-z_{(])|%\(|%[A-Za-z_]+%")
+_REFERENCE_START = re.compile(r"\$(?:[A-Za-z_{(])|%\(")
+# printf-style slots (%s, %d, %(name)s) stand for a value; %S or %st inside random text do not.
+_FORMAT_SLOT = re.compile(r"%(?:\([A-Za-z_]\w*\))?[sd](?![A-Za-z0-9])")
 _PATH = re.compile(r"(?:~|\.{1,2})?/[\w.\-]+(?:/[\w.\-]+)*/?")
 # One word of an identifier: lower, Capitalized, UPPER, an acronym before a Capitalized word, or a number.
 _WORD_PART = re.compile(r"(?:[a-z]{2,}|[A-Z][a-z]+|[A-Z]{2,}(?![a-z]))+[0-9]{0,4}|[A-Za-z]?[0-9]{1,4}")
@@ -426,7 +428,7 @@ def _has_word_exact_case(value: str, words: Iterable[str]) -> bool:
 
 def is_placeholder(body: str, *, free: bool = False) -> bool:
     """Stand-ins that have a key's shape but no key's randomness: xxxx, your-key, abcdef..., 000000."""
-    if not body:
+    if not body or _FORMAT_SLOT.search(body):
         return True
     if free:
         if _has_word(body, _PLACEHOLDER_WORDS) or _has_word(body, _FREE_WORDS):
