@@ -7,9 +7,9 @@
 
 Two corpora are scored: the one the rules were written with (benchmarks/scan_corpus.py) and a second one written
 from other people's published formats and test cases (benchmarks/scan_corpus_public.py). Real code is measured
-by benchmarks/bench_scan_real.py. Accuracy is judged per line: a tool "finds" a labelled secret when it reports anything on that line, and
-every reported line without a labelled secret is a false positive. Both tools scan the same corpus, written
-fresh by benchmarks/scan_corpus.py from a fixed seed. detect-secrets runs as its CLI does
+by benchmarks/bench_scan_real.py. Accuracy is judged per line: a tool "finds" a labelled secret when it reports
+anything on that line, and every reported line without a labelled secret is a false positive. Both tools scan
+the same corpus, written fresh from a fixed seed. detect-secrets runs as its CLI does
 (`detect-secrets scan --all-files`, all plugins and default filters); its throughput is measured as that CLI
 (which uses every core), and with --ds-single-process also in one process through its Python API. Butler uses
 one process. On 2 cores the whole run takes about 7 minutes, nearly all of it detect-secrets on the tree.

@@ -192,7 +192,7 @@ def test_baseline_file_errors(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(InvalidInput, match="not valid JSON"):
         scan(tmp_path, baseline="bad.json")
-    with pytest.raises(InvalidInput, match="not found|no such file"):
+    with pytest.raises(InvalidInput, match=r"not found|no such file"):
         scan(tmp_path, baseline="nope.json")
 
 
