@@ -261,7 +261,7 @@ RULES: tuple[Rule, ...] = (
         id="generic-secret", description="High-entropy value assigned to a secret-looking name",
         confidence=Confidence.MEDIUM, kind="assignment",
         # Every accepted name contains one of these (they are also the anchors names are found from).
-        keywords=("secret", "token", "pass", "pwd", "key", "credential", "authorization"),
+        keywords=("secret", "token", "pass", "pwd", "key", "credential", "auth"),
         keywords_ignore_case=True, pattern=r"[\s\S]{8,256}", name_pattern=_GENERIC_NAMES,
         name_deny=_GENERIC_DENY, entropy=3.0, free_value=True, env_key_names=True,
     ),

@@ -194,3 +194,10 @@ def test_url_placeholders_never_fire_and_real_passwords_always_do(seed: int, pla
     found = scan_text(f"URL={scheme}://user:{pw}@db.internal/app\n", ".env")
     assert [f.rule_id for f in found] == ["url-credentials"]
     assert pw not in found[0].model_dump_json() and pw[3:] not in found[0].preview
+
+
+def test_auth_names_are_secret_like() -> None:
+    pw = password(random.Random(12))
+    assert rules(f'user_auth = "{pw}"\n', "client.py") == ["generic-secret"]
+    assert rules(f"PROXY_AUTH={pw}\n", ".env") == ["generic-secret"]
+    assert rules('auth = "oauth2"\n', "client.py") == []
