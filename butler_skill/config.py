@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
+from butler_skill import price_table
+from butler_skill.core import pricing
 from butler_skill.errors import ConfigError, UnknownKey
 from butler_skill.models import KeyConfig, ResolvedKey
 from butler_skill.registry import facts_for
@@ -72,19 +75,67 @@ class ButlerConfig(BaseModel):
 
 
 def resolve_key(k: KeyConfig) -> ResolvedKey:
+    """Fill a key's defaults: the keys file first, then the price table's row for its model, then the
+    registry's provider facts (cache prices from the provider's ratios when neither gives them)."""
     facts = facts_for(k.provider)
     base_url = k.base_url or facts.base_url
+    model = k.model or facts.default_model
+    row = price_table.lookup(k.provider, model)
+
+    def pick(own: Decimal | float | None, table: Decimal | None, fallback: Decimal | float) -> Decimal:
+        value = own if own is not None else (table if table is not None else fallback)
+        return pricing.money(value)
+
+    pin = pick(k.price_in_per_m, row.input_per_m if row else None, facts.price_in_per_m)
+    pout = pick(k.price_out_per_m, row.output_per_m if row else None, facts.price_out_per_m)
+
+    def cache(own: Decimal | None, table: Decimal | None, ratio: Decimal) -> Decimal:
+        """A cache price: the keys file's, else the table's (scaled when the keys file moved the input
+        price), else the provider's ratio times the input price."""
+        if own is not None:
+            return own
+        if row is not None and table is not None:
+            return table if k.price_in_per_m is None or row.input_per_m == 0 else pin * table / row.input_per_m
+        return pin * ratio
+
+    read = cache(k.price_cache_read_per_m, row.cache_read_per_m if row else None, facts.cache_read_ratio)
+    write = cache(k.price_cache_write_per_m, row.cache_write_per_m if row else None, facts.cache_write_ratio)
+    write_1h = cache(k.price_cache_write_1h_per_m, row.cache_write_1h_per_m if row else None,
+                     facts.cache_write_1h_ratio)
+    source = "keys_file" if k.price_in_per_m is not None or k.price_out_per_m is not None else (
+        "table" if row else "registry")
     return ResolvedKey(
         id=k.id,
         provider=k.provider,
         scope=k.scope or f"{k.provider}:{k.id}",
-        model=k.model or facts.default_model,
+        model=model,
         base_url=base_url,
         wire_format=facts.wire_format,
         tokens_per_day=k.limits.tokens_per_day,
-        price_in_per_m=k.price_in_per_m if k.price_in_per_m is not None else facts.price_in_per_m,
-        price_out_per_m=k.price_out_per_m if k.price_out_per_m is not None else facts.price_out_per_m,
+        price_in_per_m=float(pin),
+        price_out_per_m=float(pout),
         enabled=k.enabled and bool(base_url),
+        price_in_exact=pin,
+        price_out_exact=pout,
+        price_cache_read_per_m=read,
+        price_cache_write_per_m=write,
+        price_cache_write_1h_per_m=write_1h,
+        web_search_per_request=pick(k.web_search_per_request, row.web_search_per_request if row else None,
+                                    facts.web_search_per_request),
+        max_output_tokens=k.max_output_tokens or (row.max_output_tokens if row else None) or facts.max_output_tokens,
+        token_param=k.token_param or facts.token_param,
+        price_source=source,
+    )
+
+
+def model_prices(key: ResolvedKey) -> pricing.ModelPrices:
+    """The exact prices a key settles at."""
+    return pricing.ModelPrices(
+        input_per_m=key.price_in_exact if key.price_in_exact is not None else pricing.money(key.price_in_per_m),
+        output_per_m=key.price_out_exact if key.price_out_exact is not None else pricing.money(key.price_out_per_m),
+        cache_read_per_m=key.price_cache_read_per_m, cache_write_per_m=key.price_cache_write_per_m,
+        cache_write_1h_per_m=key.price_cache_write_1h_per_m, web_search_per_request=key.web_search_per_request,
+        max_output_tokens=key.max_output_tokens,
     )
 
 

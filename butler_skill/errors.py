@@ -45,6 +45,13 @@ class UnknownTask(ButlerError):
     code = "unknown_task"
 
 
+class NotFound(ButlerError):
+    # A file, directory, git revision or record the caller named that is not there (or cannot be read):
+    # the input had the right shape, the world did not match it, so this is not invalid_input.
+    code = "not_found"
+    exit_code = 2  # like grep: the caller named something that is not there
+
+
 class ProviderError(ButlerError):
     code = "provider_error"
 
@@ -82,7 +89,7 @@ ERROR_CODES: tuple[str, ...] = tuple(
         {
             c.code
             for c in (
-                InvalidInput, NoCapacity, UnknownKey, UnknownSession, UnknownTask, ProviderError,
+                InvalidInput, NoCapacity, UnknownKey, UnknownSession, UnknownTask, NotFound, ProviderError,
                 PolicyDenied, ApprovalRequired, ConfigError, StorageError, Conflict, InternalError,
             )
         }

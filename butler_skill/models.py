@@ -7,6 +7,7 @@ from these.
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, model_validator
@@ -37,6 +38,14 @@ class KeyConfig(BaseModel):
     limits: KeyLimits
     price_in_per_m: float | None = Field(default=None, ge=0)
     price_out_per_m: float | None = Field(default=None, ge=0)
+    # Optional overrides of the price table (USD per million tokens; numbers or decimal strings).
+    price_cache_read_per_m: Decimal | None = Field(default=None, ge=0, description="Cache reads.")
+    price_cache_write_per_m: Decimal | None = Field(default=None, ge=0, description="5-minute cache writes.")
+    price_cache_write_1h_per_m: Decimal | None = Field(default=None, ge=0, description="1-hour cache writes.")
+    web_search_per_request: Decimal | None = Field(default=None, ge=0, description="USD per server-side search.")
+    max_output_tokens: int | None = Field(default=None, ge=1, description="The model's output cap.")
+    token_param: Literal["max_tokens", "max_completion_tokens"] | None = Field(
+        default=None, description="Which request field carries the output limit (OpenAI: max_completion_tokens).")
     enabled: bool = True
 
     @model_validator(mode="after")
@@ -61,6 +70,16 @@ class ResolvedKey(BaseModel):
     price_in_per_m: float
     price_out_per_m: float
     enabled: bool = True
+    # Exact prices (USD per million tokens) for settling; None falls back to the input price.
+    price_in_exact: Decimal | None = None
+    price_out_exact: Decimal | None = None
+    price_cache_read_per_m: Decimal | None = None
+    price_cache_write_per_m: Decimal | None = None
+    price_cache_write_1h_per_m: Decimal | None = None
+    web_search_per_request: Decimal = Decimal(0)
+    max_output_tokens: int | None = None
+    token_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    price_source: Literal["keys_file", "table", "registry"] = "registry"
 
 
 class KeyState(BaseModel):

@@ -21,7 +21,7 @@ import os
 import stat
 from pathlib import Path
 
-from butler_skill.errors import ButlerError, ConfigError, InvalidInput
+from butler_skill.errors import ButlerError, ConfigError, InvalidInput, NotFound
 
 MiB = 1024 * 1024
 SIZE_CAPS: dict[str, int] = {
@@ -60,7 +60,9 @@ def read_bytes(path: Path | str, kind: str, /, *, label: str | None = None, **de
     try:
         before = os.stat(p)
     except FileNotFoundError:
-        raise fail("not found (no such file)", "check the path") from None
+        # A well-formed path to nothing: not_found for tool input (config files keep config_error).
+        missing = NotFound if error is InvalidInput else error
+        raise missing(f"cannot read {name} {p}: not found (no such file); check the path", **info) from None
     except OSError as exc:
         raise fail(exc.strerror or type(exc).__name__, "check the path and its permissions") from None
     refused = _what(before.st_mode)

@@ -11,13 +11,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import AwareDatetime, BaseModel
 
-from butler_skill.core import pricing, rotation, selection
+from butler_skill.config import model_prices
+from butler_skill.core import pricing, reporting, rotation, selection
+from butler_skill.core.days import utc_day
 from butler_skill.core.usage import Usage
-from butler_skill.errors import NoCapacity, UnknownKey
+from butler_skill.errors import NoCapacity, ProviderError, UnknownKey
+from butler_skill.handlers.bounds import MAX_CALL_COST_USD, MAX_CALL_TOKENS
 from butler_skill.models import Alert, ResolvedKey, RotationReason, SessionInfo
 from butler_skill.store.protocol import Grant, Rotation, UsageOutcome
 
@@ -39,10 +43,12 @@ class RotationOutcome(BaseModel):
 
 @dataclass(frozen=True)
 class Committed:
-    """Usage written to the ledger, and what it cost."""
+    """Usage written to the ledger, what it cost, and the `overrun` alert when it took the key-day past
+    its limit."""
 
     outcome: UsageOutcome
-    cost: float
+    cost: Decimal
+    alert: Alert | None = None
 
 
 @dataclass(frozen=True)
@@ -51,7 +57,7 @@ class Settlement:
 
     duplicate: bool
     session: SessionInfo
-    cost: float
+    cost: Decimal
     threshold_crossed: bool
     alert: Alert | None
     rotation: RotationOutcome | None
@@ -87,15 +93,49 @@ def provider_request_id(key_id: str, provider_request_id: str | None, fallback: 
     return f"{key_id}:{provider_request_id}" if provider_request_id else fallback
 
 
+def scoped_request_id(session_id: str, request_id: str) -> str:
+    """The ledger's idempotency key: a request id within its session. Provider ids are not unique across
+    sessions (some providers repeat them), so one session's report never swallows another's."""
+    return f"{session_id}/{request_id}"
+
+
 def commit(ctx: Context, session_id: str, request_id: str, usage: Usage, *, key_id: str | None = None,
            now: datetime | None = None) -> Committed:
-    """Price `usage` at the key it was spent on and settle it, idempotently by request id. Nothing else
-    happens (no alert, no rotation): for a caller that ends the session itself right after."""
+    """Price `usage` exactly at the key it was spent on and settle it, idempotently by request id within
+    the session. Nothing else happens (no alert, no rotation): for a caller that ends the session itself."""
     key = key_of(ctx, key_id or ctx.ledger.session(session_id).key_id)
-    cost = pricing.cost_of(usage, key)
-    outcome = ctx.ledger.commit_usage(request_id=request_id, session_id=session_id, usage=usage, cost_usd=cost,
-                                      now=now or ctx.now(), lease_seconds=ctx.config.lease_seconds)
-    return Committed(outcome, cost)
+    cost = pricing.cost_of(usage, model_prices(key))
+    _plausible(usage, cost, key.id)
+    now = now or ctx.now()
+    outcome = ctx.ledger.commit_usage(request_id=scoped_request_id(session_id, request_id), session_id=session_id,
+                                      usage=usage, cost_usd=cost, now=now, lease_seconds=ctx.config.lease_seconds,
+                                      key_limit=key.tokens_per_day)
+    alert = None if outcome.duplicate else _key_day_overrun(ctx, key, outcome.session, now)
+    return Committed(outcome, cost, alert)
+
+
+def _plausible(usage: Usage, cost: Decimal, key_id: str) -> None:
+    """The same bounds the tool schemas put on a caller's figures, for figures a provider reported (the runner
+    and the gateway settle those): past them the report is broken, and counting it could take the ledger's
+    sums past what they can hold. Nothing is settled then."""
+    figures = (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens)
+    if max(figures) > MAX_CALL_TOKENS or not cost.is_finite() or not 0 <= cost <= Decimal(MAX_CALL_COST_USD):
+        raise ProviderError(f"implausible usage reported on key {key_id}: a figure over {MAX_CALL_TOKENS} tokens "
+                            f"or a cost outside 0..{MAX_CALL_COST_USD:g} USD; nothing was settled", key_id=key_id)
+
+
+def _key_day_overrun(ctx: Context, key: ResolvedKey, session: SessionInfo, now: datetime) -> Alert | None:
+    """Usage is counted honestly even past a key's limit (a late report, or more than was held); the
+    key-day then never ends past its limit in silence: an `overrun` alert names the key and the figures."""
+    (view,) = ctx.ledger.key_views([key], now)
+    over = reporting.key_overrun(view)
+    if not over:
+        return None
+    late = " after its lease expired" if session.state == "expired" else ""
+    return _alert(ctx, session, "overrun", now,
+                  f"key {key.id} counted {view.used + view.reserved} tokens on {utc_day(now)}, {over} past its "
+                  f"daily limit of {key.tokens_per_day}: session {session.session_id} reported usage{late} "
+                  "beyond what it held")
 
 
 def _alert(ctx: Context, session: SessionInfo, kind: str, now: datetime, message: str) -> Alert | None:
@@ -121,14 +161,14 @@ def settle(ctx: Context, session_id: str, request_id: str, usage: Usage, *, clos
         leg_used=outcome.leg_used, leg_granted=outcome.leg_granted, ratio=cfg.rotation_threshold,
         remaining_allocation=session.allocated - session.used, auto_rotate=cfg.auto_rotate, closing=close,
     ) if session.state == "open" and not outcome.duplicate else "continue"
-    alert: Alert | None = None
+    alert: Alert | None = committed.alert
     rotated: RotationOutcome | None = None
     status: SettleStatus = "ok"
     if step != "continue":
         threshold = rotation.threshold_tokens(outcome.leg_granted, cfg.rotation_threshold)
         alert = _alert(ctx, session, "rotation_threshold", now,
                        f"session {session.session_id} used {outcome.leg_used} of {outcome.leg_granted} tokens "
-                       f"on {session.key_id} (threshold {threshold})")
+                       f"on {session.key_id} (threshold {threshold})") or alert
         status = "rotate_recommended"
     if step == "rotate":
         rotated, session = rotate(ctx, session.session_id, "threshold")

@@ -106,3 +106,14 @@ def _only_loopback() -> Iterator[None]:
     socket.getaddrinfo = real
     # Code under test may swallow the error as a provider failure: report the attempt anyway.
     assert not refused, f"tests tried to reach non-loopback hosts: {sorted(set(refused))}"
+
+
+# Tests check behaviour, never wall-clock time: Hypothesis's per-example deadline fails a property test when the
+# shared 2-core machine is busy (a 0.2 ms example once took 413 ms), so no deadline.
+try:
+    from hypothesis import settings as _hypothesis_settings
+
+    _hypothesis_settings.register_profile("butler", deadline=None)
+    _hypothesis_settings.load_profile("butler")
+except ImportError:  # pragma: no cover - hypothesis is a test dependency
+    pass

@@ -32,12 +32,24 @@ class KeyFacts(BaseModel):
     secret_fingerprint: str | None  # a hash, to find one secret used under two ids
 
 
+class LedgerFacts(BaseModel):
+    """Which ledger is in use and what it says: never a password (the location is shown without it)."""
+
+    backend: Literal["sqlite", "postgres"]
+    location: str
+    exists: bool = True  # False: a SQLite file not created yet (the first command creates it)
+    error: str | None = None  # cannot connect, cannot read, or a BUTLER_DATABASE_URL Butler cannot use
+    schema_version: int | None = None
+    expected_version: int = 0
+
+
 class SetupFacts(BaseModel):
     keys_file: FileFacts
     keys_error: str | None = None
     state_files: list[FileFacts] = []
     keys: list[KeyFacts] = []
     mcp_on_path: bool = True
+    ledger: LedgerFacts | None = None
 
 
 class Finding(BaseModel):
@@ -70,12 +82,39 @@ def _file_findings(f: FileFacts, what: str, check: str) -> list[Finding]:
     return out
 
 
+def ledger_findings(lf: LedgerFacts) -> list[Finding]:
+    name = "PostgreSQL" if lf.backend == "postgres" else "SQLite"
+    if lf.error:
+        fix = ("check BUTLER_DATABASE_URL, that the server is up and that this user may connect"
+               if lf.backend == "postgres" else "check the state file's path and permissions")
+        return [Finding(level="error", check="ledger.connect", subject=lf.location,
+                        message=f"the {name} ledger cannot be used: {lf.error}", fix=fix)]
+    if not lf.exists:
+        return [Finding(level="ok", check="ledger.backend", subject=lf.location,
+                        message=f"{name} ledger, not created yet (the first command creates it)")]
+    version = lf.schema_version or 0
+    if version > lf.expected_version:
+        return [Finding(level="error", check="ledger.schema", subject=lf.location,
+                        message=f"{name} ledger at schema {version}, newer than this Butler knows "
+                                f"({lf.expected_version})", fix="upgrade Butler on this host")]
+    if version < lf.expected_version:
+        return [Finding(level="warning", check="ledger.schema", subject=lf.location,
+                        message=f"{name} ledger at schema {version} of {lf.expected_version}: "
+                                f"{lf.expected_version - version} migration(s) apply on the next command",
+                        fix="run any butler command (for example `butler status`) to apply them")]
+    shared = ", shared by every host that uses this URL" if lf.backend == "postgres" else ", this host only"
+    return [Finding(level="ok", check="ledger.backend", subject=lf.location,
+                    message=f"{name} ledger{shared}: connected, schema {version} (current)")]
+
+
 def diagnose(facts: SetupFacts) -> list[Finding]:
     out: list[Finding] = []
+    if facts.ledger is not None:
+        out += ledger_findings(facts.ledger)
     kf = facts.keys_file
     if not kf.exists:
-        return [Finding(level="error", check="keys.exists", subject=kf.path, message="no keys file",
-                        fix="butler init   (or set BUTLER_KEYS_PATH)")]
+        return [*out, Finding(level="error", check="keys.exists", subject=kf.path, message="no keys file",
+                              fix="butler init   (or set BUTLER_KEYS_PATH)")]
     out += _file_findings(kf, "the keys file", "keys")
     if facts.keys_error:
         out.append(Finding(level="error", check="keys.valid", subject=kf.path, message=facts.keys_error,

@@ -1,66 +1,164 @@
-"""What a call cost, from its normalised usage and the key's prices. Each token is priced once.
+"""What a call cost, from its normalised usage and the model's prices. Each token is priced once, in Decimal.
 
 Usage is normalised (see adapters/providers/base.py): `input_tokens` is fresh input only; cache reads and
-writes are counted apart; reasoning is inside `output_tokens`. Cache writes are billed as input; cache
-reads at a tenth of the input price (Anthropic's and OpenAI's current discount). A cost the provider
-reported itself (OpenRouter's `usage.cost`) always wins over this estimate.
+cache writes are counted apart (`cache_write_1h_tokens` is the part of the writes kept for an hour);
+reasoning is inside `output_tokens`; `web_search_requests` counts server-side tool calls billed per request.
+
+    cost = input * in + cache_read * read + (cache_write - write_1h) * write + write_1h * write_1h_price
+           + output * out            (all per million tokens)
+         + web_search_requests * web_search_fee
+
+A cost the provider reported itself (OpenRouter's `usage.cost`) wins over this estimate and is kept exactly.
+Money is `Decimal` from the price table to the ledger, which stores it as integer pico-USD (`to_pico`); only
+outputs round, for display. Nothing here reads a clock, a file or the environment.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
-from typing import Protocol
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any, Literal
 
-from butler_skill.core.usage import Usage
+from pydantic import BaseModel, ConfigDict, Field
 
-CACHE_READ_PRICE_RATIO = Decimal("0.1")
+if TYPE_CHECKING:
+    from butler_skill.core.usage import Usage
+
+__all__ = [
+    "PICO",
+    "ModelPrices",
+    "TokenParam",
+    "UsageFigures",
+    "call_cost",
+    "cost_of",
+    "display",
+    "from_pico",
+    "money",
+    "output_limit",
+    "to_pico",
+    "usage_cost",
+    "usd",
+]
+
 _MILLION = Decimal(1_000_000)
+PICO = Decimal("1e-12")
+TokenParam = Literal["max_tokens", "max_completion_tokens"]
 
 
-def _d(x: float) -> Decimal:
-    return Decimal(repr(float(x)))
+def money(value: Any) -> Decimal:
+    """A USD amount as Decimal, exactly as written: floats through their shortest repr (0.00001623 stays
+    0.00001623), strings and ints as they are. Raises ValueError for anything else, NaN, infinity or < 0."""
+    if isinstance(value, bool):
+        raise ValueError(f"not an amount: {value!r}")
+    if isinstance(value, Decimal):
+        d = value
+    elif isinstance(value, int):
+        d = Decimal(value)
+    elif isinstance(value, float):
+        d = Decimal(repr(value))
+    elif isinstance(value, str):
+        try:
+            d = Decimal(value.strip())
+        except InvalidOperation:
+            raise ValueError(f"not an amount: {value!r}") from None
+    else:
+        raise ValueError(f"not an amount: {value!r}")
+    if not d.is_finite() or d < 0:
+        raise ValueError(f"not an amount: {value!r}")
+    return d
 
 
-def usage_cost(
-    *,
-    input_tokens: int,
-    output_tokens: int,
-    cache_read_tokens: int = 0,
-    cache_write_tokens: int = 0,
-    price_in_per_m: float,
-    price_out_per_m: float,
-    price_cache_read_per_m: float | None = None,
-    price_cache_write_per_m: float | None = None,
-    reported: float | None = None,
-    digits: int | None = 6,
-) -> float:
-    """USD for one call. Cache prices default to a tenth of the input price (reads) and the input price
-    (writes); `digits` rounds the result (None: exact to the float)."""
-    if reported is not None:
-        return round(float(reported), digits) if digits is not None else float(reported)
-    pin = _d(price_in_per_m)
-    read = _d(price_cache_read_per_m) if price_cache_read_per_m is not None else pin * CACHE_READ_PRICE_RATIO
-    write = _d(price_cache_write_per_m) if price_cache_write_per_m is not None else pin
-    total = (input_tokens * pin + cache_read_tokens * read + cache_write_tokens * write
-             + output_tokens * _d(price_out_per_m))
-    value = float(total / _MILLION)
-    return round(value, digits) if digits is not None else value
+def to_pico(amount: Decimal) -> int:
+    """Integer pico-USD (1e-12), as the ledger stores money. Exact for every price in the table times a
+    token count; anything finer (a custom price with more than 6 decimals per million) rounds half-even."""
+    return int((amount / PICO).to_integral_value(rounding=ROUND_HALF_EVEN))
 
 
-class Priced(Protocol):
-    """What pricing needs of a key (``models.ResolvedKey`` has it)."""
+def from_pico(pico: int) -> Decimal:
+    return (Decimal(pico) * PICO).normalize() if pico else Decimal(0)
+
+
+class ModelPrices(BaseModel):
+    """USD per million tokens for one model, plus per-request tool fees and the output cap.
+
+    Cache prices left None are derived by the caller from the provider's ratios (registry); here None
+    means "same as input" for reads and writes, which never prices a token below its list price."""
+
+    model_config = ConfigDict(frozen=True)
+
+    input_per_m: Decimal = Field(ge=0)
+    output_per_m: Decimal = Field(ge=0)
+    cache_read_per_m: Decimal | None = Field(default=None, ge=0)
+    cache_write_per_m: Decimal | None = Field(default=None, ge=0, description="5-minute cache writes")
+    cache_write_1h_per_m: Decimal | None = Field(default=None, ge=0, description="1-hour cache writes")
+    web_search_per_request: Decimal = Field(default=Decimal(0), ge=0)
+    max_output_tokens: int | None = Field(default=None, ge=1)
 
     @property
-    def price_in_per_m(self) -> float: ...
+    def read(self) -> Decimal:
+        return self.cache_read_per_m if self.cache_read_per_m is not None else self.input_per_m
 
     @property
-    def price_out_per_m(self) -> float: ...
+    def write(self) -> Decimal:
+        return self.cache_write_per_m if self.cache_write_per_m is not None else self.input_per_m
+
+    @property
+    def write_1h(self) -> Decimal:
+        return self.cache_write_1h_per_m if self.cache_write_1h_per_m is not None else self.write
 
 
-def cost_of(usage: Usage, key: Priced) -> float:
-    """USD for one call's `usage` at `key`'s prices; the provider's own reported cost wins."""
-    return usage_cost(
-        input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
-        cache_read_tokens=usage.cache_read_tokens, cache_write_tokens=usage.cache_write_tokens,
-        price_in_per_m=key.price_in_per_m, price_out_per_m=key.price_out_per_m, reported=usage.cost_usd,
-    )
+class UsageFigures(BaseModel):
+    """The countable parts of one call (what `usage_cost` prices). Mirrors the adapters' `Usage`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    input_tokens: int = Field(default=0, ge=0)
+    output_tokens: int = Field(default=0, ge=0)
+    cache_read_tokens: int = Field(default=0, ge=0)
+    cache_write_tokens: int = Field(default=0, ge=0, description="all cache writes, 1-hour ones included")
+    cache_write_1h_tokens: int = Field(default=0, ge=0, description="the 1-hour part of cache_write_tokens")
+    web_search_requests: int = Field(default=0, ge=0)
+    tool_fees_usd: Decimal = Field(default=Decimal(0), ge=0, description="other per-call fees, as reported")
+
+
+def usage_cost(u: UsageFigures, p: ModelPrices) -> Decimal:
+    """USD for one call from its figures and prices, exact. The 1-hour writes are taken out of the writes
+    (never priced twice); 1-hour writes above the total writes count as 1-hour writes only."""
+    w1h = u.cache_write_1h_tokens
+    w5m = max(0, u.cache_write_tokens - w1h)
+    per_m = (u.input_tokens * p.input_per_m + u.cache_read_tokens * p.read + w5m * p.write
+             + w1h * p.write_1h + u.output_tokens * p.output_per_m)
+    return per_m / _MILLION + u.web_search_requests * p.web_search_per_request + u.tool_fees_usd
+
+
+def call_cost(u: UsageFigures, p: ModelPrices, *, reported: Decimal | None = None,
+              upstream: Decimal | None = None, byok: bool = False) -> Decimal:
+    """What one call cost the user. A provider-reported cost wins (kept exactly). OpenRouter BYOK: the
+    reported `cost` is OpenRouter's fee on its credits and `upstream` what the provider billed the user's
+    own key; both were spent, so both count. Without BYOK, `upstream` is informational (already in cost)."""
+    if reported is None:
+        return usage_cost(u, p)
+    return reported + (upstream if byok and upstream is not None else Decimal(0))
+
+
+def cost_of(usage: Usage, prices: ModelPrices) -> Decimal:
+    """USD for one call's `usage` at a key's prices (`config.model_prices`): the provider's own reported
+    cost wins (plus the upstream bill under OpenRouter BYOK), else the table's prices."""
+    return call_cost(usage.figures(), prices, reported=usage.cost_usd, upstream=usage.upstream_cost_usd,
+                     byok=usage.byok)
+
+
+def output_limit(room: int, cap: int | None) -> int:
+    """The `max_tokens` to send: what is left of the share, never above the model's output cap."""
+    return min(room, cap) if cap is not None else room
+
+
+def usd(amount: Decimal) -> float:
+    """An exact amount as a JSON number for tool outputs: Python's float keeps 15 significant digits, so
+    every amount the ledger holds (pico-USD) below 1,000 USD comes out digit for digit (0.00001623 prints
+    as 1.623e-05). Outputs never round to fewer digits; only tables for people do (`display`)."""
+    return float(amount)
+
+
+def display(amount: Decimal, places: int = 6) -> Decimal:
+    """Round for a human (never for the ledger or a tool output)."""
+    return amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)

@@ -38,13 +38,17 @@ def provider_entry(base_url: str, api_key: str, keys: Sequence[ResolvedKey]) -> 
         m = models.setdefault(k.model, {
             "id": k.model, "name": f"{k.model} (via Butler)", "reasoning": False, "input": ["text"],
             "cost": {"input": 0.0, "output": 0.0, "cacheRead": 0.0, "cacheWrite": 0.0},
-            "contextWindow": 128_000, "maxTokens": 8_192,
+            "contextWindow": 128_000, "maxTokens": k.max_output_tokens or 8_192,
         })
         cost = m["cost"]
         cost["input"] = max(cost["input"], k.price_in_per_m)
         cost["output"] = max(cost["output"], k.price_out_per_m)
-        cost["cacheRead"] = round(cost["input"] / 10, 6)
-        cost["cacheWrite"] = cost["input"]
+        # The key's own cache prices (price table / keys file), as Butler's ledger settles them.
+        read = k.price_cache_read_per_m if k.price_cache_read_per_m is not None else k.price_in_per_m
+        write = k.price_cache_write_per_m if k.price_cache_write_per_m is not None else k.price_in_per_m
+        cost["cacheRead"] = max(cost["cacheRead"], float(read))
+        cost["cacheWrite"] = max(cost["cacheWrite"], float(write))
+        m["maxTokens"] = min(m["maxTokens"], k.max_output_tokens or m["maxTokens"])  # the model's output cap
     return {"baseUrl": base_url.rstrip("/"), "apiKey": api_key, "api": "openai-completions",
             "models": list(models.values())}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -13,7 +14,8 @@ from butler_skill.core.decomposition import ready_after
 from butler_skill.core.decomposition import stages as stage_layers
 from butler_skill.core.prompts import spawn_label, subtask_prompt
 from butler_skill.core.usage import Usage
-from butler_skill.errors import Conflict, InvalidInput, UnknownSession
+from butler_skill.errors import Conflict, UnknownSession
+from butler_skill.handlers.bounds import MAX_CALL_REQUESTS, Budget, Id, Money, ProviderName, TokenCount
 from butler_skill.store.tasks import SubTaskRow, TaskStore
 from butler_skill.subagents.clients import ClientFactory
 from butler_skill.subagents.planning import plan_task, replan_failed, spec_of
@@ -58,7 +60,7 @@ class PlanOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     runTimeoutSeconds: int = Field(default=300, ge=10, le=86_400)
-    preferredProvider: str | None = None
+    preferredProvider: ProviderName | None = None
 
 
 class PlanAgentsInput(BaseModel):
@@ -66,7 +68,7 @@ class PlanAgentsInput(BaseModel):
 
     name: str = Field(min_length=1, max_length=200, description="The task's name.")
     description: str = Field(min_length=1, max_length=50_000, description="What to do: a list or prose.")
-    budget: int = Field(gt=0, le=100_000_000, description="Tokens for the whole task, split over sub-tasks.")
+    budget: Budget = Field(description="Tokens for the whole task, split over sub-tasks.")
     options: PlanOptions = Field(default_factory=PlanOptions)
 
 
@@ -136,7 +138,7 @@ class SpawnAgentInput(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     description: str = Field(min_length=1, max_length=50_000)
-    budget: int = Field(gt=0, le=100_000_000)
+    budget: Budget
     options: SpawnOptions = Field(default_factory=SpawnOptions)
 
 
@@ -167,22 +169,28 @@ def spawn_agent(ctx: Context, inp: SpawnAgentInput) -> SpawnAgentOutput:
 class ReportedUsage(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    input_tokens: int = Field(default=0, ge=0)
-    output_tokens: int = Field(default=0, ge=0)
-    cache_read_tokens: int = Field(default=0, ge=0)
-    cache_write_tokens: int = Field(default=0, ge=0)
-    cost: float | None = Field(default=None, ge=0)
+    input_tokens: TokenCount = 0
+    output_tokens: TokenCount = 0
+    cache_read_tokens: TokenCount = 0
+    cache_write_tokens: TokenCount = 0
+    cache_write_1h_tokens: TokenCount = Field(default=0, description="The 1-hour part of cache_write_tokens.")
+    web_search_requests: int = Field(default=0, ge=0, le=MAX_CALL_REQUESTS,
+                                     description="Server-side searches billed per request.")
+    tool_fees: Money = Field(default=Decimal(0), description="Other server-side tool fees, USD.")
+    cost: Money | None = Field(default=None, description="USD the provider reported, kept exactly.")
+    upstream_cost: Money | None = Field(default=None, description="OpenRouter upstream_inference_cost.")
+    byok: bool = Field(default=False, description="OpenRouter is_byok: upstream_cost counts too.")
 
 
 class SubmitResultInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    session_id: str = Field(min_length=1)
+    session_id: Id
     status: Literal["success", "failed", "timeout", "cancelled"]
     output: str | None = Field(default=None, max_length=200_000)
     error: str | None = Field(default=None, max_length=2_000)
     usage: ReportedUsage = Field(default_factory=ReportedUsage)
-    request_id: str | None = Field(default=None, max_length=200,
+    request_id: Id | None = Field(default=None,
                                    description="Defaults to one per session, so a repeated report counts once.")
 
 
@@ -206,7 +214,8 @@ def submit_result(ctx: Context, inp: SubmitResultInput) -> SubmitResultOutput:
     if row.status in FINAL:
         # One report per sub-task run: the same report again changes nothing; a different one is refused.
         if row.status != inp.status:
-            raise InvalidInput(f"sub-task {row.id} was already reported as {row.status}", path="/status")
+            raise Conflict(f"sub-task {row.id} was already reported as {row.status}", path="/status",
+                           session_id=inp.session_id)
         if total != ctx.ledger.session(inp.session_id).used:
             raise Conflict(f"sub-task {row.id} was already reported with other usage", session_id=inp.session_id)
         duplicate = True
@@ -214,7 +223,9 @@ def submit_result(ctx: Context, inp: SubmitResultInput) -> SubmitResultOutput:
         now = ctx.now()
         sessions.settle(ctx, inp.session_id, inp.request_id or f"result:{inp.session_id}", Usage.of(
             input_tokens=u.input_tokens, output_tokens=u.output_tokens, cache_read_tokens=u.cache_read_tokens,
-            cache_write_tokens=u.cache_write_tokens, cost_usd=u.cost,
+            cache_write_tokens=u.cache_write_tokens, cache_write_1h_tokens=u.cache_write_1h_tokens,
+            web_search_requests=u.web_search_requests, tool_fees_usd=u.tool_fees, cost_usd=u.cost,
+            upstream_cost_usd=u.upstream_cost, byok=u.byok,
         ), close=True)
         key_id = ctx.ledger.session(inp.session_id).key_id
         store.record_attempt(task_id=row.task_id, st_id=row.id, key_id=key_id, outcome=inp.status,
@@ -232,7 +243,7 @@ def submit_result(ctx: Context, inp: SubmitResultInput) -> SubmitResultOutput:
 class AggregateInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    task_id: str = Field(min_length=1)
+    task_id: Id
 
 
 def aggregate_task_results(ctx: Context, inp: AggregateInput) -> TaskAggregate:
@@ -243,7 +254,7 @@ def aggregate_task_results(ctx: Context, inp: AggregateInput) -> TaskAggregate:
 class RetryInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    task_id: str = Field(min_length=1)
+    task_id: Id
     options: SpawnOptions | None = Field(default=None, description="For spawned tasks: how to run the retries.")
 
 

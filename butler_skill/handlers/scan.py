@@ -7,12 +7,13 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from butler_skill.core.scan import Finding, scan_text
-from butler_skill.errors import InvalidInput
+from butler_skill.errors import InvalidInput, NotFound
+from butler_skill.handlers.bounds import MAX_PATHS, PathText
 from butler_skill.scanning.baseline import load_baseline
 from butler_skill.scanning.sources import (
     DEFAULT_MAX_BYTES,
@@ -23,16 +24,18 @@ from butler_skill.scanning.sources import (
     iter_staged,
 )
 
-# A path or revision a caller names: not empty (git refuses an empty pathspec) and without NUL (no file system
-# or git argument can hold one).
-_NO_NUL = r"^[^\x00]+$"
-PathArg = Annotated[str, Field(min_length=1, max_length=4096, pattern=_NO_NUL)]
+REVISION = r"^[^-\s\x00][^\s\x00]*$"  # a branch, tag or commit id: no option-like or spaced text reaches git
 
 
 class ScanSecretsInput(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # staged and since are two different diffs: the schema says "not both" so a client learns it first.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "not": {"required": ["staged", "since"],
+                "properties": {"staged": {"const": True}, "since": {"not": {"type": "null"}}}},
+    })
 
-    paths: list[PathArg] = Field(
+    paths: list[PathText] = Field(
+        max_length=MAX_PATHS,
         default_factory=list,
         description=(
             "Files or directories to scan, relative to the working directory. Empty: the whole working "
@@ -45,19 +48,16 @@ class ScanSecretsInput(BaseModel):
     since: str | None = Field(
         default=None,
         min_length=1,
-        max_length=4096,
-        pattern=_NO_NUL,
+        max_length=256,
+        pattern=REVISION,
         description="Scan lines added by the commits in SINCE..HEAD (a branch, tag or commit id).",
     )
-    baseline: str | None = Field(
+    baseline: PathText | None = Field(
         default=None,
-        min_length=1,
-        max_length=4096,
-        pattern=_NO_NUL,
         description="A baseline JSON file of accepted fingerprints; findings listed there are not reported.",
     )
     max_file_bytes: int = Field(
-        default=DEFAULT_MAX_BYTES, ge=1, description="Files larger than this are skipped (and counted)."
+        default=DEFAULT_MAX_BYTES, ge=1, le=1 << 30, description="Files larger than this are skipped (and counted)."
     )
 
 
@@ -103,7 +103,7 @@ def working_dir(ctx: Any) -> Path:
     cwd = getattr(ctx, "cwd", None)
     path = Path(cwd) if cwd else Path(os.getcwd())
     if not path.is_dir():
-        raise InvalidInput(f"working directory does not exist: {path}", cwd=str(path))
+        raise NotFound(f"working directory does not exist: {path}", cwd=str(path))
     return path
 
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from butler_skill.core.treasury import Decision, IntentState, caps_left, decimal_str
 from butler_skill.errors import ButlerError, InvalidInput
+from butler_skill.handlers.bounds import NO_NUL, given
 from butler_skill.store.treasury import Intent
 from butler_skill.treasury.config import PolicyView, policy_view
 from butler_skill.treasury.service import CreditReport, ExecutionResult, TreasuryService, WalletReport
@@ -223,7 +224,10 @@ def build_status(service: TreasuryService, *, recent: int, refresh: bool) -> Tre
 
 # ---- treasury_autobuy ------------------------------------------------------------------------------
 class TreasuryAutobuyInput(BaseModel):
-    model_config = _STRICT
+    # intent_id only goes with mode=execute; the schema says so (works in every JSON Schema draft).
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"not": given("intent_id")}, {"required": ["mode"], "properties": {"mode": {"const": "execute"}}},
+    ]})
 
     mode: Literal["evaluate", "propose", "execute"] = Field(
         default="evaluate",
@@ -231,7 +235,7 @@ class TreasuryAutobuyInput(BaseModel):
                     "(auto-approved only under auto_approve_max). execute: send approved intents.",
     )
     dry_run: bool = Field(default=True, description="True (default): report only; nothing is stored or sent.")
-    intent_id: str | None = Field(default=None, min_length=1, max_length=100,
+    intent_id: str | None = Field(default=None, min_length=1, max_length=100, pattern=NO_NUL,
                                   description="With mode=execute: send only this (approved) intent.")
 
 

@@ -208,7 +208,8 @@ def _extensions() -> list[Any]:
     for module_name, attr in (("butler_skill.host.cli_scan", "register"),
                               ("butler_skill.host.cli_treasury", "register"),
                               ("butler_skill.host.cli_doctor", "register"),
-                              ("butler_skill.host.cli_gateway", "register")):
+                              ("butler_skill.host.cli_gateway", "register"),
+                              ("butler_skill.host.cli_prices", "register")):
         try:
             module = __import__(module_name, fromlist=[attr])
         except ImportError:

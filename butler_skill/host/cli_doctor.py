@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from butler_skill.config import git_exposure, keys_path_from, parse_keys, resolve_key, state_path_from
-from butler_skill.core.doctor import FileFacts, KeyFacts, SetupFacts, diagnose
+from butler_skill.core.doctor import FileFacts, KeyFacts, LedgerFacts, SetupFacts, diagnose
 from butler_skill.errors import ConfigError
 from butler_skill.registry import PROVIDERS
+from butler_skill.store.backend import inspect_ledger
 
 MARKS = {"ok": "✓", "warning": "!", "error": "✗"}
 
@@ -28,7 +29,8 @@ def _file(path: Path) -> FileFacts:
 def gather(env: dict[str, str], keys_path: Path | None = None, state_path: Path | None = None) -> SetupFacts:
     kp = keys_path_from(env, keys_path)
     sp = state_path_from(env, kp, state_path)
-    facts = SetupFacts(keys_file=_file(kp), mcp_on_path=shutil.which("butler-mcp", path=env.get("PATH")) is not None)
+    facts = SetupFacts(keys_file=_file(kp), mcp_on_path=shutil.which("butler-mcp", path=env.get("PATH")) is not None,
+                       ledger=LedgerFacts.model_validate(inspect_ledger(sp, env)))
     if not kp.exists():
         return facts
     try:

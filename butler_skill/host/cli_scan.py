@@ -109,7 +109,7 @@ def run_scan(args: argparse.Namespace) -> int:
             print(json.dumps(exc.to_payload()), file=sys.stderr)
         else:
             print(f"butler scan: {exc.code}: {exc.message}", file=sys.stderr)
-        return EXIT_USAGE if isinstance(exc, InvalidInput) else EXIT_FOUND
+        return EXIT_USAGE if exc.exit_code == 2 else EXIT_FOUND
     except ValueError as exc:  # pydantic validation of the input model
         print(f"butler scan: invalid_input: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -62,11 +62,13 @@ class Context:
     @cached_property
     def db(self) -> Database:
         from butler_skill.host.redaction import redactor_for
-        from butler_skill.store.db import Database
+        from butler_skill.store.backend import open_database
 
+        # SQLite in the state folder, or the PostgreSQL ledger BUTLER_DATABASE_URL names (same interface).
         # Every text Butler writes to the ledger passes the same redactor as its outputs and logs.
         cfg = self.config
-        return Database(cfg.state_path, redact=redactor_for(self).redact, busy_timeout_ms=cfg.busy_timeout_ms)
+        return open_database(cfg.state_path, self.env, redact=redactor_for(self).redact,  # type: ignore[return-value]
+                             busy_timeout_ms=cfg.busy_timeout_ms)
 
     @cached_property
     def ledger(self) -> TokenLedger:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from functools import cache
 from typing import Any
 
@@ -63,11 +64,24 @@ def _describe(error: Any) -> str:
 
 def validate_output(manifest: Manifest, tool: ToolSpec, result: BaseModel) -> dict[str, Any]:
     data: dict[str, Any] = result.model_dump(mode="json", by_alias=True)
+    if not _finite(data):
+        # JSON has no Infinity or NaN: a figure like that is a bug (every input figure is bounded).
+        raise InternalError(f"{tool.name}: handler output holds a non-finite number", tool=tool.name)
     errors = list(_validator(str(manifest.schema_path(tool.output_schema))).iter_errors(data))
     if errors:
         raise InternalError(f"{tool.name}: handler output broke its schema at {_pointer(errors[0].absolute_path)}",
                             tool=tool.name)
     return data
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    return True
 
 
 def run_handler(tool: ToolSpec, ctx: Context, inp: BaseModel) -> BaseModel:
@@ -103,4 +117,4 @@ def call_tool(name: str, payload: Any, ctx: Context, manifest: Manifest | None =
 def error_exit_code(envelope: dict[str, Any]) -> int:
     if envelope.get("ok"):
         return 0
-    return 2 if envelope["error"]["code"] == "invalid_input" else 1
+    return 2 if envelope["error"]["code"] in ("invalid_input", "not_found") else 1

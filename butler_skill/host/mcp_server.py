@@ -1,6 +1,9 @@
 """`butler-mcp`: Butler's tools over MCP stdio, for OpenClaw (`openclaw mcp add butler --command butler-mcp`)
 and any other MCP host. The tool list is skill.yaml; each call goes through the same dispatch as the CLI
 and returns the JSON envelope as text content (hosts may not forward structured content to the model).
+Each tool also publishes its output schema (`outputSchema`), and a successful call returns its result as
+`structuredContent` beside the text, as the MCP revision of 2025-06-18 and later describe; an error keeps
+only the envelope as text, with `isError`.
 """
 
 from __future__ import annotations
@@ -44,10 +47,12 @@ def tool_list(manifest: Manifest) -> list[types.Tool]:
     tools = []
     for spec in manifest.tools:
         schema = json.loads(manifest.schema_path(spec.input_schema).read_text("utf-8"))
+        output = json.loads(manifest.schema_path(spec.output_schema).read_text("utf-8"))
         tools.append(types.Tool(
             name=spec.name,
             description=describe(spec),
             input_schema=schema,
+            output_schema=output,
             annotations=types.ToolAnnotations(
                 title=spec.name.replace("_", " "),
                 read_only_hint=not spec.mutates,
@@ -70,10 +75,11 @@ def build_server(ctx: Context, manifest: Manifest | None = None) -> Server[Any]:
         envelope = await anyio.to_thread.run_sync(
             partial(call_tool, params.name, params.arguments or {}, ctx, manifest)
         )
-        return types.CallToolResult(
-            content=[types.TextContent(text=json.dumps(envelope, indent=2))],
-            is_error=not envelope["ok"],
-        )
+        text = [types.TextContent(text=json.dumps(envelope, indent=2, allow_nan=False))]
+        if not envelope["ok"]:
+            return types.CallToolResult(content=text, is_error=True)
+        # The result validated against the output schema in dispatch: it is the structured content.
+        return types.CallToolResult(content=text, structured_content=envelope["result"], is_error=False)
 
     return Server(
         manifest.name,
@@ -93,7 +99,12 @@ async def serve(ctx: Context) -> None:
 def main() -> int:
     ctx = Context()
     # stdout is the protocol channel: logs go to stderr, through the redaction filter.
-    install_log_redaction(ctx, stream=sys.stderr)  # stdout carries the protocol
+    try:
+        install_log_redaction(ctx, stream=sys.stderr)  # stdout carries the protocol
+    except OSError as exc:  # BUTLER_LOG_FILE cannot be opened: one line a person can act on, no traceback
+        print(f"butler-mcp: config_error: cannot use {exc.filename or 'the log file'}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
     try:
         anyio.run(serve, ctx)
     except KeyboardInterrupt:

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from butler_skill.errors import InvalidInput
+from butler_skill.errors import ConfigError, InvalidInput, NotFound
 
 DEFAULT_MAX_BYTES = 8 * 1024 * 1024
 _BINARY_SNIFF = 8192
@@ -175,7 +175,7 @@ def iter_files(
         p = Path(raw)
         p = p if p.is_absolute() else cwd / p
         if not p.exists() and not p.is_symlink():
-            raise InvalidInput(f"no such file or directory: {raw}", path=raw)
+            raise NotFound(f"no such file or directory: {raw}", path=raw)
         resolved.append(p)
     for p in resolved:
         if p.is_dir() and not p.is_symlink():
@@ -218,7 +218,7 @@ def _git(cwd: Path, *args: str, input_bytes: bytes | None = None) -> bytes:
             [*_GIT_BASE, *args], cwd=cwd, input=input_bytes, capture_output=True, env=_git_env(), check=False
         )
     except FileNotFoundError as exc:
-        raise InvalidInput("git is not installed or not on PATH") from exc
+        raise ConfigError("git is not installed or not on PATH: install git to scan staged changes or history") from exc
     if proc.returncode != 0:
         message = _decode(proc.stderr).strip().splitlines()
         raise InvalidInput(
@@ -231,11 +231,11 @@ def _git(cwd: Path, *args: str, input_bytes: bytes | None = None) -> bytes:
 def repo_root(cwd: Path) -> Path:
     """The work tree's top level, or InvalidInput when cwd is not inside a git work tree."""
     if not cwd.is_dir():
-        raise InvalidInput(f"working directory does not exist: {cwd}", cwd=str(cwd))
+        raise NotFound(f"working directory does not exist: {cwd}", cwd=str(cwd))
     try:
         out = _git(cwd, "rev-parse", "--show-toplevel")
     except InvalidInput as exc:
-        raise InvalidInput(f"not inside a git repository: {cwd}", cwd=str(cwd)) from exc
+        raise NotFound(f"not inside a git repository: {cwd}", cwd=str(cwd)) from exc
     return Path(_decode(out).strip())
 
 
@@ -459,7 +459,7 @@ def verify_rev(cwd: Path, rev: str) -> str:
         cwd=cwd, capture_output=True, env=_git_env(), check=False,
     )
     if proc.returncode != 0:
-        raise InvalidInput(f"unknown revision: {rev!r}", rev=rev)
+        raise NotFound(f"unknown revision: {rev!r}", rev=rev)
     return _decode(proc.stdout).strip()
 
 

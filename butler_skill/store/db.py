@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from butler_skill.errors import StorageError
+from butler_skill.store.dialect import for_dialect
 
 BUSY_TIMEOUT_MS = 30_000
 T = TypeVar("T")
@@ -141,6 +142,8 @@ class Database:
     `redact`: applied to every str parameter of statements inside `write()` (None: none).
     `busy_timeout_ms`: how long a statement waits for another process's lock before `storage_error`.
     """
+
+    dialect = "sqlite"
 
     def __init__(self, path: str | Path, redact: Callable[[str], str] | None = None,
                  busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
@@ -267,7 +270,7 @@ class Database:
             for migration in migrations:
                 if migration.version in have:
                     continue
-                for statement in _statements(migration.sql):
+                for statement in _statements(for_dialect(migration.sql, "sqlite")):
                     tx.execute(statement)
                 tx.execute(
                     "INSERT INTO schema_migrations(version, name) VALUES (?, ?)",
@@ -280,6 +283,10 @@ class Database:
         with self._guard():
             row = self._connection().execute("SELECT MAX(version) AS v FROM schema_migrations").fetchone()
         return int(row["v"] or 0)
+
+    def describe(self) -> str:
+        """Where this ledger lives: for `butler doctor`."""
+        return f"sqlite:///{self.path}"
 
     def close(self) -> None:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)

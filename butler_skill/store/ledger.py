@@ -14,9 +14,11 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from butler_skill.core.days import utc_day
+from butler_skill.core.pricing import from_pico, money, to_pico, usd
 from butler_skill.core.rotation import threshold_tokens
 from butler_skill.core.selection import KeyView
 from butler_skill.core.usage import Usage
@@ -36,16 +38,17 @@ class Ledger:
         with self.db.read() as conn:
             return _key_views(conn, keys, now)
 
-    def costs_today(self, now: datetime) -> dict[str, float]:
+    def costs_today(self, now: datetime) -> dict[str, Decimal]:
+        """USD per key today, exact (from the integer pico-USD counters)."""
         with self.db.read() as conn:
-            rows = conn.execute("SELECT key_id, cost_usd FROM key_day_counters WHERE day = ?", (utc_day(now),))
-            return {r["key_id"]: float(r["cost_usd"]) for r in rows}
+            rows = conn.execute("SELECT key_id, cost_pusd FROM key_day_counters WHERE day = ?", (utc_day(now),))
+            return {r["key_id"]: from_pico(int(r["cost_pusd"])) for r in rows}
 
-    def costs_by_key(self) -> dict[str, float]:
-        """LLM cost recorded per key over all days (the treasury derives prepaid credit from it)."""
+    def costs_by_key(self) -> dict[str, Decimal]:
+        """LLM cost recorded per key over all days, exact (the treasury derives prepaid credit from it)."""
         with self.db.read() as conn:
-            rows = conn.execute("SELECT key_id, SUM(cost_usd) AS cost FROM key_day_counters GROUP BY key_id")
-            return {r["key_id"]: float(r["cost"]) for r in rows}
+            rows = conn.execute("SELECT key_id, SUM(cost_pusd) AS cost FROM key_day_counters GROUP BY key_id")
+            return {r["key_id"]: from_pico(int(r["cost"] or 0)) for r in rows}
 
     def session(self, session_id: str) -> SessionInfo:
         with self.db.read() as conn:
@@ -132,50 +135,72 @@ class Ledger:
         request_id: str,
         session_id: str,
         usage: Usage,
-        cost_usd: float,
+        cost_usd: Decimal | float,
         now: datetime,
         lease_seconds: int,
+        key_limit: int | None = None,
     ) -> UsageOutcome:
         """Settle one provider response against the session's current leg. The same request id twice
         changes nothing; the same id with other figures is a conflict. `cost_usd` is what
-        `core.pricing.cost_of` made of `usage` (reported when `usage.cost_usd` was given)."""
+        `core.pricing.cost_of` made of `usage` (reported when `usage.cost_usd` was given). Money is stored
+        as integer pico-USD (exact for every reported cost and table price); the old REAL columns get the
+        same figure as a float, no longer read.
+
+        Usage belongs to the UTC day it is reported on (`now`), whatever day the leg was reserved on. A leg
+        reserved on an earlier day gives that day's hold back first and, for an open session, holds the
+        same again on today's counter if it fits under `key_limit` (the key's tokens_per_day); else the
+        session holds nothing today and its usage is counted as it comes. Usage reported after a session
+        ended (its lease expired, its hold released) is still counted: the provider spent those tokens.
+        The caller then checks the key-day against its limit (`sessions.commit` raises `overrun`)."""
         input_tokens, output_tokens = usage.input_tokens, usage.output_tokens
         cache_read_tokens, cache_write_tokens = usage.cache_read_tokens, usage.cache_write_tokens
+        cache_write_1h_tokens, web_search_requests = usage.cache_write_1h_tokens, usage.web_search_requests
         cost_reported, estimated = usage.cost_usd is not None, usage.estimated
+        pusd = to_pico(money(cost_usd))
+        upstream_pusd = to_pico(usage.upstream_cost_usd) if usage.upstream_cost_usd is not None else None
+        cost_real = float(from_pico(pusd))
         total = input_tokens + output_tokens + cache_read_tokens + cache_write_tokens
         with self.db.write() as conn:
             _expire_leases(conn, now)
             prior = conn.execute("SELECT * FROM usage_records WHERE request_id = ?", (request_id,)).fetchone()
             if prior is not None:
-                figures = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
-                given = (input_tokens, output_tokens, cache_read_tokens, cache_write_tokens)
+                figures = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+                           "cache_write_1h_tokens", "web_search_requests")
+                given = (input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens,
+                         web_search_requests)
                 if prior["session_id"] != session_id or tuple(prior[f] for f in figures) != given:
                     raise Conflict(f"request {request_id} was already settled with different usage",
                                    request_id=request_id)
                 row = _session_row(conn, session_id)
                 return UsageOutcome(True, _session(row), row["leg_used"], row["leg_granted"])
             row = _session_row(conn, session_id)
-            key_id, day = row["key_id"], row["leg_day"]
+            day = utc_day(now)
+            if row["leg_day"] != day:
+                _carry_leg(conn, row, day, key_limit)
+                row = _session_row(conn, session_id)
+            key_id = row["key_id"]
             consumed = min(total, row["leg_held"])
             conn.execute(
                 "INSERT INTO usage_records(request_id, session_id, key_id, day, input_tokens, output_tokens,"
                 " cache_read_tokens, cache_write_tokens, total_tokens, cost_usd, cost_reported, estimated,"
-                " recorded_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " recorded_at, cost_pusd, upstream_cost_pusd, cache_write_1h_tokens, web_search_requests)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (request_id, session_id, key_id, day, input_tokens, output_tokens, cache_read_tokens,
-                 cache_write_tokens, total, cost_usd, int(cost_reported), int(estimated), ts(now)),
+                 cache_write_tokens, total, cost_real, int(cost_reported), int(estimated), ts(now), pusd,
+                 upstream_pusd, cache_write_1h_tokens, web_search_requests),
             )
-            conn.execute("INSERT OR IGNORE INTO key_day_counters(key_id, day) VALUES (?, ?)", (key_id, day))
+            _counter_row(conn, key_id, day)
             conn.execute(
                 "UPDATE key_day_counters SET used = used + ?, reserved = reserved - ?,"
-                " cost_usd = cost_usd + ? WHERE key_id = ? AND day = ?",
-                (total, consumed, cost_usd, key_id, day),
+                " cost_usd = cost_usd + ?, cost_pusd = cost_pusd + ? WHERE key_id = ? AND day = ?",
+                (total, consumed, cost_real, pusd, key_id, day),
             )
             # Usage after a session ended still counts against the key; only an open session renews its lease.
             lease = ts(now + timedelta(seconds=lease_seconds)) if row["state"] == "open" else row["lease_expires_at"]
             conn.execute(
-                "UPDATE sessions SET used = used + ?, cost_usd = cost_usd + ?, leg_held = leg_held - ?,"
-                " leg_used = leg_used + ?, lease_expires_at = ?, updated_at = ? WHERE id = ?",
-                (total, cost_usd, consumed, total, lease, ts(now), session_id),
+                "UPDATE sessions SET used = used + ?, cost_usd = cost_usd + ?, cost_pusd = cost_pusd + ?,"
+                " leg_held = leg_held - ?, leg_used = leg_used + ?, lease_expires_at = ?, updated_at = ? WHERE id = ?",
+                (total, cost_real, pusd, consumed, total, lease, ts(now), session_id),
             )
             row = _session_row(conn, session_id)
             return UsageOutcome(False, _session(row), row["leg_used"], row["leg_granted"])
@@ -246,8 +271,8 @@ class Ledger:
         """Record an alert once per (session, key, kind). True when it is new."""
         with self.db.write() as conn:
             cur = conn.execute(
-                "INSERT OR IGNORE INTO alerts(id, session_id, key_id, kind, message, created_at)"
-                " VALUES (?,?,?,?,?,?)", (alert_id, session_id, key_id, kind, message, ts(now)),
+                "INSERT INTO alerts(id, session_id, key_id, kind, message, created_at)"
+                " VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING", (alert_id, session_id, key_id, kind, message, ts(now)),
             )
             if cur.rowcount:
                 _event(conn, now, "alert", session_id, key_id, {"kind": kind, "message": message})
@@ -330,14 +355,37 @@ _RESERVE = ("UPDATE key_day_counters SET reserved = reserved + ?"
 
 def _reserve(conn: sqlite3.Connection, key: KeyView, need: int, now: datetime) -> bool:
     """The one conditional update that grants tokens: used + reserved + need <= limit, or nothing."""
-    day = utc_day(now)
-    args = (need, key.key_id, day, need, key.tokens_per_day)
+    return _grant(conn, key.key_id, utc_day(now), need, key.tokens_per_day)
+
+
+def _grant(conn: sqlite3.Connection, key_id: str, day: str, need: int, limit: int) -> bool:
+    if need <= 0:
+        return True  # granting nothing cannot break a limit, even on a key a late report pushed past it
+    args = (need, key_id, day, need, limit)
     if conn.execute(_RESERVE, args).rowcount == 1:
         return True
     # No row yet for this key and day (the first grant of the day): create it, then try once more.
-    if conn.execute("INSERT OR IGNORE INTO key_day_counters(key_id, day) VALUES (?, ?)", (key.key_id, day)).rowcount:
+    if _counter_row(conn, key_id, day):
         return conn.execute(_RESERVE, args).rowcount == 1
     return False
+
+
+def _counter_row(conn: sqlite3.Connection, key_id: str, day: str) -> bool:
+    """Make sure the (key, day) counter exists; True when this call created it."""
+    return bool(conn.execute("INSERT INTO key_day_counters(key_id, day) VALUES (?, ?)"
+                             " ON CONFLICT (key_id, day) DO NOTHING", (key_id, day)).rowcount)
+
+
+def _carry_leg(conn: sqlite3.Connection, row: sqlite3.Row, day: str, key_limit: int | None) -> None:
+    """Move a leg reserved on an earlier UTC day to `day`. The earlier day is over, so its hold goes back
+    (else it would sit on that day's counter for good). An open session holds the same again today when
+    it still fits under the key's limit (so work granted yesterday is not double-booked against today's
+    full limit by newcomers); when it does not fit, or the limit is unknown, it holds nothing today."""
+    held = row["leg_held"]
+    _release_leg(conn, row)
+    carried = held if row["state"] == "open" and key_limit is not None and _grant(
+        conn, row["key_id"], day, held, key_limit) else 0
+    conn.execute("UPDATE sessions SET leg_day = ?, leg_held = ? WHERE id = ?", (day, carried, row["id"]))
 
 
 def _insert_session(conn: sqlite3.Connection, session_id: str, label: str | None, task_id: str | None, key_id: str,
@@ -397,7 +445,7 @@ def _session(row: sqlite3.Row) -> SessionInfo:
         session_id=row["id"], label=row["label"], task_id=row["task_id"], key_id=row["key_id"],
         allocated=row["allocated"], used=row["used"], held=row["leg_held"],
         rotation_threshold=threshold_tokens(row["leg_granted"], row["threshold_ratio"]),
-        cost=round(row["cost_usd"], 6), state=row["state"], created_at=parse_ts(row["created_at"]),
+        cost=usd(from_pico(int(row["cost_pusd"]))), state=row["state"], created_at=parse_ts(row["created_at"]),
     )
 
 

@@ -2,7 +2,8 @@
 
 Handlers and the runner depend on these operations only. Every write is one transaction; every grant is the
 conditional `used + reserved + n <= limit`; usage is settled idempotently by request id; holds expire by lease.
-`butler_skill.store.ledger.Ledger` is the SQLite implementation (a test keeps the signatures identical).
+`butler_skill.store.ledger.Ledger` implements it on both databases (SQLite, and PostgreSQL through
+`store/pg.py`); a test keeps the signatures identical.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
 from butler_skill.core.selection import KeyView
@@ -54,18 +56,21 @@ class TokenLedger(Protocol):
         request_id: str,
         session_id: str,
         usage: Usage,
-        cost_usd: float,
+        cost_usd: Decimal | float,
         now: datetime,
         lease_seconds: int,
+        key_limit: int | None = None,
     ) -> UsageOutcome:
-        """Settle one provider response, idempotently by request id."""
+        """Settle one provider response, idempotently by request id, on the UTC day of `now`; a leg
+        reserved on an earlier day is carried to it (re-held only when it fits under `key_limit`). Money is
+        kept exactly."""
         ...
 
-    def costs_by_key(self) -> dict[str, float]:
+    def costs_by_key(self) -> dict[str, Decimal]:
         """LLM cost recorded per key over all days (the treasury derives prepaid credit from it)."""
         ...
 
-    def costs_today(self, now: datetime) -> dict[str, float]:
+    def costs_today(self, now: datetime) -> dict[str, Decimal]:
         ...
 
     def events(self, kind: str | None = None, limit: int = 20) -> list[Event]:

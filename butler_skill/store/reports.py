@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel
 
 from butler_skill.core.days import utc_day
+from butler_skill.core.pricing import from_pico, usd
 from butler_skill.models import Alert, SessionInfo
 from butler_skill.store.db import Database
 from butler_skill.store.ledger import _session
@@ -72,36 +73,36 @@ class Reports:
         span = history_days(now, days)
         with self.db.read() as conn:
             rows = conn.execute(
-                "SELECT day, key_id, used, reserved, cost_usd FROM key_day_counters"
+                "SELECT day, key_id, used, reserved, cost_pusd FROM key_day_counters"
                 " WHERE day >= ? AND day <= ? ORDER BY day, key_id", (span[0], span[-1]),
             ).fetchall()
         return [DayKeyFigures(day=r["day"], key_id=r["key_id"], used=int(r["used"]), reserved=int(r["reserved"]),
-                              cost=round(float(r["cost_usd"]), 6)) for r in rows]
+                              cost=usd(from_pico(int(r["cost_pusd"])))) for r in rows]
 
     def spend_by_label(self, now: datetime, days: int = HISTORY_DAYS, limit: int = 50) -> list[SpendRow]:
         """Sessions opened outside a task in the window, grouped by label, most expensive first."""
         with self.db.read() as conn:
             rows = conn.execute(
                 "SELECT COALESCE(label, '') AS name, COUNT(*) AS n, SUM(allocated) AS allocated, SUM(used) AS used,"
-                " SUM(cost_usd) AS cost FROM sessions WHERE created_at >= ? AND task_id IS NULL"
+                " SUM(cost_pusd) AS cost FROM sessions WHERE created_at >= ? AND task_id IS NULL"
                 " GROUP BY COALESCE(label, '') ORDER BY cost DESC, used DESC, name LIMIT ?",
                 (_window_start(now, days), min(limit, MAX_ROWS)),
             ).fetchall()
         return [SpendRow(name=r["name"], sessions=int(r["n"]), allocated=int(r["allocated"]), used=int(r["used"]),
-                         cost=round(float(r["cost"]), 6)) for r in rows]
+                         cost=usd(from_pico(int(r["cost"] or 0)))) for r in rows]
 
     def spend_by_task(self, now: datetime, days: int = HISTORY_DAYS, limit: int = 50) -> list[SpendRow]:
         """Sessions of tasks in the window (every round of every sub-task), grouped by task."""
         with self.db.read() as conn:
             rows = conn.execute(
                 "SELECT s.task_id AS task_id, t.name AS name, COUNT(*) AS n, SUM(s.allocated) AS allocated,"
-                " SUM(s.used) AS used, SUM(s.cost_usd) AS cost FROM sessions s JOIN tasks t ON t.id = s.task_id"
+                " SUM(s.used) AS used, SUM(s.cost_pusd) AS cost FROM sessions s JOIN tasks t ON t.id = s.task_id"
                 " WHERE s.created_at >= ? AND s.task_id IS NOT NULL"
                 " GROUP BY s.task_id, t.name ORDER BY cost DESC, used DESC, s.task_id LIMIT ?",
                 (_window_start(now, days), min(limit, MAX_ROWS)),
             ).fetchall()
         return [SpendRow(name=r["name"], task_id=r["task_id"], sessions=int(r["n"]), allocated=int(r["allocated"]),
-                         used=int(r["used"]), cost=round(float(r["cost"]), 6)) for r in rows]
+                         used=int(r["used"]), cost=usd(from_pico(int(r["cost"] or 0)))) for r in rows]
 
     def cooldowns(self, now: datetime) -> list[CooldownRow]:
         """Keys resting now (one row per key at most: the table is bounded by the keys file)."""

@@ -28,7 +28,7 @@ from butler_skill.core.treasury import (
     decimal_str,
     provider_account,
 )
-from butler_skill.errors import Conflict, InvalidInput, PolicyDenied
+from butler_skill.errors import Conflict, NotFound, PolicyDenied
 from butler_skill.store.db import Database
 from butler_skill.store.timestamps import parse_ts, ts
 
@@ -276,8 +276,8 @@ class TreasuryStore:
             for posting in postings:
                 posting_id = f"{intent_id}/{posting.kind}"
                 cur = tx.execute(
-                    "INSERT OR IGNORE INTO treasury_postings (id, intent_id, kind, idempotency_key, provider_tx_id,"
-                    " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO treasury_postings (id, intent_id, kind, idempotency_key, provider_tx_id,"
+                    " created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                     (posting_id, intent_id, posting.kind, current.idempotency_key, provider_tx_id, ts(now)),
                 )
                 if cur.rowcount != 1:
@@ -331,7 +331,7 @@ def _row_entry(r: sqlite3.Row) -> Entry:
 def _intent(conn: sqlite3.Connection, intent_id: str) -> Intent:
     row = conn.execute("SELECT * FROM treasury_intents WHERE id = ?", (intent_id,)).fetchone()
     if row is None:
-        raise InvalidInput(f"no treasury intent with id {intent_id!r}", intent_id=intent_id)
+        raise NotFound(f"no treasury intent with id {intent_id!r}", intent_id=intent_id)
     return _row_intent(row)
 
 

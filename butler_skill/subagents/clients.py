@@ -120,12 +120,14 @@ class ClientFactory:
         self._demo_http = httpx.AsyncClient(transport=self.demo)
 
     def client_for(self, key: ResolvedKey) -> ChatClient:
+        # The model's output cap bounds every request; the limit goes in the field the key's API expects.
+        cap, param = key.max_output_tokens, key.token_param
         if key.provider == "demo":
-            return OpenAICompatClient(self._demo_http, key.base_url, None)
+            return OpenAICompatClient(self._demo_http, key.base_url, None, max_output_tokens=cap, token_param=param)
         secret = self.config.secret_for(key.id)
         if key.wire_format == "anthropic":
-            return AnthropicClient(self._http, key.base_url, secret)
-        return OpenAICompatClient(self._http, key.base_url, secret)
+            return AnthropicClient(self._http, key.base_url, secret, max_output_tokens=cap)
+        return OpenAICompatClient(self._http, key.base_url, secret, max_output_tokens=cap, token_param=param)
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from butler_skill.core import selection
 from butler_skill.core.allocation import shares_usable, split_budget, subtask_lease_seconds
 from butler_skill.core.decomposition import SubTaskSpec, decompose
-from butler_skill.errors import InvalidInput
+from butler_skill.errors import NoCapacity
 from butler_skill.store.tasks import PlannedSubTask, SubTaskRow, TaskStore
 
 if TYPE_CHECKING:
@@ -32,8 +32,11 @@ def plan_task(
     specs = decompose(description, name)
     shares = split_budget(budget, [(s.estimated_tokens, s.priority) for s in specs])
     if not shares_usable(shares):
-        raise InvalidInput(f"a budget of {budget} tokens cannot give each of {len(specs)} sub-tasks a share",
-                           path="budget", subtasks=len(specs))
+        # The sub-task count comes from the description's content, which no schema can bound: the budget
+        # is too small for this task, not malformed (so no_capacity, not invalid_input).
+        raise NoCapacity(f"a budget of {budget} tokens cannot give each of {len(specs)} sub-tasks a share",
+                         path="/budget", subtasks=len(specs), requested=len(specs), largest_available=budget,
+                         hint="raise the budget or merge sub-tasks")
     task_id = ctx.new_id("task")
     planned = [PlannedSubTask(spec=s, share=share, session_id=ctx.new_id("ses")) for s, share in zip(specs, shares,
                                                                                                        strict=True)]
@@ -52,10 +55,11 @@ def replan_failed(ctx: Context, task_id: str, failed: Sequence[SubTaskRow], rema
                   preferred_provider: str | None = None) -> list[SubTaskRow]:
     """Fresh shares for failed sub-tasks out of what the task's budget has left."""
     items = [(s.estimated_tokens, s.priority) for s in failed]
-    shares = split_budget(remaining_budget, items)  # type: ignore[arg-type]
+    # Sub-tasks that used more than their shares can leave the budget below zero: nothing to split then.
+    shares = split_budget(max(0, remaining_budget), items)  # type: ignore[arg-type]
     if not failed or not shares_usable(shares):
-        raise InvalidInput(f"{remaining_budget} tokens left in the budget cannot cover {len(failed)} retries",
-                           path="task_id", remaining_budget=remaining_budget)
+        raise NoCapacity(f"{remaining_budget} tokens left in the budget cannot cover {len(failed)} retries",
+                         path="/task_id", remaining_budget=remaining_budget)
     now = ctx.now()
     cfg = ctx.config
     store = task_store(ctx)

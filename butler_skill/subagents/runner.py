@@ -26,7 +26,8 @@ from butler_skill.subagents.clients import ClientFactory
 if TYPE_CHECKING:
     from butler_skill.host.context import Context
 
-ProgressStatus = Literal["waiting", "running", "retrying", "rotated", "success", "failed", "timeout", "cancelled"]
+ProgressStatus = Literal["waiting", "running", "retrying", "rotated", "success", "failed", "timeout", "cancelled",
+                         "interrupted"]
 
 
 class SpawnOptions(BaseModel):
@@ -203,13 +204,25 @@ class _Run:
         assert isinstance(result, CompletionResult)
         u = result.usage.model_copy(update={"estimated": True}) if result.interrupted else result.usage
         now = self.ctx.now()
-        request_id = sessions.provider_request_id(key_id, result.request_id, f"{st.session_id}:{attempt}")
+        # One settlement per call: the attempt number keeps calls apart even when a provider repeats its response
+        # ids (sessions.commit scopes every id by its session, so other sub-tasks never collide either).
+        request_id = f"{attempt}/" + sessions.provider_request_id(key_id, result.request_id, "no-id")
         outcome = sessions.commit(self.ctx, st.session_id, request_id, u, key_id=key_id, now=now).outcome
         tokens = u.input_tokens + u.output_tokens + u.cache_read_tokens + u.cache_write_tokens
+        if result.interrupted:
+            # A cut answer is not a result: settled pessimistically above, kept as output, reported failed
+            # ("interrupted: ...") so aggregation counts it and retry_failed_tasks can run it again.
+            error = f"interrupted: {result.interruption or 'stream ended early'}; usage estimated"
+            self.finish(st, "failed", output=result.text, error=error, attempt=AttemptRecord(
+                key_id=key_id, outcome="interrupted", request_id=request_id, tokens=tokens,
+                error=result.interruption, started=started, ended=now))
+            self.emit(st, "interrupted", key_id=key_id, attempt=attempt, tokens=outcome.session.used, message=error)
+            return
+        note = "usage lost after the finish: settled at the output limit (estimated)" if result.usage_lost else None
         self.finish(st, "success", output=result.text, attempt=AttemptRecord(
-            key_id=key_id, outcome="interrupted" if result.interrupted else "success", request_id=request_id,
-            tokens=tokens, error=result.interruption, started=started, ended=now))
-        self.emit(st, "success", key_id=key_id, attempt=attempt, tokens=outcome.session.used)
+            key_id=key_id, outcome="success", request_id=request_id, tokens=tokens, error=note, started=started,
+            ended=now))
+        self.emit(st, "success", key_id=key_id, attempt=attempt, tokens=outcome.session.used, message=note or "")
 
 
 async def run_task(ctx: Context, task_id: str, options: SpawnOptions, factory: ClientFactory, *,

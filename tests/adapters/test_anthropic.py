@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import httpx
@@ -101,7 +102,7 @@ def test_request_shape_and_usage(fake_llm: FakeLLM) -> None:
     assert (u.input_tokens, u.cache_read_tokens, u.cache_write_tokens, u.output_tokens) == (10, 300, 200, 5)
     assert u.total_input_tokens == 510 and u.total_tokens == 515 and not u.estimated
     # each part priced once: 10 x $3 + 300 x $0.30 + 200 x $3.75 + 5 x $15, per million
-    assert price(u, 3.0, 15.0, 0.3, 3.75) == pytest.approx((30 + 90 + 750 + 75) / 1e6, abs=1e-15)
+    assert price(u, 3.0, 15.0, 0.3, 3.75) == Decimal(30 + 90 + 750 + 75) / 1_000_000
 
 
 def test_stream_takes_the_last_cumulative_output_count(fake_llm: FakeLLM) -> None:

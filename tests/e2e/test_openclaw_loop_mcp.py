@@ -116,8 +116,11 @@ def test_plan_spawn_submit_retry_aggregate_over_mcp(env: dict[str, str]) -> None
             {**good, "surprise": True},
             {**good, "options": {"runTimeoutSeconds": 1}},
             {**good, "options": {"maxConcurrent": 3}},  # a spawn option: plan_agents refuses it
-            {**good, "budget": 2},  # four sub-tasks cannot each get a share of 2 tokens
         ])
+        # Well-formed, but four sub-tasks cannot each get a share of 2 tokens: no_capacity, nothing changes.
+        before = await host.snapshot()
+        small = await host.call("plan_agents", {**good, "budget": 2})
+        assert small["error"]["code"] == "no_capacity" and await host.snapshot() == before
         plan = await host.ok("plan_agents", {**good, "options": {"runTimeoutSeconds": 600}})
         task_id = plan["task_id"]
         agents = {a["sub_task_id"]: a for a in plan["agents"]}
@@ -178,9 +181,12 @@ def test_plan_spawn_submit_retry_aggregate_over_mcp(env: dict[str, str]) -> None
             {"status": "success"},
             {"session_id": pending_sid, "status": "success", "bogus": True},
             {"session_id": GROQ_SECRET, "status": "won", "output": GROQ_SECRET},
-            # st-2 was reported a success: it cannot turn into a failure afterwards.
-            {"session_id": agents["st-2"]["session_id"], "status": "failed", "usage": {"input_tokens": 99}},
         ], task_id)
+        # st-2 was reported a success: it cannot turn into a failure afterwards (a conflict, nothing changes).
+        before = await host.snapshot(task_id)
+        flipped = await host.call("submit_result", {"session_id": agents["st-2"]["session_id"], "status": "failed",
+                                                    "usage": {"input_tokens": 99}})
+        assert flipped["error"]["code"] == "conflict" and await host.snapshot(task_id) == before
         unknown = await host.call("submit_result", {"session_id": GROQ_SECRET, "status": "success"})
         assert unknown["error"]["code"] == "unknown_session"
 

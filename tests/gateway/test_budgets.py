@@ -71,7 +71,8 @@ def test_a_bound_call_gets_at_most_what_its_session_has_left(gw: Harness) -> Non
     r = httpx.post(gw.url + CHAT, content=raw, headers={**gw.headers(), "content-type": "application/json"})
     assert r.status_code == 200
     prompt = -(-len(raw) // 4)
-    assert gw.fake.requests[0].json["max_tokens"] == 300 - prompt
+    sent = gw.fake.requests[0].json  # an OpenAI key: the current chat API's field, never both
+    assert sent["max_completion_tokens"] == 300 - prompt and "max_tokens" not in sent
 
 
 def test_a_spent_session_answers_a_budget_error_the_agent_can_act_on(gw: Harness) -> None:

@@ -43,7 +43,10 @@ def test_call_with_inline_file_and_stdin_input(env: dict[str, str], tmp_path: Pa
 
 
 @pytest.mark.parametrize(("args", "code"), [
-    (["call", "allocate_tokens", "--input", '{"tokens": 5}'], 2),
+    (["call", "allocate_tokens", "--input", '{"label": "no prd, no count"}'], 2),
+    (["call", "allocate_tokens", "--input", '{"prd_text": "x", "prd_path": "x.md"}'], 2),
+    (["call", "record_usage", "--input", '{"session_id": "s", "request_id": "r", "input_tokens": 1, "output_tokens": 1,'
+                                         ' "cost": 1e308}'], 2),
     (["call", "allocate_tokens", "--input", "not json"], 2),
     (["call", "allocate_tokens", "--input", "@/nonexistent/file.json"], 2),
     (["call", "rotate_key", "--input", '{"session_id": "ses_nope"}'], 1),

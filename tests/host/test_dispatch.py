@@ -93,7 +93,8 @@ def test_prd_path_relative_to_cwd_and_missing(ctx: Context, tmp_path) -> None:
     a = ok(call_tool("allocate_tokens", {"prd_path": "prd.md"}, ctx))
     assert a["estimate"]["requirements"] == 3
     missing = call_tool("allocate_tokens", {"prd_path": "nope.md"}, ctx)
-    assert missing["error"]["code"] == "invalid_input" and missing["error"]["details"]["path"] == "prd_path"
+    # The path has the right shape; the file is not there: not_found (exit 2), not invalid_input.
+    assert missing["error"]["code"] == "not_found" and missing["error"]["details"]["path"] == "prd_path"
 
 
 def test_secret_in_an_error_is_redacted(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -44,9 +44,14 @@ def test_lists_every_manifest_tool_with_schemas(env: dict[str, str]) -> None:
     listed = anyio.run(_session_run, env, body)
     names = [t.name for t in listed.tools]
     assert names == [t.name for t in load_manifest().tools]
+    manifest = load_manifest()
     for tool in listed.tools:
         assert tool.input_schema["type"] == "object"
         assert len(f"butler__{tool.name}") <= 64
+        spec = manifest.tool(tool.name)
+        assert spec is not None
+        # Each tool publishes the output schema its results validate against (MCP outputSchema).
+        assert tool.output_schema == json.loads(manifest.schema_path(spec.output_schema).read_text("utf-8"))
 
 
 def test_calls_tools_and_rejects_bad_input(env: dict[str, str]) -> None:
@@ -61,9 +66,12 @@ def test_calls_tools_and_rejects_bad_input(env: dict[str, str]) -> None:
     alloc, bad, unknown, status = anyio.run(_session_run, env, body)
     a = _envelope(alloc)
     assert a["ok"] is True and alloc.is_error is False
+    # The result comes as structured content too, equal to the text envelope's result.
+    assert alloc.structured_content == a["result"]
     assert a["result"]["key_id"] in {"alpha-1", "alpha-2", "beta-1"}
     b = _envelope(bad)
     assert bad.is_error is True and b["error"]["code"] == "invalid_input" and b["error"]["details"]["path"] == "/tokens"
+    assert bad.structured_content is None  # an error is the envelope as text only
     assert _envelope(unknown)["error"]["code"] == "unknown_session"
     s = _envelope(status)["result"]
     assert s["tokens"]["active_sessions"] == 1  # the bad call changed nothing

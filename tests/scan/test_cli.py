@@ -57,7 +57,7 @@ def test_bad_usage_exit_2(leaky: tuple[Path, str], capsys, monkeypatch) -> None:
     assert run(["--staged", "--since", "HEAD"], d, capsys, monkeypatch)[0] == 2
     assert run(["--max-bytes", "0"], d, capsys, monkeypatch)[0] == 2
     code, _, err = run(["--baseline", "nope.json"], d, capsys, monkeypatch)
-    assert code == 2 and "invalid_input" in err
+    assert code == 2 and "not_found" in err
 
 
 def test_json_and_sarif_formats(leaky: tuple[Path, str], capsys, monkeypatch) -> None:

@@ -108,8 +108,9 @@ def test_prd_path_fifo_and_dev_zero_answer_invalid_input_promptly(world: dict[st
     zero = Path(world["work"]) / "zero"  # type: ignore[arg-type]
     zero.symlink_to("/dev/zero")
     out = _alloc(world, "zero")
-    # /dev/zero is outside the working directory once the link is resolved; both checks refuse it.
-    assert out["error"]["code"] == "invalid_input"  # type: ignore[index]
+    # /dev/zero is outside the working directory once the link is resolved; both checks refuse it (the
+    # confinement first: a well-formed path the person's settings do not allow is policy_denied).
+    assert out["error"]["code"] == "policy_denied"  # type: ignore[index]
     out = _alloc(world, "zero", BUTLER_READ_PATHS="/dev")
     assert out["error"]["code"] == "invalid_input" and "character device" in out["error"]["message"]  # type: ignore[index]
 
@@ -123,7 +124,7 @@ def test_prd_path_is_confined_to_cwd_and_the_allowlist(world: dict[str, object])
     (work / "escape.md").symlink_to(outside / "prd.md")
     for target in (str(outside / "prd.md"), "../elsewhere/prd.md", "escape.md", "/etc/passwd"):
         out = _alloc(world, target)
-        assert out["error"]["code"] == "invalid_input", target  # type: ignore[index]
+        assert out["error"]["code"] == "policy_denied", target  # type: ignore[index]
         assert "BUTLER_READ_PATHS" in out["error"]["message"]  # type: ignore[index]
         # nothing about the file (its size, its estimate) comes back
         assert "estimate" not in json.dumps(out)

@@ -79,6 +79,7 @@ class Reply:
     error_message: str | None = None
     echo_auth: bool = False  # the error body echoes the credential headers back
     hostile: bool = False  # echo the credential every way it can: body, headers, text, stripped, partial, base64
+    sse_events: tuple[str, ...] | None = None  # a stream sends these events verbatim (documented shapes)
 
 
 def ok(**kw: Any) -> Reply:
@@ -273,7 +274,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         model = reply.model or str(request.get("model") or "fake-model")
         try:
-            if request.get("stream"):
+            if request.get("stream") and reply.sse_events is not None:
+                self._send_stream(reply, [e.encode() for e in reply.sse_events], headers)
+            elif request.get("stream"):
                 events = (self._openai_events if fmt == "openai" else self._anthropic_events)(reply, model, rid)
                 self._send_stream(reply, events, headers)
             else:

@@ -17,16 +17,18 @@ LIMIT = 5_000
 EACH = 100  # 50 reservations fit
 
 
-def _ctx(folder: Path) -> Context:
-    return Context(env={"HOME": str(folder)}, keys_path=folder / "keys.json", state_path=folder / "state.db")
+def _ctx(folder: Path, database_env: dict[str, str] | None = None) -> Context:
+    # database_env selects the ledger (PostgreSQL when it names one); every Context opens its own pool.
+    return Context(env={"HOME": str(folder), **(database_env or {})}, keys_path=folder / "keys.json",
+                   state_path=folder / "state.db")
 
 
 def _one_key(folder: Path) -> None:
     write_keys(folder / "keys.json", [{"id": "tiny", "provider": "groq", "limits": {"tokens_per_day": LIMIT}}])
 
 
-def _grab(folder: Path, attempts: int) -> int:
-    ctx = _ctx(folder)
+def _grab(folder: Path, attempts: int, database_env: dict[str, str] | None = None) -> int:
+    ctx = _ctx(folder, database_env)
     granted = 0
     try:
         for _ in range(attempts):
@@ -40,13 +42,13 @@ def _grab(folder: Path, attempts: int) -> int:
     return granted
 
 
-def test_threads_never_overspend(tmp_path: Path) -> None:
+def test_threads_never_overspend(tmp_path: Path, database_env: dict[str, str]) -> None:
     _one_key(tmp_path)
     results: list[int] = []
     lock = threading.Lock()
 
     def worker() -> None:
-        got = _grab(tmp_path, 10)
+        got = _grab(tmp_path, 10, database_env)
         with lock:
             results.append(got)
 
@@ -57,23 +59,23 @@ def test_threads_never_overspend(tmp_path: Path) -> None:
         th.join()
     granted = sum(results)
     assert granted == LIMIT
-    ctx = _ctx(tmp_path)
+    ctx = _ctx(tmp_path, database_env)
     totals = ctx.ledger.totals(ctx.now())
     assert totals["reserved"] + totals["used"] == granted
     assert len(ctx.ledger.sessions()) == LIMIT // EACH
     ctx.close()
 
 
-def _proc_main(folder: str, attempts: int, out: mp.Queue) -> None:  # type: ignore[type-arg]
-    out.put(_grab(Path(folder), attempts))
+def _proc_main(folder: str, attempts: int, out: mp.Queue, database_env: dict[str, str]) -> None:  # type: ignore[type-arg]
+    out.put(_grab(Path(folder), attempts, database_env))
 
 
 @pytest.mark.slow
-def test_processes_never_overspend(tmp_path: Path) -> None:
+def test_processes_never_overspend(tmp_path: Path, database_env: dict[str, str]) -> None:
     _one_key(tmp_path)
     spawn = mp.get_context("spawn")
     queue = spawn.Queue()
-    procs = [spawn.Process(target=_proc_main, args=(str(tmp_path), 25, queue)) for _ in range(4)]
+    procs = [spawn.Process(target=_proc_main, args=(str(tmp_path), 25, queue, database_env)) for _ in range(4)]
     for p in procs:
         p.start()
     granted = [queue.get(timeout=120) for _ in procs]
@@ -81,7 +83,7 @@ def test_processes_never_overspend(tmp_path: Path) -> None:
         p.join(timeout=60)
         assert p.exitcode == 0
     assert sum(granted) == LIMIT  # 100 attempts for 50 places
-    ctx = _ctx(tmp_path)
+    ctx = _ctx(tmp_path, database_env)
     totals = ctx.ledger.totals(ctx.now())
     assert totals["reserved"] == sum(granted) and totals["used"] == 0
     ctx.close()

@@ -159,3 +159,10 @@ def test_log_file_that_cannot_be_opened_is_one_line(tmp_path: Path, env: dict[st
     res = butler({**env, "BUTLER_LOG_FILE": str(tmp_path)}, "call", "get_status")
     assert res.returncode == 1 and res.stderr.startswith("butler: config_error: cannot use")
     assert str(tmp_path) in res.stderr and "Traceback" not in res.stderr
+
+
+def test_mcp_server_with_an_unusable_log_file_is_one_line(tmp_path: Path, env: dict[str, str]) -> None:
+    res = subprocess.run([str(BIN / "butler-mcp")], env={**env, "BUTLER_LOG_FILE": str(tmp_path)}, input="",
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1 and res.stderr.startswith("butler-mcp: config_error: cannot use")
+    assert "Traceback" not in res.stderr

@@ -41,7 +41,7 @@ def test_plan_reserves_exactly_the_budget_and_report_settles_it(ctx: Context) ->
     changed = call_tool("submit_result", {**report, "usage": {"input_tokens": 5_000}}, ctx)
     assert changed["error"]["code"] == "conflict"
     flipped = call_tool("submit_result", {**report, "status": "failed"}, ctx)
-    assert flipped["error"]["code"] == "invalid_input"
+    assert flipped["error"]["code"] == "conflict"  # a well-formed report that contradicts the first one
     agg = ok(call_tool("aggregate_task_results", {"task_id": plan["task_id"]}, ctx))
     assert agg["totalTokensUsed"] == 1_000 and agg["details"][0]["attempts"] == 1 and agg["pending"] == 3
 

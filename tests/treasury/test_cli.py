@@ -103,7 +103,7 @@ def test_reject_reset_policy_status(ctx: Context, harness: Harness) -> None:
 
 def test_errors_exit_codes(ctx: Context, harness: Harness) -> None:
     code, _, err = run(ctx, "approve", "topup_nope", "--yes")
-    assert code == 2 and "invalid_input" in err
+    assert code == 2 and "not_found" in err  # an intent id that names nothing
     intent = proposal(harness)
     code, _, err = run(ctx, "execute", intent.id)
     assert code == 1 and "approval_required" in err

@@ -93,24 +93,19 @@ def _text_of(content: Any) -> str:
     return ""
 
 
-def _merge_usage(previous: Usage | None, raw: Mapping[str, Any]) -> Usage:
-    """Fields present in ``raw`` replace the previous values (stream usage is cumulative)."""
-    base = previous or Usage()
-    return Usage.of(
-        input_tokens=_pick(raw, "input_tokens", base.input_tokens),
-        output_tokens=_pick(raw, "output_tokens", base.output_tokens),
-        cache_read_tokens=_pick(raw, "cache_read_input_tokens", base.cache_read_tokens),
-        cache_write_tokens=_pick(raw, "cache_creation_input_tokens", base.cache_write_tokens),
-    )
-
-
-def _pick(raw: Mapping[str, Any], field: str, default: int) -> int:
-    value = raw.get(field)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"not a token count: {field}")
-    return value
+def _merge_usage(state: StreamState, raw: Mapping[str, Any]) -> None:
+    """Fields present in ``raw`` replace the previous values (stream usage is cumulative, nested objects
+    such as ``cache_creation`` and ``server_tool_use`` field by field); then the whole is read again."""
+    merged: dict[str, Any] = dict(state.raw_usage or {})
+    for name, value in raw.items():
+        if value is None:
+            continue
+        if isinstance(value, Mapping) and isinstance(merged.get(name), Mapping):
+            merged[name] = {**merged[name], **{k: v for k, v in value.items() if v is not None}}
+        else:
+            merged[name] = value
+    state.usage = Usage.from_anthropic(merged)
+    state.raw_usage = merged
 
 
 class AnthropicClient(ChatClient):
@@ -199,7 +194,8 @@ class AnthropicClient(ChatClient):
             if isinstance(message.get("model"), str):
                 state.model = message["model"]
             if isinstance(message.get("usage"), Mapping):
-                state.usage = _merge_usage(None, message["usage"])
+                state.raw_usage = None
+                _merge_usage(state, message["usage"])
         elif etype == "content_block_delta":
             delta = data.get("delta") or {}
             if delta.get("type") == "text_delta" and isinstance(delta.get("text"), str) and delta["text"]:
@@ -209,7 +205,7 @@ class AnthropicClient(ChatClient):
             if delta.get("stop_reason"):
                 state.finish_reason = delta["stop_reason"]
             if isinstance(data.get("usage"), Mapping):
-                state.usage = _merge_usage(state.usage, data["usage"])
+                _merge_usage(state, data["usage"])
         elif etype == "message_stop":
             state.done = True
         elif etype == "error":

@@ -36,6 +36,7 @@ from typing import Any, Literal, get_args
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
+from butler_skill.core.pricing import output_limit
 from butler_skill.core.usage import Usage
 from butler_skill.errors import ProviderError
 from butler_skill.registry import WireFormat
@@ -53,6 +54,7 @@ __all__ = [
     "estimate_prompt_tokens",
     "estimated_usage",
     "iter_sse",
+    "output_limit",
     "parse_duration",
     "parse_retry_after",
     "redact",
@@ -101,6 +103,8 @@ class CompletionResult(BaseModel):
     rate_limit: RateLimitInfo = Field(default_factory=RateLimitInfo)
     interrupted: bool = Field(default=False, description="the stream ended early; usage is an estimate")
     interruption: str | None = Field(default=None, description="why it ended early (no secrets)")
+    usage_lost: bool = Field(default=False, description="a whole stream whose usage chunk never came: the "
+                             "usage is a pessimistic estimate (output at the request's limit)")
 
 
 class ProviderFailure(ProviderError):
@@ -329,10 +333,11 @@ def estimated_usage(
     """A stand-in Usage marked ``estimated``.
 
     Input: what the provider already reported when it did (Anthropic's ``message_start`` carries the real,
-    final input count), else ``prompt_estimate``. Output, pessimistic (an interrupted stream: we cannot know
-    how much the provider generated and will bill): the largest of ``max_tokens``, the output seen and
-    ceil(len(text) / 4). Otherwise (the answer completed without reporting usage): the larger of the output
-    seen and ceil(len(text) / 4).
+    final input count), else ``prompt_estimate``. Output, pessimistic (an interrupted stream, or a whole
+    stream whose usage chunk was lost: we cannot know how much the provider generated and will bill): the
+    largest of ``max_tokens`` (the limit the request carried, already bounded by the model's output cap),
+    the output seen and ceil(len(text) / 4). Otherwise (a non-stream answer without usage): the larger of
+    the output seen and ceil(len(text) / 4).
     """
     seen_output = seen.output_tokens if seen else 0
     out_from_text = math.ceil(len(text) / 4)
@@ -342,6 +347,8 @@ def estimated_usage(
             input_tokens=seen.input_tokens,
             cache_read_tokens=seen.cache_read_tokens,
             cache_write_tokens=seen.cache_write_tokens,
+            cache_write_1h_tokens=seen.cache_write_1h_tokens,
+            web_search_requests=seen.web_search_requests,
             output_tokens=output,
             estimated=True,
         )
@@ -402,6 +409,7 @@ class StreamState:
     model: str | None = None
     finish_reason: str | None = None
     usage: Usage | None = None
+    raw_usage: dict[str, Any] | None = None  # the wire usage merged so far (Anthropic streams)
     done: bool = False
     interruption: str | None = None
     failure_kind: ProviderFailureKind | None = None
@@ -423,6 +431,10 @@ class ChatClient:
     Secrets: failure messages pass through ``redact`` with the API key and every ``extra_headers`` value, so
     neither appears even when the server echoes the request back; credential-shaped strings are masked too.
 
+    Output caps: ``max_output_tokens`` (the model's, from the price table) bounds the ``max_tokens`` given to
+    ``complete``; ``token_param`` names the request field that carries it (OpenAI's current chat API and its
+    reasoning models want ``max_completion_tokens``).
+
     Timeouts: ``timeout_s`` bounds the whole call (``asyncio.timeout``) and every httpx operation. Streams:
     an answer that stops early (connection dropped, timeout, error event, end without a finish) returns the
     text received with ``interrupted=True`` and a pessimistic estimated usage when any text arrived; when no
@@ -441,7 +453,11 @@ class ChatClient:
         *,
         extra_headers: Mapping[str, str] | None = None,
         clock: Callable[[], datetime] | None = None,
+        max_output_tokens: int | None = None,
+        token_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens",
     ) -> None:
+        self._max_output = max_output_tokens
+        self._token_param = token_param
         self._client = client
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key or None
@@ -475,7 +491,7 @@ class ChatClient:
         """A client's own request body, to forward as is except for the model and the output cap (and what
         the wire format needs to report usage). Used by the gateway (``adapters/providers/relay.py``)."""
         out = dict(body)
-        out.update(model=model, max_tokens=max_tokens, stream=stream)
+        out.update(model=model, max_tokens=output_limit(max_tokens, self._max_output), stream=stream)
         return out
 
     # shared -----------------------------------------------------------------------------------------
@@ -532,6 +548,7 @@ class ChatClient:
         """One completion. Raises ``ProviderFailure``; see the class doc for streams that stop early."""
         if max_tokens < 1:
             raise ValueError("max_tokens must be at least 1")
+        max_tokens = output_limit(max_tokens, self._max_output)  # never above what the model can emit
         body = self._body(model, messages, max_tokens, stream, dict(extra or {}))
         prompt_estimate = estimate_prompt_tokens(messages)
         state = StreamState(parts=[])
@@ -632,12 +649,14 @@ class ChatClient:
                 rate_limit=rate_limit,
                 request_id=state.request_id,
             )
-        if interrupted:
+        lost = not interrupted and state.usage is None
+        if interrupted or lost:
+            # Cut, or whole but its usage chunk never came: the provider bills what it generated, which we
+            # cannot see; settle at the request's limit (bounded by the model's output cap), marked estimated.
             usage = estimated_usage(prompt_estimate, max_tokens, state.text, state.usage, pessimistic=True)
-        elif state.usage is not None:
-            usage = state.usage
         else:
-            usage = estimated_usage(prompt_estimate, max_tokens, state.text, None, pessimistic=False)
+            assert state.usage is not None
+            usage = state.usage
         return CompletionResult(
             text=state.text,
             usage=usage,
@@ -647,4 +666,5 @@ class ChatClient:
             rate_limit=rate_limit,
             interrupted=interrupted,
             interruption=redact(state.interruption or "stream ended early", self._secrets) if interrupted else None,
+            usage_lost=lost,
         )

@@ -31,6 +31,7 @@ from butler_skill.adapters.providers.base import (
     Usage,
     WireFormat,
     classify_http_failure,
+    output_limit,
     parse_duration,
     parse_int,
     parse_retry_after,
@@ -94,8 +95,9 @@ class OpenAICompatClient(ChatClient):
     """Chat completions over an injected ``httpx.AsyncClient``.
 
     ``complete(model, messages, max_tokens, timeout_s=60.0, stream=False, extra=None)``: ``extra`` is merged
-    into the request body (it may not override ``model``, ``messages`` or the stream settings); when it
-    holds ``max_completion_tokens`` (newer OpenAI models), ``max_tokens`` is not sent.
+    into the request body (it may not override ``model``, ``messages`` or the stream settings). The output
+    limit goes in the field the key's API expects (``token_param``: ``max_completion_tokens`` for OpenAI,
+    ``max_tokens`` elsewhere), never both; a limit given in ``extra`` under either name wins.
     """
 
     wire_format: WireFormat = "openai"
@@ -115,8 +117,8 @@ class OpenAICompatClient(ChatClient):
         self, model: str, messages: list[dict[str, Any]], max_tokens: int, stream: bool, extra: dict[str, Any]
     ) -> dict[str, Any]:
         body: dict[str, Any] = {}
-        if "max_completion_tokens" not in extra:
-            body["max_tokens"] = max_tokens
+        if "max_completion_tokens" not in extra and "max_tokens" not in extra:
+            body[self._token_param] = max_tokens
         body.update(extra)
         body["model"] = model
         body["messages"] = messages
@@ -130,12 +132,16 @@ class OpenAICompatClient(ChatClient):
         return body
 
     def relay_body(self, body: dict[str, Any], *, model: str, max_tokens: int, stream: bool) -> dict[str, Any]:
-        """Newer OpenAI models take ``max_completion_tokens``: the cap goes where the client put it. A stream
-        always asks for usage (``stream_options.include_usage``), whether or not the client did."""
+        """The cap (never above the model's output cap) goes in ``max_completion_tokens`` when the client used
+        it or the key's API expects it (OpenAI), else ``max_tokens``; never both. A stream always asks for usage
+        (``stream_options.include_usage``), whether or not the client did."""
         out = dict(body)
         out["model"] = model
         out["stream"] = stream
-        out["max_completion_tokens" if "max_completion_tokens" in out else "max_tokens"] = max_tokens
+        field = "max_completion_tokens" if (
+            "max_completion_tokens" in out or self._token_param == "max_completion_tokens") else "max_tokens"
+        out.pop("max_tokens" if field == "max_completion_tokens" else "max_completion_tokens", None)
+        out[field] = output_limit(max_tokens, self._max_output)
         if stream:
             options = dict(out.get("stream_options") or {})
             options["include_usage"] = True

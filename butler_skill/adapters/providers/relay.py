@@ -27,6 +27,7 @@ from butler_skill.adapters.providers.base import (
     StreamState,
     Usage,
     estimated_usage,
+    output_limit,
     redact,
     request_id_from,
     response_now,
@@ -122,16 +123,21 @@ class Upstream:
 
     def usage(self, prompt_estimate: int, max_tokens: int) -> Usage:
         """What to settle: the provider's usage when the answer completed with it; an estimate marked
-        ``estimated`` otherwise (from the text when it completed without usage; pessimistic, up to the
-        whole output cap, when it was cut off, since the provider may bill what it generated anyway)."""
+        ``estimated`` otherwise (pessimistic, up to the output cap, when a stream was cut off or its usage chunk
+        was lost, since the provider may bill what it generated anyway; from the text for a whole JSON answer
+        without usage)."""
         s = self.state
+        # The pessimistic figure never exceeds what the model can emit (its output cap, from the price table).
+        limit = output_limit(max_tokens, self.client._max_output)
         if self.complete and s.usage is not None:
             return s.usage
         if self.complete:
-            return estimated_usage(prompt_estimate, max_tokens, s.text, None, pessimistic=False)
+            # A whole stream whose usage chunk never came may have billed hidden (reasoning) output: be
+            # pessimistic there too (marked estimated); a whole JSON answer without usage is read from its text.
+            return estimated_usage(prompt_estimate, limit, s.text, None, pessimistic=self.stream)
         if s.usage is not None and s.finish_reason is not None:
             return s.usage
-        return estimated_usage(prompt_estimate, max_tokens, s.text, s.usage, pessimistic=True)
+        return estimated_usage(prompt_estimate, limit, s.text, s.usage, pessimistic=True)
 
     def redacted(self, text: str) -> str:
         return redact(text, self.secrets)
