@@ -314,10 +314,12 @@ def test_record_usage_prices_the_anthropic_split_and_searches(tmp_path: Path) ->
         "cache_write_1h_tokens": u["cache_creation"]["ephemeral_1h_input_tokens"],
         "web_search_requests": u["server_tool_use"]["web_search_requests"]}, ctx))
     assert D(r["cost_exact"]) == SEARCH_COST and r["cost"] == float(SEARCH_COST)
-    bad = call_tool("record_usage", {"session_id": sid, "request_id": "r2", "input_tokens": 1, "output_tokens": 1,
-                                     "cache_write_tokens": 5, "cache_write_1h_tokens": 6}, ctx)
-    assert bad["error"]["code"] == "invalid_input"
-    assert settled(ctx)["n"] == 1  # invalid input changed nothing
+    # A 1-hour part larger than the writes is schema-valid (the schema cannot compare two fields), so it is read
+    # as "all writes were 1-hour" and priced once, never as extra tokens.
+    over = ok(call_tool("record_usage", {"session_id": sid, "request_id": "r2", "input_tokens": 1, "output_tokens": 1,
+                                         "cache_write_tokens": 5, "cache_write_1h_tokens": 6}, ctx))
+    assert D(over["cost_exact"]) == (1 * D(3) + 5 * D(6) + 1 * D(15)) / M
+    assert settled(ctx)["n"] == 2
 
 
 def test_record_usage_keeps_a_reported_cost_and_scopes_ids_by_session(tmp_path: Path) -> None:
