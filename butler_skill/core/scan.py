@@ -11,6 +11,7 @@ and the length), never the secret itself.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import math
 import re
@@ -48,7 +49,7 @@ class Rule(BaseModel):
     id: str = Field(description="Stable rule id (SARIF ruleId, baseline entries).")
     description: str
     confidence: Confidence
-    kind: Literal["token", "assignment", "block"]
+    kind: Literal["token", "assignment", "block", "url", "discord", "anchored"]
     keywords: tuple[str, ...] = Field(description="Prefilter: the rule runs only if one of these occurs.")
     keywords_ignore_case: bool = False
     gate: str = Field(default="", description="Substring of every keyword, shared by several rules: tested once.")
@@ -58,6 +59,11 @@ class Rule(BaseModel):
     entropy: float = Field(description="Floor in bits per character over the random part of the secret.")
     visible: int = Field(default=0, description="Leading characters that are format, not secret (previewed).")
     free_value: bool = Field(default=False, description="Value is free text: apply the stricter heuristics.")
+    always: bool = Field(
+        default=False,
+        description="No fixed substring to prefilter on (Discord bot tokens): the pattern runs on every text. "
+        "The keywords then only gate the log filter.",
+    )
     env_key_names: bool = Field(
         default=False, description="Also accept UPPER_SNAKE names ending in _KEY (environment variables)."
     )
@@ -89,6 +95,7 @@ class Finding(BaseModel):
 _GENERIC_NAMES = (
     r"(?:^|_)(?:secret|secrets|token|password|passwd|pwd|pass|passphrase|apikey|credential|credentials"
     r"|authorization|accesstoken|secretkey)(?:_|$)"
+    r"|(?:^|_)auth$"
     r"|(?:^|_)(?:api|access|private|secret|auth|signing|encryption|master|client|app)_(?:key|secret)(?:_|$)"
 )
 _GENERIC_DENY = (
@@ -97,8 +104,11 @@ _GENERIC_DENY = (
     r"|env|var|prefix|policy|ttl|expiry|expires|expiration|timeout|format|regex|pattern|version|mode"
     r"|enabled|required|param|header|lifetime|location|arn|ref|kind|provider|store|manager|rotation"
     r"|ciphertext|encrypted|limit|usage|budget|estimate|schema|key_id|keyid|fingerprint|digest|sha\d*|md5|crc\d*"
-    r"|checksum|hashed|source"
+    r"|checksum|hashed|source|spec|used|last_used|changed|created|updated|at|date|time|count|marker|state|scope"
     r"|address|addr|account|contract|mint|decimals|symbol|balance|amount)$"
+    # LLM token accounting and paging/idempotency tokens: numbers, opaque ids, not credentials.
+    r"|(?:^|_)(?:per|cost|price|request|change|action|continuation|idempotency|pagination|resume|sync|cancel"
+    r"|output|input|lifecycle|completion|prompt|reasoning|cached)_tokens?(?:_|$)"
 )
 
 RULES: tuple[Rule, ...] = (
@@ -179,6 +189,62 @@ RULES: tuple[Rule, ...] = (
         pattern=r"github_pat_[A-Za-z0-9_]{82}(?![A-Za-z0-9_])", entropy=3.5, visible=11,
     ),
     Rule(
+        id="huggingface-token", description="Hugging Face access token (hf_ / api_org_)",
+        confidence=Confidence.HIGH, kind="token", keywords=("hf_", "api_org_"),
+        pattern=r"(?:hf_|api_org_)[A-Za-z]{34}(?![A-Za-z0-9_])", entropy=3.5, visible=3,
+    ),
+    Rule(
+        id="google-api-key", description="Google API key (AIza)", confidence=Confidence.HIGH, kind="token",
+        keywords=("AIza",), pattern=r"AIza[A-Za-z0-9_-]{35}(?![A-Za-z0-9_-])", entropy=3.5, visible=4,
+    ),
+    Rule(
+        id="xai-api-key", description="xAI API key (xai-)", confidence=Confidence.HIGH, kind="token",
+        keywords=("xai-",), pattern=r"xai-[A-Za-z0-9_]{80}(?![A-Za-z0-9_-])", entropy=3.5, visible=4,
+    ),
+    Rule(
+        id="replicate-api-token", description="Replicate API token (r8_)", confidence=Confidence.HIGH,
+        kind="token", keywords=("r8_",), pattern=r"r8_[A-Za-z0-9]{37}(?![A-Za-z0-9_-])", entropy=3.5, visible=3,
+    ),
+    Rule(
+        id="perplexity-api-key", description="Perplexity API key (pplx-)", confidence=Confidence.HIGH,
+        kind="token", keywords=("pplx-",), pattern=r"pplx-[A-Za-z0-9]{48}(?![A-Za-z0-9_-])", entropy=3.5, visible=5,
+    ),
+    Rule(
+        id="slack-token", description="Slack token (xoxb-/xoxp-/xoxa-/xoxr-/xoxs-/xoxe-, xapp-) or webhook URL",
+        confidence=Confidence.HIGH, kind="token", keywords=("xox", "xapp-", "hooks.slack.com/"),
+        pattern=(
+            r"xox(?:[abposr]|e(?:\.xox[bp])?)-(?:[0-9]{1,16}-){0,4}[A-Za-z0-9]{16,256}(?:-[A-Za-z0-9]{1,64}){0,2}"
+            r"(?![A-Za-z0-9-])|xapp-\d-[A-Z0-9]{8,16}-\d{8,16}-[a-z0-9]{32,80}(?![A-Za-z0-9])"
+            r"|hooks\.slack\.com/(?:services|workflows|triggers)/T[A-Z0-9]{6,12}/[A-Za-z0-9+/]{30,120}"
+            r"(?![A-Za-z0-9+/])"
+        ),
+        entropy=3.0, visible=5,
+    ),
+    Rule(
+        id="telegram-bot-token", description="Telegram bot token (bot id : A + 34)", confidence=Confidence.HIGH,
+        kind="anchored", keywords=(":A",),
+        pattern=r"(?<![A-Za-z0-9_])[0-9]{5,16}:A[A-Za-z0-9_-]{34}(?![A-Za-z0-9_-])", entropy=3.5, visible=0,
+    ),
+    Rule(
+        # Medium: a bot token has no fixed substring, so the log filter's keyword gate cannot see it.
+        id="discord-token", description="Discord bot token (base64 user id . timestamp . HMAC) or webhook URL",
+        confidence=Confidence.MEDIUM, kind="discord", keywords=("/api/webhooks/",), always=True,
+        pattern=(
+            r"(?<![A-Za-z0-9_.-])[MNO][A-Za-z0-9]{23,27}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,38}(?![A-Za-z0-9_.-])"
+        ),
+        entropy=3.5, visible=0,
+    ),
+    Rule(
+        id="url-credentials", description="Password inside a URL (scheme://user:password@host)",
+        confidence=Confidence.MEDIUM, kind="url", keywords=("://",),
+        # Matched from just after each `://` (found with str.find); the scheme before it is checked apart.
+        pattern=(
+            r"(?P<user>[^\s:/?#@\"'`<>\\()\[\]{}]{0,128})"
+            r":(?P<secret>[^\s:/?#@\"'`<>\\]{1,256})@(?=[A-Za-z0-9\[_-])"
+        ),
+        entropy=2.5,
+    ),
+    Rule(
         id="circle-entity-secret", description="Circle entity secret (32 bytes hex) assigned to an entity-secret name",
         confidence=Confidence.HIGH, kind="assignment", keywords=("entity",), keywords_ignore_case=True,
         pattern=r"[a-fA-F0-9]{64}", name_pattern=r"(?:^|_)entity_?secret(?:_|$)",
@@ -186,15 +252,16 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         id="aws-secret-access-key", description="AWS secret access key assigned to an AWS secret name",
-        confidence=Confidence.HIGH, kind="assignment", keywords=("aws",), keywords_ignore_case=True,
-        pattern=r"[A-Za-z0-9/+]{40}", name_pattern=r"(?:^|_)aws(?:_[a-z0-9]+)*_secret(?:_|$)",
+        confidence=Confidence.HIGH, kind="assignment", keywords=("aws", "secretaccesskey", "secret_access_key"),
+        keywords_ignore_case=True, pattern=r"[A-Za-z0-9/+]{40}",
+        name_pattern=r"(?:^|_)aws(?:_[a-z0-9]+)*_secret(?:_|$)|(?:^|_)secret_access_key$",
         name_deny=r"_(?:path|file|env|name|arn|id)$", entropy=3.5,
     ),
     Rule(
         id="generic-secret", description="High-entropy value assigned to a secret-looking name",
         confidence=Confidence.MEDIUM, kind="assignment",
         # Every accepted name contains one of these (they are also the anchors names are found from).
-        keywords=("secret", "token", "pass", "pwd", "key", "credential", "authorization"),
+        keywords=("secret", "token", "pass", "pwd", "key", "credential", "auth"),
         keywords_ignore_case=True, pattern=r"[\s\S]{8,256}", name_pattern=_GENERIC_NAMES,
         name_deny=_GENERIC_DENY, entropy=3.0, free_value=True, env_key_names=True,
     ),
@@ -213,13 +280,23 @@ KNOWN_EXAMPLES: frozenset[str] = frozenset({
     "sk_test_4eC39HqLyjWDarjtT1zdp7dc",
     "sk_test_BQokikJOvBiI2HlWgH4olfQ2",
 })
+# Example credentials published in standards and vendor documentation (RFC 5849 / 6749 / 6750, OpenID
+# Connect Core, the Azure storage emulator's documented account key), kept as SHA-256 prefixes so that the
+# repository holds no key-shaped literal. They are public and shared by every copy of those documents.
+KNOWN_EXAMPLE_DIGESTS: frozenset[str] = frozenset({
+    "0011cc25eb4320717494d2703e8cba85", "6c96130f130ab0d6d158397e24d2bcc1", "00cf4c781dc37003f7c7dd7d4c9a6ef1",
+    "b8e148545b13c78bc74da2f1a7275dd7", "ad71fb4165536675d80a8bbfe957697e", "ca7459e2b26776de081b9a07e40227fd",
+    "9d03b692e941d5ace207a9f804883443", "cb87c87e4a138d9a72259d2a01bab156", "649e1f5c769e718ba10d1a702a36499a",
+    "4c20e6f5cc11b93731e74cbe20739821", "bb9b1163338b2a51495834ad5c654204", "b87dad10a32a2d81aa2e36e31e258b36",
+    "9e309cccd311ea64d04133daf7760f71", "a35b81a7d7927b70ec99270dd2362b88", "5435a2f13f1e85e32fed9f30d49e0971",
+})
 
 # Words that mark a value as a stand-in. Checked in lower and UPPER case (exact), so a random key
 # hits one only by a one-in-millions accident.
 _PLACEHOLDER_WORDS = (
     "xxxx", "example", "placeholder", "dummy", "your", "redacted", "changeme", "change_me", "sample",
     "insert", "replace", "fake", "notreal", "not_real", "...", ELLIPSIS, "****", "<", ">", "${", "{{", "}}",
-    "%s", "here",
+    "here",
 )
 # Extra stand-in words for free-text values (generic rule only).
 _FREE_WORDS = (
@@ -227,6 +304,10 @@ _FREE_WORDS = (
     "qwerty", "letmein", "admin", "default", "none", "null", "undefined", "string", "p@ss", "hunter2",
     "foobar", "lorem", "abc123", "1234", "todo", "stub", "bogus", "invalid", "my-", "my_",
     "process.env", "os.environ", "getenv", "env(", "vault:", "secretkeyref", "arn:aws",
+    # Words of a label, not of a secret ("m2m-client-credentials", "auth-basic-password").
+    "credential", "client", "bearer", "session", "_key", "-key",
+    # Keyboard runs typed as filler ("sdf0o9823sjdfsdf", "asdasd").
+    "asd", "sdf", "qwe", "zxc", "jkl",
 )
 _CODE_EXTS = frozenset({
     ".py", ".pyi", ".ipynb", ".js", ".mjs", ".cjs", ".jsx", ".ts", ".tsx", ".mts", ".cts", ".go", ".java",
@@ -266,7 +347,16 @@ _IDENTIFIER_LIKE = re.compile(
 _REFERENCE = re.compile(
     r"\$[A-Za-z_]\w*|\$\{[^}]*\}.*|\$\(.*|%[A-Za-z_]\w*%|%\(?[A-Za-z_]*\)?[sdr]|[!&*@][A-Za-z_][\w./-]*"
 )
+_REFERENCE_START = re.compile(r"\$(?:[A-Za-z_{(])|%\(")
+# printf-style slots (%s, %d, %(name)s) stand for a value; %S or %st inside random text do not.
+_FORMAT_SLOT = re.compile(r"%(?:\([A-Za-z_]\w*\))?[sd](?![A-Za-z0-9])")
 _PATH = re.compile(r"(?:~|\.{1,2})?/[\w.\-]+(?:/[\w.\-]+)*/?")
+# One word of an identifier: lower, Capitalized, UPPER, an acronym before a Capitalized word, or a number.
+_WORD_PART = re.compile(r"(?:[a-z]{2,}|[A-Z][a-z]+|[A-Z]{2,}(?![a-z]))+[0-9]{0,4}|[A-Za-z]?[0-9]{1,4}")
+_SPLIT_PARTS = re.compile(r"[_\-./:\s\[\]()#@$]+")
+_NUMBER = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9:.]+Z?)?")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _FILE_EXT = re.compile(r"\.[a-z][a-z0-9]{0,5}$")
 # A file name (`client.py`, `02_setup.ipynb`), a format template (`{user}`, f"{key}"), a key prefix on its own.
 _FILENAME = re.compile(r"[\w\-.]+\.[a-z][a-z0-9]{0,4}")
@@ -338,7 +428,7 @@ def _has_word_exact_case(value: str, words: Iterable[str]) -> bool:
 
 def is_placeholder(body: str, *, free: bool = False) -> bool:
     """Stand-ins that have a key's shape but no key's randomness: xxxx, your-key, abcdef..., 000000."""
-    if not body:
+    if not body or _FORMAT_SLOT.search(body):
         return True
     if free:
         if _has_word(body, _PLACEHOLDER_WORDS) or _has_word(body, _FREE_WORDS):
@@ -364,6 +454,16 @@ def _char_classes(value: str) -> int:
     )
 
 
+def is_identifier_like(value: str) -> bool:
+    """Words joined the ways code joins them: snake, kebab, dotted, camel, Pascal, UPPER, with short numbers.
+
+    `_tracingSpan`, `DistributionList.NextMarker`, `__validator_config__`, `OpenAI-Beta`, `RSA_4096`,
+    `onboarding.formBody.resetPassword`. A random key breaks this at its first lone letter or mixed run.
+    """
+    parts = [p for p in _SPLIT_PARTS.split(value) if p]
+    return bool(parts) and all(_WORD_PART.fullmatch(p) for p in parts)
+
+
 def _free_value_ok(value: str) -> bool:
     """Heuristics for a value assigned to a secret-looking name: is it a credential or just a word?"""
     n = len(value)
@@ -371,7 +471,13 @@ def _free_value_ok(value: str) -> bool:
         return False
     if value[0] in "{<([" or _REFERENCE.fullmatch(value) or "://" in value or value.isdigit():
         return False
-    if _PATH.fullmatch(value) and (value.lower() == value or _FILE_EXT.search(value)):
+    if value.startswith("#/") or _REFERENCE_START.match(value):
+        return False  # a JSON pointer (#/components/...), $VAR/... or ${VAR}... followed by more text
+    if not value.isascii() or _NUMBER.fullmatch(value) or _DATE.fullmatch(value):
+        return False  # translations ("Contraseña"), prices per token (1.25e-06), timestamps
+    if is_identifier_like(value):
+        return False
+    if _PATH.fullmatch(value) and (value.lower() == value or _FILE_EXT.search(value) or value.startswith("/")):
         return False
     if _FILENAME.fullmatch(value) or _TEMPLATE.search(value):
         return False
@@ -386,7 +492,9 @@ def _free_value_ok(value: str) -> bool:
 
 
 def _known_example(secret: str) -> bool:
-    return secret in KNOWN_EXAMPLES
+    if secret in KNOWN_EXAMPLES:
+        return True
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()[:32] in KNOWN_EXAMPLE_DIGESTS
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -407,7 +515,72 @@ def _normalize_name(name: str) -> str:
     return "_".join(p for p in _NAME_SPLIT.split(spaced.lower()) if p)
 
 
+_DISCORD_MID = re.compile(r"\.[A-Za-z0-9_-]{6}\.")
+_DISCORD_WEBHOOK = re.compile(r"discord(?:app)?\.com/api/webhooks/[0-9]{17,20}/[A-Za-z0-9_-]{60,68}(?![A-Za-z0-9_-])")
+
+
+def _discord_candidates(rule: Rule, order: int, text: str, validate: bool) -> list[_Candidate]:
+    """Bot tokens found from their `.xxxxxx.` middle (a literal the regex engine finds fast), then webhooks."""
+    out: list[_Candidate] = []
+    full = _COMPILED[rule.id]
+    last_end = -1
+    for mid in _DISCORD_MID.finditer(text):
+        lo = max(0, mid.start() - 28)
+        if mid.start() < last_end:
+            continue  # inside the token just found
+        m = full.search(text, lo, mid.end() + 64)
+        if m is None or m.start() > mid.start():
+            continue
+        last_end = m.end()
+        secret = m.group(0)
+        if validate and (not _discord_ok(secret) or shannon_entropy(secret) < rule.entropy):
+            continue
+        out.append(_Candidate(order, rule, m.start(), m.end(), secret))
+    if "/api/webhooks/" in text:
+        for m in _DISCORD_WEBHOOK.finditer(text):
+            out.append(_Candidate(order, rule, m.start(), m.end(), m.group(0)))
+    return out
+
+
+_ANCHOR_BACK = 20
+
+
+def _anchored_candidates(rule: Rule, order: int, text: str, validate: bool) -> list[_Candidate]:
+    """Token rules whose pattern starts with a character class: found from their literal keyword (str.find),
+    then matched in a window around it, so the regex never walks the whole text."""
+    out: list[_Candidate] = []
+    pattern = _COMPILED[rule.id]
+    anchor = rule.keywords[0]
+    i = text.find(anchor)
+    last_end = -1
+    while i != -1:
+        if i >= last_end:
+            m = pattern.search(text, max(0, i - _ANCHOR_BACK), i + 300)
+            if m is not None and m.start() <= i < m.end():
+                last_end = m.end()
+                secret = m.group(0)
+                body = secret[rule.visible:]
+                if not validate or not (
+                    _known_example(secret) or is_placeholder(body) or shannon_entropy(body) < _entropy_floor(rule, body)
+                ):
+                    out.append(_Candidate(order, rule, m.start(), m.end(), secret))
+        i = text.find(anchor, i + 1)
+    return out
+
+
+def _discord_ok(secret: str) -> bool:
+    """A Discord bot token starts with the bot's user id (a snowflake: decimal digits) in base64."""
+    head = secret.split(".", 1)[0]
+    try:
+        decoded = base64.b64decode(head + "=" * (-len(head) % 4), validate=True)
+    except ValueError:
+        return False
+    return 17 <= len(decoded) <= 20 and decoded.isdigit()
+
+
 def _prefilter(rule: Rule, text: str, lower: str | None, gates: dict[str, bool]) -> bool:
+    if rule.always:
+        return True
     haystack = lower if rule.keywords_ignore_case else text
     if haystack is None:
         return False
@@ -435,6 +608,35 @@ def _token_candidates(rule: Rule, order: int, text: str, validate: bool) -> list
                 continue
         out.append(_Candidate(order, rule, start, end, secret))
     return out
+
+
+def _url_candidates(rule: Rule, order: int, text: str, validate: bool) -> list[_Candidate]:
+    """The password of `scheme://user:password@host`: a value a person wrote, so the free-text checks apply."""
+    out: list[_Candidate] = []
+    pattern = _COMPILED[rule.id]
+    i = text.find("://")
+    while i != -1:
+        m = pattern.match(text, i + 3)
+        j = i
+        i = text.find("://", i + 3)
+        if m is None or j == 0 or not text[j - 1].isalnum():
+            continue  # no password, or no scheme before `://`
+        start, end = m.span("secret")
+        secret = m.group("secret")
+        if validate and not _url_password_ok(secret, m.group("user")):
+            continue
+        out.append(_Candidate(order, rule, start, end, secret))
+    return out
+
+
+def _url_password_ok(secret: str, user: str) -> bool:
+    if len(secret) < 6 or secret.isdigit() or _known_example(secret) or set(secret) <= {"*", "x", "X"}:
+        return False
+    if secret[0] in "{<[" or _REFERENCE.fullmatch(secret) or _REFERENCE_START.match(secret):
+        return False  # {password}, <password>, ${DB_PASS}, $PASS, %(password)s
+    if is_placeholder(secret, free=True) or secret.lower() == user.lower() or is_identifier_like(secret):
+        return False
+    return shannon_entropy(secret) >= 2.3
 
 
 _PEM_END = re.compile(r"-----END[ A-Z0-9]{0,32}PRIVATE KEY(?: BLOCK)?-----")
@@ -484,7 +686,16 @@ def _name_start(text: str, pos: int) -> int:
     return s
 
 
-def _assignment_values(text: str, name_end: int, code: bool) -> tuple[int, int] | None:
+# getenv("X", "v"), os.environ.get('X', 'v'), setdefault("X", "v"), env("X", default="v"): a name and its
+# value as the first two arguments of an environment lookup. Any other two adjacent strings are not a pair.
+_ENV_CALL = re.compile(r"(?:getenv|get|setdefault|setenv|putenv|env|environ|Env)[ \t]*\([ \t]*\\?[\"'`]$")
+_YAML_BLOCK = re.compile(
+    r"[|>][-+0-9]{0,2}[ \t]*(?:#[^\n]*)?\r?\n(?P<indent>[ \t]+)(?P<value>[^\s\"'`]{8,256})[ \t]*(?:\r?\n|$)"
+)
+_AWS_CONFIGURE = re.compile(r"configure[ \t]+set[ \t]+(?:--[a-z-]+[ \t]+\S+[ \t]+)*$")
+
+
+def _assignment_values(text: str, name_start: int, name_end: int, code: bool) -> tuple[int, int] | None:
     """Locate the literal assigned at name_end, or None if what follows is not a literal assignment."""
     t = (_TAIL_CODE if code else _TAIL_CONFIG).match(text, name_end)
     if t is None:
@@ -493,11 +704,17 @@ def _assignment_values(text: str, name_end: int, code: bool) -> tuple[int, int] 
     if sep in ("==", "!="):
         return None
     close, opening, scheme = t.group("close"), t.group("open"), t.group("scheme")
-    if sep == "," and not close:
-        return None  # positional pairs only between quoted strings: getenv("X", "v"), setdefault("X", "v")
-    if sep is not None and sep in " \t" and not (scheme or _flag_before(text, name_end)):
-        return None  # whitespace separates only CLI flags: --token VALUE
+    if sep == "," and (not close or not _ENV_CALL.search(text, max(0, name_start - 40), name_start)):
+        return None  # positional pairs only as an environment lookup's name and default
+    if sep is not None and sep in " \t" and not (
+        scheme or _flag_before(text, name_end) or _AWS_CONFIGURE.search(text, max(0, name_start - 120), name_start)
+    ):
+        return None  # whitespace separates only CLI flags (--token VALUE) and `aws configure set NAME VALUE`
     pos = t.end()
+    if sep == ":" and not opening and not code:
+        block = _YAML_BLOCK.match(text, pos)
+        if block is not None:
+            return block.span("value")  # YAML block scalar: `password: |` then the value, indented
     if opening:
         v = _QUOTED_VALUE.match(text, pos)
         if v is None:
@@ -519,8 +736,45 @@ def _flag_before(text: str, name_end: int) -> bool:
     return text.startswith("--", s)
 
 
+class _Kind(StrEnum):
+    """What kind of file a text is, for the assignment rules: where names and values mean something else."""
+
+    PLAIN = "plain"
+    MINIFIABLE = "minifiable"  # JS/CSS: a line of thousands of characters is built output, not a config
+    GENERATED = "generated"  # source maps, translation catalogs: names and strings copied from elsewhere
+    DOCS = "docs"  # prose: example values are short and made up
+
+
+_GENERATED_SUFFIXES = (".map", ".po", ".pot", ".mo", ".xlf", ".xliff", ".strings", ".resx")
+_MINIFIABLE_SUFFIXES = (".js", ".mjs", ".cjs", ".css", ".jsx", ".ts", ".tsx")
+_DOCS_SUFFIXES = (".md", ".markdown", ".rst", ".txt", ".adoc", ".html", ".htm")
+_MINIFIED_LINE = 500
+
+
+def _file_kind(path: str) -> _Kind:
+    name = path.replace("\\", "/").rsplit("/", 1)[-1].lower()
+    if name.endswith(_GENERATED_SUFFIXES) or ".min." in name:
+        return _Kind.GENERATED
+    if name.endswith(_MINIFIABLE_SUFFIXES):
+        return _Kind.MINIFIABLE
+    if name.endswith(_DOCS_SUFFIXES):
+        return _Kind.DOCS
+    return _Kind.PLAIN
+
+
+def _skip_in_kind(kind: _Kind, text: str, ns: int, vs: int, ve: int) -> bool:
+    if kind is _Kind.GENERATED:
+        return True
+    if kind is _Kind.MINIFIABLE:
+        line_start = text.rfind("\n", 0, ns) + 1
+        line_end = text.find("\n", ve)
+        return (len(text) if line_end == -1 else line_end) - line_start > _MINIFIED_LINE
+    # Docs: a query parameter (badge.svg?token=...) or a short value is an illustration, not a leak.
+    return ve - vs < 16 or text[ns - 1:ns] in ("?", "&")
+
+
 def _assignment_candidates(
-    rules: Sequence[tuple[int, Rule]], text: str, lower: str, code: bool, validate: bool
+    rules: Sequence[tuple[int, Rule]], text: str, lower: str, code: bool, validate: bool, kind: _Kind
 ) -> list[_Candidate]:
     anchors: set[int] = set()
     for _, rule in rules:
@@ -536,13 +790,15 @@ def _assignment_candidates(
             continue  # another keyword of a name already examined
         ne = _NAME_FWD.match(text, pos).end()  # type: ignore[union-attr]
         examined_to = ne
-        span = _assignment_values(text, ne, code)  # most anchors stop here, before any Python loop
+        ns = _name_start(text, pos)
+        span = _assignment_values(text, ns, ne, code)  # most anchors stop here, before any Python loop
         if span is None:
             continue
-        ns = _name_start(text, pos)
         if not (text[ns].isalpha() or text[ns] == "_") or _FILENAME.fullmatch(text, ns, ne):
             continue  # "01_token_plan.py", "token.txt": file names, not variables
         vs, ve = span
+        if kind is not _Kind.PLAIN and _skip_in_kind(kind, text, ns, vs, ve):
+            continue
         value = text[vs:ve]
         raw_name = text[ns:ne]
         name = _normalize_name(raw_name)
@@ -601,10 +857,18 @@ def _candidates(text: str, path: str, rules: Sequence[Rule], validate: bool) -> 
             found.extend(_token_candidates(rule, order, text, validate))
         elif rule.kind == "block":
             found.extend(_block_candidates(rule, order, text, validate))
+        elif rule.kind == "anchored":
+            found.extend(_anchored_candidates(rule, order, text, validate))
+        elif rule.kind == "discord":
+            found.extend(_discord_candidates(rule, order, text, validate))
+        elif rule.kind == "url":
+            found.extend(_url_candidates(rule, order, text, validate))
         else:
             assignment.append((order, rule))
     if assignment and lower is not None:
-        found.extend(_assignment_candidates(assignment, text, lower, _is_code_path(path), validate))
+        found.extend(
+            _assignment_candidates(assignment, text, lower, _is_code_path(path), validate, _file_kind(path))
+        )
     if len(found) <= 1:
         return found
     # Overlaps: the earlier rule (more specific) wins.

@@ -216,10 +216,11 @@ def _cached_redactor(secrets: tuple[str, ...]) -> Redactor:
 
 # The keywords of the scanner's high-confidence rules (core/scan.py; a test keeps the two equal). Text with
 # none of them cannot hold a credential shape, so the scanner, costly to import, is not loaded for it.
-SHAPE_KEYWORDS = ("ABIA", "ACCA", "AKIA", "ASIA", "PRIVATE KEY-----", "T3BlbkFJ", "_API_KEY:", "gho_", "ghp_",
-                  "ghr_", "ghs_", "ghu_", "github_pat_", "gsk_", "k_live_", "k_test_", "nvapi-", "sk-admin-",
-                  "sk-ant-admin01-", "sk-ant-api03-", "sk-or-v1-", "sk-proj-", "sk-svcacct-")
-SHAPE_KEYWORDS_CI = ("aws", "entity")
+SHAPE_KEYWORDS = (":A", "ABIA", "ACCA", "AIza", "AKIA", "ASIA", "PRIVATE KEY-----", "T3BlbkFJ",
+                  "_API_KEY:", "api_org_", "gho_", "ghp_", "ghr_", "ghs_", "ghu_", "github_pat_", "gsk_", "hf_",
+                  "hooks.slack.com/", "k_live_", "k_test_", "nvapi-", "pplx-", "r8_", "sk-admin-",
+                  "sk-ant-admin01-", "sk-ant-api03-", "sk-or-v1-", "sk-proj-", "sk-svcacct-", "xai-", "xapp-", "xox")
+SHAPE_KEYWORDS_CI = ("aws", "entity", "secret_access_key", "secretaccesskey")
 
 
 def may_hold_credential(text: str) -> bool:

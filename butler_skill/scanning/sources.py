@@ -7,6 +7,7 @@ the scanner itself stays pure. Git is run as a subprocess with fixed flags so th
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import stat
@@ -24,8 +25,10 @@ _BINARY_SNIFF = 8192
 # Directories that hold tools' caches and installed dependencies, not the project's own text.
 SKIP_DIRS: frozenset[str] = frozenset({
     ".git", ".hg", ".svn", ".bzr", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache",
-    ".hypothesis", ".tox", ".nox", ".venv", "venv", "node_modules", ".eggs",
+    ".hypothesis", ".tox", ".nox", "node_modules", ".eggs",
 })
+# Virtualenvs are skipped by their marker file (pyvenv.cfg), whatever their name: a package or folder
+# merely named `venv` is the project's own text.
 BINARY_EXTS: frozenset[str] = frozenset({
     ".png", ".jpg", ".jpeg", ".gif", ".bmp", ".ico", ".webp", ".tif", ".tiff", ".psd", ".pdf", ".zip",
     ".gz", ".tgz", ".bz2", ".xz", ".zst", ".7z", ".rar", ".jar", ".war", ".class", ".so", ".dylib", ".dll",
@@ -57,8 +60,37 @@ def _decode(data: bytes) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-def _is_binary(data: bytes) -> bool:
-    return b"\0" in data[:_BINARY_SNIFF]
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
+         (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"), (codecs.BOM_UTF8, "utf-8"))
+
+
+def _utf16_without_bom(data: bytes) -> str | None:
+    """UTF-16 text written without a BOM: ASCII in it shows as NUL at every odd (LE) or even (BE) byte."""
+    sample = data[:_BINARY_SNIFF - _BINARY_SNIFF % 2]
+    if len(sample) < 4:
+        return None
+    odd, even = sample[1::2], sample[0::2]
+    for nuls, other, enc in ((odd, even, "utf-16-le"), (even, odd, "utf-16-be")):
+        if nuls.count(0) >= 0.9 * len(nuls) and other.count(0) == 0:
+            try:
+                return data.decode(enc)
+            except UnicodeDecodeError:
+                return None
+    return None
+
+
+def decode_text(data: bytes) -> str | None:
+    """The text in `data`, or None when it is binary. UTF-8 by default; UTF-16/32 by BOM, or UTF-16 without
+    one (Windows tools write `.env` and `.ps1` files that way); anything else with a NUL byte is binary."""
+    for bom, enc in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data[len(bom):].decode(enc)
+            except UnicodeDecodeError:
+                return data[len(bom):].decode(enc, errors="replace")
+    if b"\0" not in data[:_BINARY_SNIFF]:
+        return _decode(data)
+    return _utf16_without_bom(data)
 
 
 def _ext(path: str) -> str:
@@ -101,19 +133,25 @@ def _read_file(path: Path, shown: str, stats: ScanStats, max_bytes: int) -> Text
     except OSError:
         stats.skipped["unreadable"] += 1
         return None
-    if _is_binary(data):
+    text = decode_text(data)
+    if text is None:
         stats.skipped["binary"] += 1
         return None
     stats.files_scanned += 1
     stats.bytes_scanned += len(data)
-    return TextUnit(path=shown, text=_decode(data))
+    return TextUnit(path=shown, text=text)
 
 
-def _walk(root: Path, stats: ScanStats) -> Iterator[Path]:
+def _is_virtualenv(path: Path) -> bool:
+    """A real virtualenv (PEP 405 marker file), not merely a folder named like one."""
+    return (path / "pyvenv.cfg").is_file()
+
+
+def _walk(root: Path, stats: ScanStats, skip_dirs: frozenset[str]) -> Iterator[Path]:
     for dirpath, dirnames, filenames in os.walk(root):
         kept = []
         for d in sorted(dirnames):
-            if d in SKIP_DIRS:
+            if d in skip_dirs or _is_virtualenv(Path(dirpath) / d):
                 stats.skipped["excluded_dir"] += 1
             else:
                 kept.append(d)
@@ -123,11 +161,17 @@ def _walk(root: Path, stats: ScanStats) -> Iterator[Path]:
 
 
 def iter_files(
-    paths: Sequence[str], cwd: Path, stats: ScanStats, max_bytes: int = DEFAULT_MAX_BYTES
+    paths: Sequence[str],
+    cwd: Path,
+    stats: ScanStats,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    skip_dirs: frozenset[str] = SKIP_DIRS,
 ) -> Iterator[TextUnit]:
     """Files named, and every file under directories named (skipping SKIP_DIRS), in a stable order."""
     resolved: list[Path] = []
     for raw in paths:
+        if not raw or "\0" in raw:
+            raise InvalidInput("a path must be non-empty and hold no NUL byte", path=raw.replace("\0", "\\0"))
         p = Path(raw)
         p = p if p.is_absolute() else cwd / p
         if not p.exists() and not p.is_symlink():
@@ -135,7 +179,7 @@ def iter_files(
         resolved.append(p)
     for p in resolved:
         if p.is_dir() and not p.is_symlink():
-            for f in _walk(p, stats):
+            for f in _walk(p, stats, skip_dirs):
                 unit = _read_file(f, _display(f, cwd), stats, max_bytes)
                 if unit is not None:
                     yield unit
@@ -155,6 +199,7 @@ _DIFF_FLAGS = (
 )
 _HUNK = re.compile(rb"^@@ -\d+(?:,\d+)? \+(\d+)(?:,(\d+))? @@")
 _OCTAL = re.compile(rb"\\([0-7]{3})")
+_BINARY_LINE = re.compile(rb"^Binary files .* and (\"?b/.*?\"?) differ$")
 _ESCAPES = {b"a": b"\a", b"b": b"\b", b"t": b"\t", b"n": b"\n", b"v": b"\v", b"f": b"\f", b"r": b"\r",
             b'"': b'"', b"\\": b"\\"}
 
@@ -279,6 +324,10 @@ def _parse_patch(lines: Iterator[bytes]) -> Iterator[tuple[str | None, _FilePatc
             continue
         if line.startswith(b"Binary files ") or line.startswith(b"GIT binary patch"):
             current.binary = True
+            named = _BINARY_LINE.match(line)
+            if named and not current.path:
+                target = _unquote_path(named.group(1))
+                current.path = _path_str(target[2:]) if target.startswith(b"b/") else current.path
             continue
         m = _HUNK.match(line)
         if m:
@@ -340,6 +389,9 @@ def _blob_sizes(root: Path, shas: Sequence[str]) -> dict[str, int]:
 
 
 def _pathspec(paths: Sequence[str]) -> list[str]:
+    for raw in paths:
+        if not raw or "\0" in raw:
+            raise InvalidInput("a path must be non-empty and hold no NUL byte", path=raw.replace("\0", "\\0"))
     return ["--", *paths] if paths else []
 
 
@@ -367,8 +419,10 @@ def iter_staged(
             stats.skipped["submodule"] += 1
         elif mode == "120000":
             stats.skipped["symlink"] += 1
-        elif path in binary or _ext(path) in BINARY_EXTS:
+        elif _ext(path) in BINARY_EXTS:
             stats.skipped["binary"] += 1
+        elif path in binary:
+            wanted.append((sha, path))  # git calls UTF-16 text binary: decoded below, every line counts
         elif not added.get(path):
             stats.skipped["no_added_lines"] += 1
         else:
@@ -386,18 +440,19 @@ def iter_staged(
         if data is None:
             stats.skipped["unreadable"] += 1
             continue
-        if _is_binary(data):
+        text = decode_text(data)
+        if text is None:
             stats.skipped["binary"] += 1
             continue
         stats.files_scanned += 1
         stats.bytes_scanned += len(data)
-        yield TextUnit(path=path, text=_decode(data), added_lines=frozenset(added[path]))
+        yield TextUnit(path=path, text=text, added_lines=None if path in binary else frozenset(added[path]))
 
 
 def verify_rev(cwd: Path, rev: str) -> str:
     """The full commit id `rev` names, or InvalidInput."""
-    if not rev or rev.startswith("-") or any(c.isspace() for c in rev):
-        raise InvalidInput(f"not a revision: {rev!r}", rev=rev)
+    if not rev or rev.startswith("-") or "\0" in rev or any(c.isspace() for c in rev):
+        raise InvalidInput(f"not a revision: {rev!r}", rev=rev.replace("\0", "\\0"))
     repo_root(cwd)
     proc = subprocess.run(
         [*_GIT_BASE, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],

@@ -36,6 +36,22 @@ def make_key(rule_id: str, rng: random.Random) -> str:
         "aws-access-key-id": lambda: rng.choice(("AKIA", "ASIA", "ABIA", "ACCA")) + _s(rng, UPPER32, 16),
         "github-token": lambda: "gh" + rng.choice("pousr") + "_" + _s(rng, ALNUM, 36),
         "github-fine-grained-pat": lambda: "github_pat_" + _s(rng, ALNUM, 22) + "_" + _s(rng, ALNUM, 59),
+        "huggingface-token": lambda: "hf_" + _s(rng, string.ascii_letters, 34),
+        "google-api-key": lambda: "AIza" + _s(rng, URLSAFE, 35),
+        "xai-api-key": lambda: "xai-" + _s(rng, ALNUM, 80),
+        "replicate-api-token": lambda: "r8_" + _s(rng, ALNUM, 37),
+        "perplexity-api-key": lambda: "pplx-" + _s(rng, ALNUM, 48),
+        "slack-token": lambda: rng.choice((
+            "xoxb-" + _s(rng, "0123456789", 12) + "-" + _s(rng, "0123456789", 13) + "-" + _s(rng, ALNUM, 24),
+            "xoxp-" + _s(rng, "0123456789", 12) + "-" + _s(rng, "0123456789", 12) + "-"
+            + _s(rng, "0123456789", 13) + "-" + _s(rng, HEX, 32),
+        )),
+        "telegram-bot-token": lambda: _s(rng, "123456789", 1) + _s(rng, "0123456789", rng.randint(5, 10)) + ":A"
+        + _s(rng, URLSAFE, 34),
+        "discord-token": lambda: base64.b64encode(
+            (_s(rng, "123456789", 1) + _s(rng, "0123456789", 17)).encode()
+        ).decode().rstrip("=") + "." + _s(rng, URLSAFE, 6) + "." + _s(rng, URLSAFE, 38),
+        "url-credentials": lambda: _s(rng, ALNUM, 12) + rng.choice("!*-_~") + _s(rng, ALNUM, 6),
         "circle-entity-secret": lambda: _s(rng, HEX, 64),
         "aws-secret-access-key": lambda: _s(rng, ALNUM + "/+", 40),
         "generic-secret": lambda: _s(rng, ALNUM, 32),
@@ -61,6 +77,8 @@ def in_context(rule_id: str, secret: str) -> tuple[str, str]:
         return f'DB_PASSWORD = "{secret}"\n', "settings.py"
     if rule_id == "private-key":
         return secret + "\n", "id_rsa"
+    if rule_id == "url-credentials":
+        return f"DATABASE_URL=postgres://app_user:{secret}@db.internal:5432/app\n", ".env"
     return f'API_KEY = "{secret}"\n', "config.py"
 
 
@@ -68,8 +86,12 @@ TOKEN_RULES = (
     "openai-project-key", "openai-service-account-key", "openai-admin-key", "openai-legacy-key",
     "anthropic-api-key", "anthropic-admin-key", "groq-api-key", "nvidia-api-key", "openrouter-api-key",
     "circle-api-key", "stripe-secret-key", "aws-access-key-id", "github-token", "github-fine-grained-pat",
+    "huggingface-token", "google-api-key", "xai-api-key", "replicate-api-token", "perplexity-api-key",
+    "slack-token", "telegram-bot-token", "discord-token",
 )
-ALL_RULES = (*TOKEN_RULES, "circle-entity-secret", "aws-secret-access-key", "generic-secret", "private-key")
+ALL_RULES = (
+    *TOKEN_RULES, "url-credentials", "circle-entity-secret", "aws-secret-access-key", "generic-secret", "private-key"
+)
 
 
 @st.composite

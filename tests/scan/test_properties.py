@@ -8,7 +8,7 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from butler_skill.core.scan import ALLOW_MARKER, redact_secrets, scan_text
+from butler_skill.core.scan import ALLOW_MARKER, RULES_BY_ID, Confidence, redact_secrets, scan_text
 from butler_skill.core.scan_report import format_text, json_report, sarif_report
 from tests.scan.shapes import in_context, make_key, rule_and_secret
 
@@ -73,8 +73,10 @@ def test_allow_comment_suppresses(case: tuple[str, str], comment: str) -> None:
 @given(rule_and_secret(), st.text(alphabet="abcdef ,.:\n", max_size=30))
 def test_redact_masks_every_high_confidence_secret(case: tuple[str, str], noise: str) -> None:
     rule_id, secret = case
-    if rule_id == "generic-secret":
+    if RULES_BY_ID[rule_id].confidence is not Confidence.HIGH:
         return  # medium confidence: not part of the log filter
+    if RULES_BY_ID[rule_id].always:
+        return  # no fixed substring: the log filter's keyword gate cannot see it (docs/scanner.md)
     text, _ = in_context(rule_id, secret)
     masked = redact_secrets(noise + text + noise)
     for piece in _secret_material(rule_id, secret):

@@ -195,3 +195,73 @@ def test_baseline_file_errors(tmp_path: Path) -> None:
         scan(tmp_path, baseline="bad.json")
     with pytest.raises(NotFound, match="no such file"):
         scan(tmp_path, baseline="nope.json")
+
+
+# ---- encodings, virtualenvs, paths a caller names -------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-8-sig"])
+def test_utf16_and_utf32_env_files_are_decoded_not_skipped(tmp_path: Path, encoding: str) -> None:
+    k = key("groq-api-key", f"enc:{encoding}")
+    (tmp_path / ".env").write_bytes(f"# written by a Windows tool\r\nGROQ_API_KEY={k}\r\n".encode(encoding))
+    out = scan(tmp_path)
+    assert where(out) == [(".env", 2, "groq-api-key")]
+    assert out.files_skipped.get("binary", 0) == 0
+
+
+def test_real_binary_with_nul_bytes_is_still_skipped(tmp_path: Path) -> None:
+    k = key("groq-api-key", "bin")
+    (tmp_path / "blob.dat").write_bytes(b"\x00\x01\x02\xff" * 50 + k.encode() + b"\x00\x13")
+    out = scan(tmp_path)
+    assert out.findings == [] and out.files_skipped["binary"] == 1
+
+
+def test_staged_utf16_file_is_decoded(git_repo: tuple[Path, Git]) -> None:
+    repo, git = git_repo
+    k = key("nvidia-api-key", "staged-utf16")
+    (repo / "keys.env").write_bytes(f"NVIDIA_API_KEY={k}\n".encode("utf-16"))
+    git("add", "keys.env")
+    assert where(scan(repo, staged=True)) == [("keys.env", 1, "nvidia-api-key")]
+
+
+def test_only_real_virtualenvs_are_skipped(tmp_path: Path) -> None:
+    k = key("groq-api-key", "venv")
+    (tmp_path / "venv").mkdir()
+    (tmp_path / "venv" / "__init__.py").write_text(f'KEY = "{k}"\n')  # a package named venv: the project's own
+    (tmp_path / "env-py311" / "lib").mkdir(parents=True)
+    (tmp_path / "env-py311" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    (tmp_path / "env-py311" / "lib" / "dep.py").write_text(f'KEY = "{k}"\n')
+    out = scan(tmp_path)
+    assert where(out) == [("venv/__init__.py", 1, "groq-api-key")]
+    assert out.files_skipped["excluded_dir"] == 1
+
+
+@pytest.mark.parametrize("bad", ["", "a\x00b", "\x00"])
+def test_empty_or_nul_paths_are_invalid_input(tmp_path: Path, bad: str) -> None:
+    with pytest.raises(ValueError):  # pydantic's ValidationError: the schema says so
+        ScanSecretsInput(paths=[bad])
+    with pytest.raises(ValueError):
+        ScanSecretsInput(since=bad)
+    with pytest.raises(ValueError):
+        ScanSecretsInput(baseline=bad)
+    # Callers that build the model without validation still get invalid_input, never a crash.
+    raw = ScanSecretsInput.model_construct(paths=[bad], staged=False, since=None, baseline=None,
+                                           max_file_bytes=1 << 20)
+    with pytest.raises(InvalidInput):
+        scan_secrets(SimpleNamespace(cwd=tmp_path), raw)
+
+
+def test_empty_or_nul_paths_in_git_modes_are_invalid_input(git_repo: tuple[Path, Git]) -> None:
+    repo, git = git_repo
+    (repo / "a.txt").write_text("x\n")
+    git("add", "a.txt")
+    git("commit", "-qm", "a")
+    for bad in ("", "a\x00b"):
+        raw = ScanSecretsInput.model_construct(paths=[bad], staged=True, since=None, baseline=None,
+                                               max_file_bytes=1 << 20)
+        with pytest.raises(InvalidInput):
+            scan_secrets(SimpleNamespace(cwd=repo), raw)
+    raw = ScanSecretsInput.model_construct(paths=[], staged=False, since="HEAD\x00", baseline=None,
+                                           max_file_bytes=1 << 20)
+    with pytest.raises(InvalidInput):
+        scan_secrets(SimpleNamespace(cwd=repo), raw)
