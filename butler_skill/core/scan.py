@@ -435,7 +435,9 @@ def is_placeholder(body: str, *, free: bool = False) -> bool:
             return True
     elif _has_word_exact_case(body, _PLACEHOLDER_WORDS):
         return True
-    if _max_run(body) >= 6 or _max_step_run(body) >= 7:
+    # A stand-in is mostly its run (000000..., abcdefg...); a random 64-character key holds a run of six now and
+    # then (about once in 18,000 hex keys), so the run must also fill a quarter of the value.
+    if _max_run(body) >= max(6, len(body) // 4) or _max_step_run(body) >= max(7, len(body) // 4):
         return True
     return _is_periodic(body)
 
