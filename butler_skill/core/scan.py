@@ -306,9 +306,12 @@ _FREE_WORDS = (
     "process.env", "os.environ", "getenv", "env(", "vault:", "secretkeyref", "arn:aws",
     # Words of a label, not of a secret ("m2m-client-credentials", "auth-basic-password").
     "credential", "client", "bearer", "session", "_key", "-key",
-    # Keyboard runs typed as filler ("sdf0o9823sjdfsdf", "asdasd").
-    "asd", "sdf", "qwe", "zxc", "jkl",
+    # Keyboard rows typed as filler ("asdf", "qwer"); shorter rows count only when typed twice (below).
+    "asdf", "qwer", "zxcv", "hjkl",
 )
+# Three keys of a keyboard row: filler when typed twice ("sdf0o9823sjdfsdf", "asdasd"). Once is chance: a random
+# 18-character password holds one of these about once in a thousand draws.
+_KEYBOARD_TRIGRAMS = ("asd", "sdf", "qwe", "zxc", "jkl")
 _CODE_EXTS = frozenset({
     ".py", ".pyi", ".ipynb", ".js", ".mjs", ".cjs", ".jsx", ".ts", ".tsx", ".mts", ".cts", ".go", ".java",
     ".kt", ".kts", ".scala", ".groovy", ".rb", ".php", ".cs", ".fs", ".swift", ".rs", ".c", ".h", ".cc",
@@ -422,6 +425,11 @@ def _has_word(value: str, words: Iterable[str]) -> bool:
     return any(w in value or w.upper() in value or w.capitalize() in value for w in words)
 
 
+def _typed_filler(value: str) -> bool:
+    lower = value.lower()
+    return any(lower.count(t) >= 2 for t in _KEYBOARD_TRIGRAMS)
+
+
 def _has_word_exact_case(value: str, words: Iterable[str]) -> bool:
     return any(w in value or w.upper() in value for w in words)
 
@@ -431,7 +439,7 @@ def is_placeholder(body: str, *, free: bool = False) -> bool:
     if not body or _FORMAT_SLOT.search(body):
         return True
     if free:
-        if _has_word(body, _PLACEHOLDER_WORDS) or _has_word(body, _FREE_WORDS):
+        if _has_word(body, _PLACEHOLDER_WORDS) or _has_word(body, _FREE_WORDS) or _typed_filler(body):
             return True
     elif _has_word_exact_case(body, _PLACEHOLDER_WORDS):
         return True

@@ -201,3 +201,10 @@ def test_auth_names_are_secret_like() -> None:
     assert rules(f'user_auth = "{pw}"\n', "client.py") == ["generic-secret"]
     assert rules(f"PROXY_AUTH={pw}\n", ".env") == ["generic-secret"]
     assert rules('auth = "oauth2"\n', "client.py") == []
+
+
+def test_one_keyboard_trigram_in_a_random_password_is_chance_not_filler() -> None:
+    # Found by the URL property in CI: "zxc" once inside a random password hid it (about 1 in 1,000 passwords).
+    assert rules("URL=redis://user:SBLQwibzxcubpaH5!q@db.internal/app\n", ".env") == ["url-credentials"]
+    assert rules("PASSWORD=SBLQwibzxcubpaH5!q\n", ".env") == ["generic-secret"]
+    assert rules("PASSWORD=sdf0o9823sjdfsdf\n", ".env") == []
