@@ -12,12 +12,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 from pydantic import AwareDatetime, BaseModel
 
 from butler_skill.config import model_prices
-from butler_skill.core import pricing, reporting, rotation, selection
+from butler_skill.core import inflight, pricing, reporting, rotation, selection
 from butler_skill.core.days import utc_day
 from butler_skill.core.usage import Usage
 from butler_skill.errors import NoCapacity, ProviderError, UnknownKey
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from butler_skill.host.context import Context
 
 SettleStatus = Literal["ok", "rotated", "rotate_recommended", "closed"]
+FailureKind = Literal["rate_limit", "quota_exhausted", "auth", "server", "timeout", "bad_response"]
 
 
 class RotationOutcome(BaseModel):
@@ -250,3 +251,47 @@ def rotate_or_rest(
         if until is not None:
             outcome = outcome.model_copy(update={"cooldown_until": until})
     return outcome, session
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What to do after a provider refused a call: call again after `wait_s` (on the session's key, which a
+    rotation may just have changed: `rotation`), or give up (`give_up` says why)."""
+
+    wait_s: float = 0.0
+    rotation: RotationOutcome | None = None
+    give_up: str | None = None
+
+
+def recover(
+    ctx: Context, session_id: str, *, failure: FailureKind, retry_after_s: float | None, attempt: int,
+    consecutive_rate_limits: int, jitter: float, policy: inflight.RetryPolicy,
+    keys: Sequence[ResolvedKey] | None = None,
+) -> Recovery:
+    """One path for every front that makes calls (the sub-agent runner, the gateway): `core.inflight.decide`
+    says retry, rotate or fail; a rotation with nowhere to go falls back as `inflight.when_no_key_to_rotate_to`
+    says; and a key the provider refused rests even when the call gives up on it, so nothing else picks it up."""
+    session = ctx.ledger.session(session_id)
+    action = inflight.decide(
+        allocated=session.allocated, used=session.used, now=ctx.now(), failure=failure,
+        retry_after_s=retry_after_s, consecutive_rate_limits=max(1, consecutive_rate_limits), attempt=attempt,
+        jitter=jitter, threshold=ctx.config.rotation_threshold, policy=policy, cap_attempts=True,
+    )
+    if isinstance(action, inflight.RetrySame):
+        return Recovery(wait_s=action.after_seconds)
+    if isinstance(action, inflight.Rotate):
+        outcome, _ = rotate(ctx, session_id, action.reason, retry_after_s=retry_after_s, keys=keys)
+        if outcome.rotated:
+            return Recovery(rotation=outcome)
+        fallback = inflight.when_no_key_to_rotate_to(action, policy)
+        if isinstance(fallback, inflight.RetrySame):
+            return Recovery(wait_s=fallback.after_seconds, rotation=outcome)
+        reason = fallback.reason
+    elif isinstance(action, inflight.Fail):
+        reason = action.reason
+    else:  # Continue never answers a failure
+        reason = f"{failure}: no way forward"
+    refused = cast(RotationReason, failure)
+    if rotation.rests_without_rotation(refused):
+        rest_key(ctx, session.key_id, refused, retry_after_s=retry_after_s)
+    return Recovery(rotation=None, give_up=reason)

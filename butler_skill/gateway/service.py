@@ -28,7 +28,7 @@ from starlette.responses import Response
 from butler_skill import sessions
 from butler_skill.adapters.providers.base import ProviderFailure
 from butler_skill.adapters.providers.relay import Upstream, open_upstream
-from butler_skill.core import admission, inflight, rotation
+from butler_skill.core import admission, inflight
 from butler_skill.core.days import utc_day
 from butler_skill.core.selection import largest_available
 from butler_skill.core.usage import Usage
@@ -234,35 +234,16 @@ class Gateway:
                 return _Opened(up, content), key
             except ProviderFailure as failure:
                 rate_limits = rate_limits + 1 if failure.kind == "rate_limit" else 0
-                action = inflight.decide(
-                    allocated=session.allocated, used=session.used, now=ctx.now(), failure=failure.kind,
-                    retry_after_s=failure.retry_after_s, consecutive_rate_limits=max(1, rate_limits),
-                    attempt=attempt, jitter=self.jitter(), threshold=ctx.config.rotation_threshold,
-                    policy=policy, cap_attempts=True,
-                )
-                log.info("gateway: %s on %s (attempt %d): %s", failure.kind, key.id, attempt, action.action)
-                if isinstance(action, inflight.Rotate):
-                    outcome, _ = sessions.rotate(ctx, hold.session_id, action.reason,
-                                                 retry_after_s=failure.retry_after_s, keys=hold.keys)
-                    if outcome.rotated:
-                        continue
-                    fallback = inflight.when_no_key_to_rotate_to(action, policy)
-                    if isinstance(fallback, inflight.RetrySame) and attempt < policy.max_attempts:
-                        await asyncio.sleep(fallback.after_seconds)
-                        continue
-                    self._rest(key, failure)
+                step = sessions.recover(ctx, hold.session_id, failure=failure.kind,
+                                        retry_after_s=failure.retry_after_s, attempt=attempt,
+                                        consecutive_rate_limits=rate_limits, jitter=self.jitter(), policy=policy,
+                                        keys=hold.keys)
+                log.info("gateway: %s on %s (attempt %d): %s", failure.kind, key.id, attempt,
+                         step.give_up or ("rotated" if step.rotation and step.rotation.rotated else "retry"))
+                if step.give_up is not None:
                     raise
-                if isinstance(action, inflight.RetrySame):
-                    await asyncio.sleep(action.after_seconds)
-                    continue
-                self._rest(key, failure)
-                raise
-
-    def _rest(self, key: ResolvedKey, failure: ProviderFailure) -> None:
-        """A key the provider refused rests even though the request found nowhere else to go."""
-        kind = failure.kind
-        if kind in ("rate_limit", "quota_exhausted", "auth") and rotation.rests_without_rotation(kind):
-            sessions.rest_key(self.ctx, key.id, kind, retry_after_s=failure.retry_after_s)
+                if step.wait_s:
+                    await asyncio.sleep(step.wait_s)
 
     # ---- the end of a request ----------------------------------------------------------------------
     def _settle(self, hold: Hold, key: ResolvedKey, up: Upstream, usage: Usage) -> None:

@@ -156,46 +156,30 @@ class _Run:
                                           request_id=failure.request_id, tokens=0, error=failure.message,
                                           started=started, ended=ended)
                 rate_limits = rate_limits + 1 if failure.kind == "rate_limit" else 0
-                action = inflight.decide(
-                    allocated=session.allocated, used=session.used, now=ended, failure=failure.kind,
-                    retry_after_s=failure.retry_after_s, consecutive_rate_limits=max(1, rate_limits),
-                    attempt=attempt, jitter=self.jitter(), threshold=self.ctx.config.rotation_threshold,
-                    policy=policy, cap_attempts=True,
-                )
-                if not await self.act(st, action, attempt, failure, policy):
+                step = sessions.recover(self.ctx, st.session_id, failure=failure.kind,
+                                        retry_after_s=failure.retry_after_s, attempt=attempt,
+                                        consecutive_rate_limits=rate_limits, jitter=self.jitter(), policy=policy)
+                if not await self.act(st, step, attempt, failure):
                     return
                 continue
             self.settle(st, key.id, result, started, attempt)
             return
 
-    async def act(self, st: SubTaskRow, action: inflight.Continue | inflight.Rotate | inflight.RetrySame
-                  | inflight.Fail, attempt: int, failure: ProviderFailure, policy: inflight.RetryPolicy) -> bool:
-        """Carry out the decision; False when the sub-task is over."""
-        if isinstance(action, inflight.Fail):
-            self.finish(st, "failed", error=f"{action.reason}: {failure.message}")
-            self.emit(st, "failed", attempt=attempt, message=action.reason)
+    async def act(self, st: SubTaskRow, step: sessions.Recovery, attempt: int, failure: ProviderFailure) -> bool:
+        """Carry out what `sessions.recover` decided; False when the sub-task is over."""
+        if step.give_up is not None:
+            self.finish(st, "failed", error=f"{step.give_up}: {failure.message}")
+            self.emit(st, "failed", attempt=attempt, message=step.give_up)
             return False
-        if isinstance(action, inflight.RetrySame):
-            self.emit(st, "retrying", attempt=attempt,
-                      message=f"{failure.kind}, retry in {action.after_seconds:.1f}s")
-            await asyncio.sleep(action.after_seconds)
-            return True
-        if isinstance(action, inflight.Rotate):
-            outcome, _ = sessions.rotate(self.ctx, st.session_id, action.reason,
-                                         retry_after_s=failure.retry_after_s)
-            if outcome.rotated:
-                self.emit(st, "rotated", key_id=outcome.to_key_id, attempt=attempt,
-                          message=f"{outcome.from_key_id} -> {outcome.to_key_id} ({action.reason})")
-                return True
-            fallback = inflight.when_no_key_to_rotate_to(action, policy)
-            if isinstance(fallback, inflight.RetrySame):
-                self.emit(st, "retrying", attempt=attempt,
-                          message=f"no other key; waiting {fallback.after_seconds:.0f}s")
-                await asyncio.sleep(fallback.after_seconds)
-                return True
-            self.finish(st, "failed", error=f"{fallback.reason}: {failure.message}")
-            self.emit(st, "failed", attempt=attempt, message="no key left")
-            return False
+        if step.rotation is not None and step.rotation.rotated:
+            self.emit(st, "rotated", key_id=step.rotation.to_key_id, attempt=attempt,
+                      message=f"{step.rotation.from_key_id} -> {step.rotation.to_key_id} ({step.rotation.reason})")
+        elif step.rotation is not None:
+            self.emit(st, "retrying", attempt=attempt, message=f"no other key; waiting {step.wait_s:.0f}s")
+        else:
+            self.emit(st, "retrying", attempt=attempt, message=f"{failure.kind}, retry in {step.wait_s:.1f}s")
+        if step.wait_s:
+            await asyncio.sleep(step.wait_s)
         return True
 
     def settle(self, st: SubTaskRow, key_id: str, result: object, started: datetime, attempt: int) -> None:

@@ -190,6 +190,8 @@ def test_mcp_against_a_hostile_provider(world: dict[str, Any], server: FakeLLM) 
                     res = await session.call_tool("spawn_agent", spawn_input(stream, provider))
                     texts.append(res.model_dump_json())
                 task_id = json.loads(res.content[0].text)["result"]["task_id"]
+                # Every key the provider refused rests for its Retry-After (0, so the 1-second minimum).
+                await anyio.sleep(1.1)
                 plan = await session.call_tool("plan_agents", {"name": "p", "description": "1. One", "budget": 500})
                 sid = json.loads(plan.content[0].text)["result"]["agents"][0]["session_id"]
                 for tool, payload in [*pasted_inputs(sid), ("aggregate_task_results", {"task_id": task_id}),
