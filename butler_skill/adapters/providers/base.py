@@ -48,6 +48,7 @@ __all__ = [
     "ProviderFailureKind",
     "RateLimitInfo",
     "SSEEvent",
+    "SSEParser",
     "Usage",
     "WireFormat",
     "classify_http_failure",
@@ -364,29 +365,45 @@ class SSEEvent:
     data: str
 
 
-async def iter_sse(lines: AsyncIterator[str]) -> AsyncIterator[SSEEvent]:
-    """Server-sent events from decoded lines: ``event:`` / ``data:`` fields, blank line ends an event,
-    ``:`` comments ignored (OpenRouter sends keep-alive comments). A last event without its blank line is
-    still yielded."""
-    event: str | None = None
-    data: list[str] = []
-    async for raw in lines:
+class SSEParser:
+    """Server-sent events, a line at a time: ``event:`` / ``data:`` fields, a blank line ends an event, ``:``
+    comments ignored (OpenRouter sends keep-alive comments). ``feed`` answers the event a line completes;
+    ``end`` the last event when the stream stopped without its blank line."""
+
+    def __init__(self) -> None:
+        self.name: str | None = None
+        self.data: list[str] = []
+
+    def feed(self, raw: str) -> SSEEvent | None:
         line = raw.rstrip("\r\n")
         if line == "":
-            if data:
-                yield SSEEvent(event, "\n".join(data))
-            event, data = None, []
-            continue
+            return self.end()
         if line.startswith(":"):
-            continue
+            return None
         field, _, value = line.partition(":")
         value = value.removeprefix(" ")
         if field == "data":
-            data.append(value)
+            self.data.append(value)
         elif field == "event":
-            event = value
-    if data:
-        yield SSEEvent(event, "\n".join(data))
+            self.name = value
+        return None
+
+    def end(self) -> SSEEvent | None:
+        event = SSEEvent(self.name, "\n".join(self.data)) if self.data else None
+        self.name, self.data = None, []
+        return event
+
+
+async def iter_sse(lines: AsyncIterator[str]) -> AsyncIterator[SSEEvent]:
+    """The events of a stream of decoded lines (see ``SSEParser``)."""
+    parser = SSEParser()
+    async for raw in lines:
+        event = parser.feed(raw)
+        if event is not None:
+            yield event
+    last = parser.end()
+    if last is not None:
+        yield last
 
 
 # -------------------------------------------------------------------------------------------- pricing

@@ -24,6 +24,7 @@ from butler_skill.adapters.providers.base import (
     ChatClient,
     RateLimitInfo,
     SSEEvent,
+    SSEParser,
     StreamState,
     Usage,
     estimated_usage,
@@ -82,32 +83,22 @@ class Upstream:
         if state.request_id is None:
             state.request_id = request_id_from(None, self.response.headers)
         raw: list[str] = []
-        name: str | None = None
-        data: list[str] = []
+        parser = SSEParser()
         async for line in self.response.aiter_lines():
             raw.append(line)
-            text = line.rstrip("\r\n")
-            if text == "":
-                if data:
-                    event = SSEEvent(name, "\n".join(data))
-                    self._fold(event)
-                    yield RelayedEvent(("\n".join(raw) + "\n").encode(), event)
-                elif any(r.strip() for r in raw):  # comments only (keep-alives): pass them on
+            event = parser.feed(line)
+            if event is not None:
+                self._fold(event)
+                yield RelayedEvent(("\n".join(raw) + "\n").encode(), event)
+                raw = []
+            elif line.rstrip("\r\n") == "":
+                if any(r.strip() for r in raw):  # comments only (keep-alives): pass them on
                     yield RelayedEvent(("\n".join(raw) + "\n").encode(), SSEEvent(None, ""))
-                raw, name, data = [], None, []
-                continue
-            if text.startswith(":"):
-                continue
-            key, _, value = text.partition(":")
-            value = value.removeprefix(" ")
-            if key == "data":
-                data.append(value)
-            elif key == "event":
-                name = value
-        if data:  # a last event without its blank line
-            event = SSEEvent(name, "\n".join(data))
-            self._fold(event)
-            yield RelayedEvent(("\n".join(raw) + "\n\n").encode(), event)
+                raw = []
+        last = parser.end()
+        if last is not None:  # a last event without its blank line
+            self._fold(last)
+            yield RelayedEvent(("\n".join(raw) + "\n\n").encode(), last)
 
     def _fold(self, event: SSEEvent) -> None:
         try:
