@@ -19,9 +19,9 @@ from pydantic import AwareDatetime, BaseModel
 from butler_skill.config import model_prices
 from butler_skill.core import inflight, pricing, reporting, rotation, selection
 from butler_skill.core.days import utc_day
+from butler_skill.core.limits import MAX_CALL_COST_USD, MAX_CALL_TOKENS, plausible_call
 from butler_skill.core.usage import Usage
 from butler_skill.errors import NoCapacity, ProviderError, UnknownKey
-from butler_skill.handlers.bounds import MAX_CALL_COST_USD, MAX_CALL_TOKENS
 from butler_skill.models import Alert, ResolvedKey, RotationReason, SessionInfo
 from butler_skill.store.protocol import Grant, Rotation, UsageOutcome
 
@@ -119,8 +119,7 @@ def _plausible(usage: Usage, cost: Decimal, key_id: str) -> None:
     """The same bounds the tool schemas put on a caller's figures, for figures a provider reported (the runner
     and the gateway settle those): past them the report is broken, and counting it could take the ledger's
     sums past what they can hold. Nothing is settled then."""
-    figures = (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens)
-    if max(figures) > MAX_CALL_TOKENS or not cost.is_finite() or not 0 <= cost <= Decimal(MAX_CALL_COST_USD):
+    if not plausible_call(usage, cost):
         raise ProviderError(f"implausible usage reported on key {key_id}: a figure over {MAX_CALL_TOKENS} tokens "
                             f"or a cost outside 0..{MAX_CALL_COST_USD:g} USD; nothing was settled", key_id=key_id)
 

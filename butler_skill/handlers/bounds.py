@@ -12,12 +12,10 @@ from typing import Annotated, Any
 
 from pydantic import Field, WithJsonSchema
 
-# One provider response: the largest context windows are about 2M tokens; 10M in one figure is no real call.
-MAX_CALL_TOKENS = 10_000_000
+from butler_skill.core.limits import MAX_CALL_COST_USD, MAX_CALL_TOKENS
+
 # A task's or an allocation's budget (as before): 100M tokens.
 MAX_BUDGET_TOKENS = 100_000_000
-# One response's cost in USD: the dearest models cost well under $1,000 for a full 2M-token call.
-MAX_CALL_COST_USD = 10_000.0
 # Filters and counts a caller reads by (min_tokens): no key-day holds more than this.
 MAX_DAY_TOKENS = 1_000_000_000_000
 # Server-side tool requests (web searches) one response can bill.
