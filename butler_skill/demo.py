@@ -121,7 +121,7 @@ def _subagents(ctx: Context, say: Any, out: TextIO) -> None:
     agg = first["aggregate"]
     say(f"first round: {agg['successful']} of {agg['totalSubTasks']} succeeded, "
         f"{fmt_int(agg['totalTokensUsed'])} tokens")
-    say("retry_failed_tasks: the failed part gets a fresh share, at most its original one, from the budget that is left")
+    say("retry_failed_tasks: the failed part gets a fresh share (at most its original one) from what is left")
     ctx.demo_faults = None  # the provider has recovered
     retry = _ok(call_tool("retry_failed_tasks", {"task_id": task_id, "options": options}, ctx))
     ctx.progress = None

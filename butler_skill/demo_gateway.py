@@ -24,7 +24,7 @@ def run_gateway_demo(ctx: Context, say: Any) -> None:
     sid = alloc["result"]["session_id"]
     with BackgroundServer(create_app(ctx)) as server, httpx.Client(base_url=server.url + "/v1", timeout=30,
                                                                     headers={"authorization": f"Bearer {secret}"}) as c:
-        say(f"   gateway on {server.url}/v1; access token id {token.id} (the agent holds only a Butler token, never a provider key)")
+        say(f"   gateway on {server.url}/v1; access token id {token.id} (the agent holds only a Butler token)")
         say(f"   session {sid}: 360 tokens; a sub-agent spawned with model butler/{sid} spends it:")
         for n in range(1, 6):
             r = c.post("/chat/completions", json={
