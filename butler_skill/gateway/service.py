@@ -324,7 +324,8 @@ class RelayStream(Response):
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         import anyio
-        import httpx
+
+        from butler_skill.adapters.providers.http import HttpError
 
         async def pump() -> None:
             try:
@@ -333,8 +334,8 @@ class RelayStream(Response):
                     async for item in self.upstream.events():
                         if self._keep(item.event.data):
                             await send({"type": "http.response.body", "body": item.raw, "more_body": True})
-                except httpx.HTTPError as exc:  # the provider dropped the stream: end ours, settle an estimate
-                    self.upstream.state.interruption = type(exc).__name__
+                except HttpError as exc:  # the provider dropped the stream: end ours, settle an estimate
+                    self.upstream.state.interruption = exc.kind
                 await self._finish()  # settled before the client sees the end of the answer
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
             except OSError:

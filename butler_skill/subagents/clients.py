@@ -1,4 +1,5 @@
-"""Which wire-format client speaks for a key: the demo transport in-process, httpx for everything else."""
+"""Which wire-format client speaks for a key: the demo transport in-process (httpx), aiohttp for real providers
+(``AiohttpBackend``; ``http="httpx"`` puts them on httpx with sharded pools instead, as before)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,14 @@ import socket
 import ssl
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import httpx
 
 from butler_skill.adapters.providers.anthropic import AnthropicClient
 from butler_skill.adapters.providers.base import ChatClient
 from butler_skill.adapters.providers.demo import DemoFaults, DemoTransport
+from butler_skill.adapters.providers.http import AiohttpBackend, HttpBackend, HttpxBackend
 from butler_skill.adapters.providers.openai_compat import OpenAICompatClient
 from butler_skill.models import ResolvedKey
 
@@ -100,23 +102,32 @@ class ShardedTransport(httpx.AsyncBaseTransport):
 
 
 class ClientFactory:
-    """One pooled httpx client for real providers, one demo transport for the demo provider."""
+    """One pooled HTTP client for real providers, one demo transport for the demo provider.
+
+    `http`: "aiohttp" (default; one pool of 200 connections, C parser) or "httpx" (sharded httpcore pools).
+    `transport`: an httpx transport for every provider (tests inject one); it implies httpx.
+    """
 
     def __init__(self, config: ButlerConfig, *, demo_faults: DemoFaults | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None, run_id: str = "demo") -> None:
+                 transport: httpx.AsyncBaseTransport | None = None, run_id: str = "demo",
+                 http: Literal["aiohttp", "httpx"] = "aiohttp") -> None:
         self.config = config
         # The demo numbers its answers per transport: a run-specific prefix keeps request ids unique in the ledger.
         self.demo = DemoTransport(demo_faults, id_prefix=run_id)
         timeout = httpx.Timeout(60.0, connect=10.0)
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+        self._http: HttpBackend
         if transport is not None:
-            self._http = httpx.AsyncClient(transport=transport, timeout=timeout, limits=limits)
-        else:
+            self._http = HttpxBackend(httpx.AsyncClient(transport=transport, timeout=timeout, limits=limits))
+        elif http == "httpx":
             tls = httpx.create_ssl_context()
             # Direct connections go through small pools; a proxy from the environment is mounted by httpx on a
             # more specific pattern than "all://" and keeps working as before (one pool, as do NO_PROXY hosts).
-            self._http = httpx.AsyncClient(verify=tls, mounts={"all://": ShardedTransport(verify=tls)},
-                                           timeout=timeout, limits=limits)
+            self._http = HttpxBackend(httpx.AsyncClient(verify=tls, mounts={"all://": ShardedTransport(verify=tls)},
+                                                        timeout=timeout, limits=limits))
+        else:
+            # httpx's TLS context (certifi's CAs, or SSL_CERT_FILE): both clients trust the same authorities.
+            self._http = AiohttpBackend(tls=httpx.create_ssl_context(), max_connections=200)
         self._demo_http = httpx.AsyncClient(transport=self.demo)
 
     def client_for(self, key: ResolvedKey) -> ChatClient:

@@ -15,6 +15,7 @@ import pytest
 from butler_skill.adapters.providers.anthropic import ANTHROPIC_VERSION, AnthropicClient
 from butler_skill.adapters.providers.base import CompletionResult, ProviderFailure
 from tests.adapters._pricing import price
+from tests.adapters.conftest import loopback_http
 from tests.servers.fake_llm import FakeLLM, dropped, ok, overloaded, rate_limited, unauthorized
 
 T = TypeVar("T")
@@ -33,7 +34,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 async def call_loopback(server: FakeLLM, **kw: Any) -> CompletionResult:
-    async with httpx.AsyncClient() as http:
+    async with loopback_http() as http:
         client = AnthropicClient(http, server.base_url, KEY)
         return await client.complete(kw.pop("model", "claude-test"), kw.pop("messages", MESSAGES),
                                      kw.pop("max_tokens", 128), **kw)

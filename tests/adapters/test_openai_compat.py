@@ -24,6 +24,7 @@ from butler_skill.adapters.providers.base import (
 )
 from butler_skill.adapters.providers.openai_compat import OpenAICompatClient
 from tests.adapters._pricing import price
+from tests.adapters.conftest import loopback_http
 from tests.servers.fake_llm import (
     FakeLLM,
     dropped,
@@ -49,7 +50,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 async def call_loopback(server: FakeLLM, **kw: Any) -> CompletionResult:
-    async with httpx.AsyncClient() as http:
+    async with loopback_http() as http:
         client = OpenAICompatClient(http, server.base_url, KEY)
         return await client.complete(kw.pop("model", "gpt-test"), kw.pop("messages", MESSAGES),
                                      kw.pop("max_tokens", 64), **kw)
@@ -453,7 +454,7 @@ def test_loopback_echoed_key_never_leaks(fake_llm: FakeLLM, stream: bool) -> Non
 
 def test_loopback_many_concurrent_calls(fake_llm: FakeLLM) -> None:
     async def many() -> list[CompletionResult]:
-        async with httpx.AsyncClient() as http:
+        async with loopback_http() as http:
             client = OpenAICompatClient(http, fake_llm.base_url, KEY)
             return await asyncio.gather(*(client.complete("m", MESSAGES, 16, stream=i % 2 == 0) for i in range(12)))
 
@@ -467,7 +468,7 @@ def test_loopback_extra_header_credentials_never_leak(fake_llm: FakeLLM) -> None
     fake_llm.script(unauthorized(echo_auth=True))
 
     async def go() -> CompletionResult:
-        async with httpx.AsyncClient() as http:
+        async with loopback_http() as http:
             client = OpenAICompatClient(http, fake_llm.base_url, KEY,
                                         extra_headers={"x-gateway-token": gateway_secret})
             return await client.complete("m", MESSAGES, 16)
@@ -485,7 +486,7 @@ def test_loopback_echoed_key_of_no_known_shape_never_leaks(fake_llm: FakeLLM, st
     fake_llm.script(unauthorized(echo_auth=True))
 
     async def go() -> CompletionResult:
-        async with httpx.AsyncClient() as http:
+        async with loopback_http() as http:
             return await OpenAICompatClient(http, fake_llm.base_url, odd_key).complete("m", MESSAGES, 16,
                                                                                        stream=stream)
 

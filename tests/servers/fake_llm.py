@@ -342,7 +342,8 @@ class _Handler(BaseHTTPRequestHandler):
             "cache_read_input_tokens": reply.cached_tokens,
         }
 
-    def _openai_json(self, reply: Reply, model: str, rid: str) -> dict[str, Any]:
+    @staticmethod
+    def _openai_json(reply: Reply, model: str, rid: str) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "id": rid,
             "object": "chat.completion",
@@ -357,10 +358,11 @@ class _Handler(BaseHTTPRequestHandler):
             ],
         }
         if reply.usage_location != "none":
-            payload["usage"] = self._openai_usage(reply)
+            payload["usage"] = _Handler._openai_usage(reply)
         return payload
 
-    def _anthropic_json(self, reply: Reply, model: str, rid: str) -> dict[str, Any]:
+    @staticmethod
+    def _anthropic_json(reply: Reply, model: str, rid: str) -> dict[str, Any]:
         return {
             "id": rid,
             "type": "message",
@@ -369,7 +371,7 @@ class _Handler(BaseHTTPRequestHandler):
             "content": [{"type": "text", "text": reply.text}],
             "stop_reason": reply.finish_reason or "end_turn",
             "stop_sequence": None,
-            "usage": self._anthropic_usage(reply),
+            "usage": _Handler._anthropic_usage(reply),
         }
 
     @staticmethod

@@ -36,6 +36,7 @@ from typing import Any, Literal, get_args
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
+from butler_skill.adapters.providers.http import HttpBackend, HttpTimeout, HttpTransportError, as_backend, json_bytes
 from butler_skill.core.pricing import output_limit
 from butler_skill.core.usage import Usage
 from butler_skill.errors import ProviderError
@@ -441,8 +442,9 @@ class StreamState:
 class ChatClient:
     """The send / classify / stream skeleton both wire formats share. Subclasses fill in the hooks.
 
-    The ``httpx.AsyncClient`` is injected (its transport decides whether the network is real); the client
-    keeps no global state. ``clock`` is only used to turn an HTTP-date Retry-After into seconds when the
+    The HTTP client is injected: an ``HttpBackend`` (``adapters/providers/http.py``: aiohttp for real providers)
+    or an ``httpx.AsyncClient`` (its transport decides whether the network is real); the client keeps no global
+    state. ``clock`` is only used to turn an HTTP-date Retry-After into seconds when the
     response has no ``Date`` header.
 
     Secrets: failure messages pass through ``redact`` with the API key and every ``extra_headers`` value, so
@@ -452,7 +454,7 @@ class ChatClient:
     ``complete``; ``token_param`` names the request field that carries it (OpenAI's current chat API and its
     reasoning models want ``max_completion_tokens``).
 
-    Timeouts: ``timeout_s`` bounds the whole call (``asyncio.timeout``) and every httpx operation. Streams:
+    Timeouts: ``timeout_s`` bounds the whole call (``asyncio.timeout``) and every HTTP step. Streams:
     an answer that stops early (connection dropped, timeout, error event, end without a finish) returns the
     text received with ``interrupted=True`` and a pessimistic estimated usage when any text arrived; when no
     text arrived it raises ``ProviderFailure`` (``timeout`` for timeouts, the error event's kind for error
@@ -464,7 +466,7 @@ class ChatClient:
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        client: HttpBackend | httpx.AsyncClient,
         base_url: str,
         api_key: str | None,
         *,
@@ -475,7 +477,7 @@ class ChatClient:
     ) -> None:
         self._max_output = max_output_tokens
         self._token_param = token_param
-        self._client = client
+        self._http = as_backend(client)
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key or None
         self._extra_headers = dict(extra_headers or {})
@@ -574,23 +576,21 @@ class ChatClient:
                 if not stream:
                     return await self._once(body, timeout_s, prompt_estimate, max_tokens)
                 await self._stream(body, timeout_s, state)
-        except (TimeoutError, httpx.TimeoutException):
+        except (TimeoutError, HttpTimeout):
             if not stream or state.rate_limit is None:
                 raise self._failure("timeout", f"timeout: no complete answer within {timeout_s:g}s") from None
             state.interruption = state.interruption or "timeout"
-        except httpx.TransportError as exc:
+        except HttpTransportError as exc:
             if not stream or state.rate_limit is None:
-                raise self._failure("server", f"server: connection failed ({type(exc).__name__})") from None
+                raise self._failure("server", f"server: connection failed ({exc.kind})") from None
             # The stream had begun (status 200 and headers seen): an interruption, settled below.
-            state.interruption = state.interruption or f"connection ({type(exc).__name__})"
+            state.interruption = state.interruption or f"connection ({exc.kind})"
         return self._finish_stream(state, prompt_estimate, max_tokens)
 
     async def _once(
         self, body: dict[str, Any], timeout_s: float, prompt_estimate: int, max_tokens: int
     ) -> CompletionResult:
-        resp = await self._client.post(
-            self._url(), json=body, headers=self._headers(False), timeout=httpx.Timeout(timeout_s)
-        )
+        resp = await self._http.post(self._url(), json_bytes(body), self._headers(False), timeout_s)
         now = response_now(resp.headers, self._clock())
         rate_limit = self._rate_limit(resp.headers, now)
         if resp.status_code >= 400:
@@ -627,9 +627,8 @@ class ChatClient:
         )
 
     async def _stream(self, body: dict[str, Any], timeout_s: float, state: StreamState) -> None:
-        async with self._client.stream(
-            "POST", self._url(), json=body, headers=self._headers(True), timeout=httpx.Timeout(timeout_s)
-        ) as resp:
+        resp = await self._http.open(self._url(), json_bytes(body), self._headers(True), timeout_s)
+        try:
             now = response_now(resp.headers, self._clock())
             rate_limit = state.rate_limit = self._rate_limit(resp.headers, now)
             if resp.status_code >= 400:
@@ -649,6 +648,8 @@ class ChatClient:
                     break
             if not state.done and state.interruption is None:
                 state.interruption = "stream ended early"
+        finally:
+            await resp.aclose()
 
     def _finish_stream(self, state: StreamState, prompt_estimate: int, max_tokens: int) -> CompletionResult:
         rate_limit = state.rate_limit or RateLimitInfo()

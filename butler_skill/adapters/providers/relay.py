@@ -18,8 +18,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from butler_skill.adapters.providers.base import (
     ChatClient,
     RateLimitInfo,
@@ -33,6 +31,7 @@ from butler_skill.adapters.providers.base import (
     request_id_from,
     response_now,
 )
+from butler_skill.adapters.providers.http import HttpError, HttpStream, HttpTimeout, HttpTransportError, json_bytes
 
 __all__ = ["RelayedEvent", "Upstream", "open_upstream"]
 
@@ -48,7 +47,7 @@ class Upstream:
     """An upstream answer with status < 400, open until ``aclose``."""
 
     client: ChatClient
-    response: httpx.Response
+    response: HttpStream  # status_code, headers, aread(), aiter_lines(); raises HttpError when the network fails
     rate_limit: RateLimitInfo
     stream: bool
     state: StreamState = field(default_factory=lambda: StreamState(parts=[]))
@@ -146,21 +145,18 @@ async def open_upstream(client: ChatClient, body: dict[str, Any], *, stream: boo
     read, the provider's text redacted) before the client has seen anything, so the caller may still try
     another key.
     """
-    request = client._client.build_request(
-        "POST", client._url(), json=body, headers=client._headers(stream), timeout=httpx.Timeout(timeout_s)
-    )
     try:
-        response = await client._client.send(request, stream=True)
-    except httpx.TimeoutException:
+        response = await client._http.open(client._url(), json_bytes(body), client._headers(stream), timeout_s)
+    except HttpTimeout:
         raise client._failure("timeout", f"timeout: no answer within {timeout_s:g}s") from None
-    except httpx.TransportError as exc:
-        raise client._failure("server", f"server: connection failed ({type(exc).__name__})") from None
+    except HttpTransportError as exc:
+        raise client._failure("server", f"server: connection failed ({exc.kind})") from None
     now = response_now(response.headers, client._clock())
     rate_limit = client._rate_limit(response.headers, now)
     if response.status_code >= 400:
         try:
             text = (await response.aread()).decode("utf-8", "replace")
-        except httpx.HTTPError:
+        except HttpError:
             text = ""
         finally:
             await response.aclose()
