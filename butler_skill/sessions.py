@@ -23,9 +23,12 @@ from butler_skill.core.limits import MAX_CALL_COST_USD, MAX_CALL_TOKENS, plausib
 from butler_skill.core.usage import Usage
 from butler_skill.errors import NoCapacity, ProviderError, UnknownKey
 from butler_skill.models import Alert, ResolvedKey, RotationReason, SessionInfo
+from butler_skill.store.ledger import commit_usage_in, key_view_in, raise_alert_in
 from butler_skill.store.protocol import Grant, Rotation, UsageOutcome
 
 if TYPE_CHECKING:
+    from sqlite3 import Connection
+
     from butler_skill.host.context import Context
 
 SettleStatus = Literal["ok", "rotated", "rotate_recommended", "closed"]
@@ -115,6 +118,28 @@ def commit(ctx: Context, session_id: str, request_id: str, usage: Usage, *, key_
     return Committed(outcome, cost, alert)
 
 
+def commit_in(ctx: Context, conn: Connection, session_id: str, request_id: str, usage: Usage, *,
+              key: ResolvedKey, now: datetime) -> Committed:
+    """`commit` inside the caller's write transaction (the sub-agent runner's group commit writes several
+    sub-tasks' settlements in one): the same exact price, bounds, idempotency and `overrun` alert."""
+    cost = pricing.cost_of(usage, model_prices(key))
+    _plausible(usage, cost, key.id)
+    outcome = commit_usage_in(conn, request_id=scoped_request_id(session_id, request_id), session_id=session_id,
+                              usage=usage, cost_usd=cost, now=now, lease_seconds=ctx.config.lease_seconds,
+                              key_limit=key.tokens_per_day)
+    alert = None
+    if not outcome.duplicate:
+        view = key_view_in(conn, key, now)
+        if reporting.key_overrun(view):
+            alert_id = ctx.new_id("alr")
+            message = _overrun_message(key, view, outcome.session, now)
+            if raise_alert_in(conn, alert_id=alert_id, session_id=session_id, key_id=outcome.session.key_id,
+                              kind="overrun", message=message, now=now):
+                alert = Alert(alert_id=alert_id, kind="overrun", session_id=session_id,
+                              key_id=outcome.session.key_id, message=message, created_at=now)
+    return Committed(outcome, cost, alert)
+
+
 def _plausible(usage: Usage, cost: Decimal, key_id: str) -> None:
     """The same bounds the tool schemas put on a caller's figures, for figures a provider reported (the runner
     and the gateway settle those): past them the report is broken, and counting it could take the ledger's
@@ -128,14 +153,16 @@ def _key_day_overrun(ctx: Context, key: ResolvedKey, session: SessionInfo, now: 
     """Usage is counted honestly even past a key's limit (a late report, or more than was held); the
     key-day then never ends past its limit in silence: an `overrun` alert names the key and the figures."""
     (view,) = ctx.ledger.key_views([key], now)
-    over = reporting.key_overrun(view)
-    if not over:
+    if not reporting.key_overrun(view):
         return None
+    return _alert(ctx, session, "overrun", now, _overrun_message(key, view, session, now))
+
+
+def _overrun_message(key: ResolvedKey, view: selection.KeyView, session: SessionInfo, now: datetime) -> str:
     late = " after its lease expired" if session.state == "expired" else ""
-    return _alert(ctx, session, "overrun", now,
-                  f"key {key.id} counted {view.used + view.reserved} tokens on {utc_day(now)}, {over} past its "
-                  f"daily limit of {key.tokens_per_day}: session {session.session_id} reported usage{late} "
-                  "beyond what it held")
+    return (f"key {key.id} counted {view.used + view.reserved} tokens on {utc_day(now)}, "
+            f"{reporting.key_overrun(view)} past its daily limit of {key.tokens_per_day}: session "
+            f"{session.session_id} reported usage{late} beyond what it held")
 
 
 def _alert(ctx: Context, session: SessionInfo, kind: str, now: datetime, message: str) -> Alert | None:

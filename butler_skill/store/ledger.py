@@ -152,58 +152,10 @@ class Ledger:
         session holds nothing today and its usage is counted as it comes. Usage reported after a session
         ended (its lease expired, its hold released) is still counted: the provider spent those tokens.
         The caller then checks the key-day against its limit (`sessions.commit` raises `overrun`)."""
-        input_tokens, output_tokens = usage.input_tokens, usage.output_tokens
-        cache_read_tokens, cache_write_tokens = usage.cache_read_tokens, usage.cache_write_tokens
-        cache_write_1h_tokens, web_search_requests = usage.cache_write_1h_tokens, usage.web_search_requests
-        cost_reported, estimated = usage.cost_usd is not None, usage.estimated
-        pusd = to_pico(money(cost_usd))
-        upstream_pusd = to_pico(usage.upstream_cost_usd) if usage.upstream_cost_usd is not None else None
-        cost_real = float(from_pico(pusd))
-        total = input_tokens + output_tokens + cache_read_tokens + cache_write_tokens
         with self.db.write() as conn:
             _expire_leases(conn, now)
-            prior = conn.execute("SELECT * FROM usage_records WHERE request_id = ?", (request_id,)).fetchone()
-            if prior is not None:
-                figures = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-                           "cache_write_1h_tokens", "web_search_requests")
-                given = (input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens,
-                         web_search_requests)
-                if prior["session_id"] != session_id or tuple(prior[f] for f in figures) != given:
-                    raise Conflict(f"request {request_id} was already settled with different usage",
-                                   request_id=request_id)
-                row = _session_row(conn, session_id)
-                return UsageOutcome(True, _session(row), row["leg_used"], row["leg_granted"])
-            row = _session_row(conn, session_id)
-            day = utc_day(now)
-            if row["leg_day"] != day:
-                _carry_leg(conn, row, day, key_limit)
-                row = _session_row(conn, session_id)
-            key_id = row["key_id"]
-            consumed = min(total, row["leg_held"])
-            conn.execute(
-                "INSERT INTO usage_records(request_id, session_id, key_id, day, input_tokens, output_tokens,"
-                " cache_read_tokens, cache_write_tokens, total_tokens, cost_usd, cost_reported, estimated,"
-                " recorded_at, cost_pusd, upstream_cost_pusd, cache_write_1h_tokens, web_search_requests)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (request_id, session_id, key_id, day, input_tokens, output_tokens, cache_read_tokens,
-                 cache_write_tokens, total, cost_real, int(cost_reported), int(estimated), ts(now), pusd,
-                 upstream_pusd, cache_write_1h_tokens, web_search_requests),
-            )
-            _counter_row(conn, key_id, day)
-            conn.execute(
-                "UPDATE key_day_counters SET used = used + ?, reserved = reserved - ?,"
-                " cost_usd = cost_usd + ?, cost_pusd = cost_pusd + ? WHERE key_id = ? AND day = ?",
-                (total, consumed, cost_real, pusd, key_id, day),
-            )
-            # Usage after a session ended still counts against the key; only an open session renews its lease.
-            lease = ts(now + timedelta(seconds=lease_seconds)) if row["state"] == "open" else row["lease_expires_at"]
-            conn.execute(
-                "UPDATE sessions SET used = used + ?, cost_usd = cost_usd + ?, cost_pusd = cost_pusd + ?,"
-                " leg_held = leg_held - ?, leg_used = leg_used + ?, lease_expires_at = ?, updated_at = ? WHERE id = ?",
-                (total, cost_real, pusd, consumed, total, lease, ts(now), session_id),
-            )
-            row = _session_row(conn, session_id)
-            return UsageOutcome(False, _session(row), row["leg_used"], row["leg_granted"])
+            return commit_usage_in(conn, request_id=request_id, session_id=session_id, usage=usage,
+                                   cost_usd=cost_usd, now=now, lease_seconds=lease_seconds, key_limit=key_limit)
 
     def rotate_session(
         self,
@@ -270,13 +222,8 @@ class Ledger:
                     now: datetime) -> bool:
         """Record an alert once per (session, key, kind). True when it is new."""
         with self.db.write() as conn:
-            cur = conn.execute(
-                "INSERT INTO alerts(id, session_id, key_id, kind, message, created_at)"
-                " VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING", (alert_id, session_id, key_id, kind, message, ts(now)),
-            )
-            if cur.rowcount:
-                _event(conn, now, "alert", session_id, key_id, {"kind": kind, "message": message})
-            return bool(cur.rowcount)
+            return raise_alert_in(conn, alert_id=alert_id, session_id=session_id, key_id=key_id, kind=kind,
+                                  message=message, now=now)
 
     def close_session(self, session_id: str, now: datetime) -> SessionInfo:
         """End a session and give back what it still holds."""
@@ -327,6 +274,99 @@ def release_session_in(conn: sqlite3.Connection, session_id: str, now: datetime)
         _release_leg(conn, row)
         conn.execute("UPDATE sessions SET state = 'closed', closed_at = ?, updated_at = ? WHERE id = ?",
                      (ts(now), ts(now), session_id))
+
+
+def commit_usage_in(conn: sqlite3.Connection, *, request_id: str, session_id: str, usage: Usage,
+                    cost_usd: Decimal | float, now: datetime, lease_seconds: int,
+                    key_limit: int | None = None) -> UsageOutcome:
+    """`Ledger.commit_usage` inside the caller's write transaction (leases already expired by the caller)."""
+    input_tokens, output_tokens = usage.input_tokens, usage.output_tokens
+    cache_read_tokens, cache_write_tokens = usage.cache_read_tokens, usage.cache_write_tokens
+    cache_write_1h_tokens, web_search_requests = usage.cache_write_1h_tokens, usage.web_search_requests
+    cost_reported, estimated = usage.cost_usd is not None, usage.estimated
+    pusd = to_pico(money(cost_usd))
+    upstream_pusd = to_pico(usage.upstream_cost_usd) if usage.upstream_cost_usd is not None else None
+    cost_real = float(from_pico(pusd))
+    total = input_tokens + output_tokens + cache_read_tokens + cache_write_tokens
+    prior = conn.execute("SELECT * FROM usage_records WHERE request_id = ?", (request_id,)).fetchone()
+    if prior is not None:
+        figures = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+                   "cache_write_1h_tokens", "web_search_requests")
+        given = (input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens,
+                 web_search_requests)
+        if prior["session_id"] != session_id or tuple(prior[f] for f in figures) != given:
+            raise Conflict(f"request {request_id} was already settled with different usage",
+                           request_id=request_id)
+        row = _session_row(conn, session_id)
+        return UsageOutcome(True, _session(row), row["leg_used"], row["leg_granted"])
+    row = _session_row(conn, session_id)
+    day = utc_day(now)
+    if row["leg_day"] != day:
+        _carry_leg(conn, row, day, key_limit)
+        row = _session_row(conn, session_id)
+    key_id = row["key_id"]
+    consumed = min(total, row["leg_held"])
+    conn.execute(
+        "INSERT INTO usage_records(request_id, session_id, key_id, day, input_tokens, output_tokens,"
+        " cache_read_tokens, cache_write_tokens, total_tokens, cost_usd, cost_reported, estimated,"
+        " recorded_at, cost_pusd, upstream_cost_pusd, cache_write_1h_tokens, web_search_requests)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (request_id, session_id, key_id, day, input_tokens, output_tokens, cache_read_tokens,
+         cache_write_tokens, total, cost_real, int(cost_reported), int(estimated), ts(now), pusd,
+         upstream_pusd, cache_write_1h_tokens, web_search_requests),
+    )
+    _counter_row(conn, key_id, day)
+    conn.execute(
+        "UPDATE key_day_counters SET used = used + ?, reserved = reserved - ?,"
+        " cost_usd = cost_usd + ?, cost_pusd = cost_pusd + ? WHERE key_id = ? AND day = ?",
+        (total, consumed, cost_real, pusd, key_id, day),
+    )
+    # Usage after a session ended still counts against the key; only an open session renews its lease.
+    lease = ts(now + timedelta(seconds=lease_seconds)) if row["state"] == "open" else row["lease_expires_at"]
+    conn.execute(
+        "UPDATE sessions SET used = used + ?, cost_usd = cost_usd + ?, cost_pusd = cost_pusd + ?,"
+        " leg_held = leg_held - ?, leg_used = leg_used + ?, lease_expires_at = ?, updated_at = ? WHERE id = ?",
+        (total, cost_real, pusd, consumed, total, lease, ts(now), session_id),
+    )
+    row = _session_row(conn, session_id)
+    return UsageOutcome(False, _session(row), row["leg_used"], row["leg_granted"])
+
+
+def raise_alert_in(conn: sqlite3.Connection, *, alert_id: str, session_id: str, key_id: str, kind: str,
+                   message: str, now: datetime) -> bool:
+    """`Ledger.raise_alert` inside the caller's write transaction."""
+    cur = conn.execute(
+        "INSERT INTO alerts(id, session_id, key_id, kind, message, created_at)"
+        " VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING", (alert_id, session_id, key_id, kind, message, ts(now)),
+    )
+    if cur.rowcount:
+        _event(conn, now, "alert", session_id, key_id, {"kind": kind, "message": message})
+    return bool(cur.rowcount)
+
+
+def key_view_in(conn: sqlite3.Connection, key: ResolvedKey, now: datetime) -> KeyView:
+    """One key's view (its counter and cooldown only): what `key_views_in` says of it, without reading the
+    counters of every other key."""
+    counter = conn.execute("SELECT used, reserved FROM key_day_counters WHERE key_id = ? AND day = ?",
+                           (key.id, utc_day(now))).fetchone()
+    cool = conn.execute("SELECT until FROM key_cooldowns WHERE key_id = ? AND until > ?", (key.id, ts(now))).fetchone()
+    return KeyView(
+        key_id=key.id, provider=key.provider, scope=key.scope, tokens_per_day=key.tokens_per_day,
+        used=int(counter["used"]) if counter else 0, reserved=int(counter["reserved"]) if counter else 0,
+        price_in_per_m=key.price_in_per_m, price_out_per_m=key.price_out_per_m,
+        cooldown_until=parse_ts(cool["until"]) if cool else None, enabled=key.enabled,
+    )
+
+
+def sessions_in(conn: sqlite3.Connection, session_ids: Sequence[str]) -> dict[str, SessionInfo]:
+    """The sessions of these ids that exist, by id (a few SELECTs of up to 500 ids each)."""
+    found: dict[str, SessionInfo] = {}
+    ids = list(dict.fromkeys(session_ids))
+    for i in range(0, len(ids), 500):
+        part = ids[i:i + 500]
+        rows = conn.execute(f"SELECT * FROM sessions WHERE id IN ({','.join('?' * len(part))})", part)
+        found.update((r["id"], _session(r)) for r in rows)
+    return found
 
 
 # ---- helpers (run inside a transaction) --------------------------------------------------------

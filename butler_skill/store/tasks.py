@@ -16,7 +16,7 @@ from typing import Any
 from butler_skill.core.decomposition import SubTaskSpec
 from butler_skill.core.selection import KeyView, largest_available
 from butler_skill.errors import NoCapacity, UnknownTask
-from butler_skill.models import ResolvedKey
+from butler_skill.models import ResolvedKey, SessionInfo
 from butler_skill.store.db import Database
 from butler_skill.store.ledger import (
     expire_leases_in,
@@ -24,6 +24,7 @@ from butler_skill.store.ledger import (
     key_views_in,
     release_session_in,
     reserve_in,
+    sessions_in,
 )
 from butler_skill.store.timestamps import ts
 
@@ -210,19 +211,18 @@ class TaskStore:
         still holds, and set its status. (Three transactions before: a crash between them left a finished
         call without its status, and every commit is a WAL append the runner pays per sub-task.)"""
         with self.db.write() as conn:
-            if attempt is not None:
-                _record_attempt(conn, attempt, task_id, st_id)
-            release_session_in(conn, session_id, now)
-            conn.execute(
-                "UPDATE subtasks SET status = ?, output = COALESCE(?, output), error = ?, updated_at = ?"
-                " WHERE task_id = ? AND id = ?",
-                (status, output, error, ts(now), task_id, st_id),
-            )
+            finish_in(conn, task_id=task_id, st_id=st_id, session_id=session_id, status=status, now=now,
+                      output=output, error=error, attempt=attempt)
 
     def attempts(self, task_id: str) -> list[dict[str, Any]]:
         with self.db.read() as conn:
             return [dict(r) for r in conn.execute(
                 "SELECT * FROM attempts WHERE task_id = ? ORDER BY subtask_id, n", (task_id,))]
+
+    def sessions(self, session_ids: Sequence[str]) -> dict[str, SessionInfo]:
+        """Several sessions in one read (the runner reads those of every sub-task starting together)."""
+        with self.db.read() as conn:
+            return sessions_in(conn, session_ids)
 
     def release_session(self, session_id: str, now: datetime) -> None:
         """Give back what a sub-task's session still holds (timeouts, cancellation, the end of a run)."""
@@ -241,6 +241,19 @@ class AttemptRecord:
     error: str | None
     started: datetime
     ended: datetime
+
+
+def finish_in(conn: sqlite3.Connection, *, task_id: str, st_id: str, session_id: str, status: str, now: datetime,
+              output: str | None = None, error: str | None = None, attempt: AttemptRecord | None = None) -> None:
+    """`TaskStore.finish` inside the caller's write transaction (the runner's group commit)."""
+    if attempt is not None:
+        _record_attempt(conn, attempt, task_id, st_id)
+    release_session_in(conn, session_id, now)
+    conn.execute(
+        "UPDATE subtasks SET status = ?, output = COALESCE(?, output), error = ?, updated_at = ?"
+        " WHERE task_id = ? AND id = ?",
+        (status, output, error, ts(now), task_id, st_id),
+    )
 
 
 def _record_attempt(conn: sqlite3.Connection, a: AttemptRecord, task_id: str, st_id: str) -> int:

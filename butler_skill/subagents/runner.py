@@ -17,13 +17,18 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from butler_skill import sessions
-from butler_skill.adapters.providers.base import ProviderFailure, estimate_prompt_tokens
+from butler_skill.adapters.providers.base import CompletionResult, ProviderFailure, estimate_prompt_tokens
 from butler_skill.core import inflight
 from butler_skill.core.prompts import subtask_prompt
-from butler_skill.store.tasks import AttemptRecord, SubTaskRow, TaskStore
+from butler_skill.models import ResolvedKey, SessionInfo
+from butler_skill.store.ledger import expire_leases_in
+from butler_skill.store.tasks import AttemptRecord, SubTaskRow, TaskStore, finish_in
+from butler_skill.subagents.batching import BatchedReads, GroupCommit
 from butler_skill.subagents.clients import ClientFactory
 
 if TYPE_CHECKING:
+    from sqlite3 import Connection
+
     from butler_skill.host.context import Context
 
 ProgressStatus = Literal["waiting", "running", "retrying", "rotated", "success", "failed", "timeout", "cancelled",
@@ -79,6 +84,9 @@ class _Run:
         self.outputs: dict[str, str] = {}
         self.status: dict[str, str] = {}
         self.done: dict[str, asyncio.Event] = {}
+        # Sub-tasks that start or finish in the same turn of the event loop share one read / one transaction.
+        self.writes = GroupCommit(ctx.db, prepare=lambda conn: expire_leases_in(conn, ctx.now()))
+        self.sessions: BatchedReads[str, SessionInfo] = BatchedReads(self.store.sessions, ctx.ledger.session)
 
     def emit(self, st: SubTaskRow, status: ProgressStatus, **kw: object) -> None:
         if self.progress is not None:
@@ -116,10 +124,12 @@ class _Run:
                 async with asyncio.timeout(self.options.timeoutMs / 1000):
                     await self.attempts(st)
             except TimeoutError:
-                self.finish(st, "timeout", error=f"no result within {self.options.timeoutMs} ms")
-                self.emit(st, "timeout")
+                if st.id not in self.status:  # (a result written as the time ran out stands)
+                    self.finish(st, "timeout", error=f"no result within {self.options.timeoutMs} ms")
+                    self.emit(st, "timeout")
         except asyncio.CancelledError:
-            self.finish(st, "cancelled", error="the run was cancelled")
+            if st.id not in self.status:
+                self.finish(st, "cancelled", error="the run was cancelled")
             raise
         finally:
             if st.id not in self.status:  # an unexpected error: never leave the share reserved
@@ -131,7 +141,7 @@ class _Run:
         policy = self.options.policy()
         while True:
             attempt += 1
-            session = self.ctx.ledger.session(st.session_id)
+            session = await self.sessions.get(st.session_id)
             key = self.keys[session.key_id]
             prompt = subtask_prompt(task_name=self.task.name, task_description=self.task.description,
                                     subtask_id=st.id, subtask_text=st.text, depends_on=st.depends_on,
@@ -162,7 +172,7 @@ class _Run:
                 if not await self.act(st, step, attempt, failure):
                     return
                 continue
-            self.settle(st, key.id, result, started, attempt)
+            await self.settle(st, key, result, started, attempt)
             return
 
     async def act(self, st: SubTaskRow, step: sessions.Recovery, attempt: int, failure: ProviderFailure) -> bool:
@@ -182,31 +192,44 @@ class _Run:
             await asyncio.sleep(step.wait_s)
         return True
 
-    def settle(self, st: SubTaskRow, key_id: str, result: object, started: datetime, attempt: int) -> None:
-        from butler_skill.adapters.providers.base import CompletionResult
-
-        assert isinstance(result, CompletionResult)
+    async def settle(self, st: SubTaskRow, key: ResolvedKey, result: CompletionResult, started: datetime,
+                     attempt: int) -> None:
+        """Settle the usage and end the sub-task in one write, grouped with the others finishing now; reported
+        (progress, status) only once it is committed."""
         u = result.usage.model_copy(update={"estimated": True}) if result.interrupted else result.usage
         now = self.ctx.now()
         # One settlement per call: the attempt number keeps calls apart even when a provider repeats its response
         # ids (sessions.commit scopes every id by its session, so other sub-tasks never collide either).
-        request_id = f"{attempt}/" + sessions.provider_request_id(key_id, result.request_id, "no-id")
-        outcome = sessions.commit(self.ctx, st.session_id, request_id, u, key_id=key_id, now=now).outcome
+        request_id = f"{attempt}/" + sessions.provider_request_id(key.id, result.request_id, "no-id")
         tokens = u.input_tokens + u.output_tokens + u.cache_read_tokens + u.cache_write_tokens
         if result.interrupted:
-            # A cut answer is not a result: settled pessimistically above, kept as output, reported failed
+            # A cut answer is not a result: settled pessimistically, kept as output, reported failed
             # ("interrupted: ...") so aggregation counts it and retry_failed_tasks can run it again.
-            error = f"interrupted: {result.interruption or 'stream ended early'}; usage estimated"
-            self.finish(st, "failed", output=result.text, error=error, attempt=AttemptRecord(
-                key_id=key_id, outcome="interrupted", request_id=request_id, tokens=tokens,
-                error=result.interruption, started=started, ended=now))
-            self.emit(st, "interrupted", key_id=key_id, attempt=attempt, tokens=outcome.session.used, message=error)
-            return
-        note = "usage lost after the finish: settled at the output limit (estimated)" if result.usage_lost else None
-        self.finish(st, "success", output=result.text, attempt=AttemptRecord(
-            key_id=key_id, outcome="success", request_id=request_id, tokens=tokens, error=note, started=started,
-            ended=now))
-        self.emit(st, "success", key_id=key_id, attempt=attempt, tokens=outcome.session.used, message=note or "")
+            status, error = "failed", f"interrupted: {result.interruption or 'stream ended early'}; usage estimated"
+            record = AttemptRecord(key_id=key.id, outcome="interrupted", request_id=request_id, tokens=tokens,
+                                   error=result.interruption, started=started, ended=now)
+        else:
+            note = "usage lost after the finish: settled at the output limit (estimated)" if result.usage_lost else None
+            status, error = "success", None
+            record = AttemptRecord(key_id=key.id, outcome="success", request_id=request_id, tokens=tokens, error=note,
+                                   started=started, ended=now)
+
+        def write(conn: Connection) -> sessions.Committed:
+            committed = sessions.commit_in(self.ctx, conn, st.session_id, request_id, u, key=key, now=now)
+            finish_in(conn, task_id=self.task.id, st_id=st.id, session_id=st.session_id, status=status, now=now,
+                      output=result.text, error=error, attempt=record)
+            return committed
+
+        def written(_: sessions.Committed) -> None:
+            self.status[st.id] = status
+            self.outputs[st.id] = result.text
+
+        committed = await self.writes.write(write, written)
+        used = committed.outcome.session.used
+        if result.interrupted:
+            self.emit(st, "interrupted", key_id=key.id, attempt=attempt, tokens=used, message=error or "")
+        else:
+            self.emit(st, "success", key_id=key.id, attempt=attempt, tokens=used, message=record.error or "")
 
 
 async def run_task(ctx: Context, task_id: str, options: SpawnOptions, factory: ClientFactory, *,

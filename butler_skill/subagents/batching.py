@@ -1,0 +1,162 @@
+"""Group commit for the sub-agent runner: writes that become ready together share one transaction.
+
+A hundred sub-tasks in flight finish in bursts (their answers arrive in the same turns of the event loop). Each
+one's settlement (usage, attempt, release, status) used to be its own `BEGIN IMMEDIATE` ... `COMMIT`; here a
+sub-task hands its write to `GroupCommit.write` and waits. The first write of a turn schedules a flush for the
+next turn of the loop (`call_soon`: no timer, no added delay), so every write handed over meanwhile goes into the
+same transaction. While a flush runs (synchronously: the loop is busy with it) nothing else can be added; the
+writes that become ready during it go into the next one.
+
+Guarantees, each the same as one transaction per write:
+
+* durable before done: a writer's future resolves only after its transaction committed (and `after` ran);
+* isolated failures: each write runs inside its own SAVEPOINT, so one that raises (a settlement conflict, an
+  implausible usage report) rolls back only its own statements and gets the exception; the others commit;
+* all or nothing on the transaction itself: if BEGIN or COMMIT fails (a locked or broken database), every writer
+  of the batch gets that exception and none of their statements stays;
+* `prepare(conn)` runs first in every transaction (the ledger's rule: expire stale leases before any write);
+* a writer cancelled while it waits (its sub-task timed out, the run was cancelled) is written at once, alone,
+  before the cancellation goes on: a provider answer that was paid for is never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _Conn(Protocol):
+    def execute(self, sql: str, params: Any = ...) -> Any: ...
+
+
+class _Database(Protocol):
+    def write(self) -> Any: ...
+
+
+@dataclass(eq=False)
+class _Write(Generic[T]):
+    work: Callable[[Any], T]
+    after: Callable[[T], None] | None
+    future: asyncio.Future[T] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class GroupCommit:
+    """Coalesce the writes handed over in one turn of the event loop into one transaction of `db`."""
+
+    def __init__(self, db: _Database, prepare: Callable[[Any], object] | None = None) -> None:
+        self._db = db
+        self._prepare = prepare
+        self._pending: list[_Write[Any]] = []
+        self._scheduled = False
+        self.batches: list[int] = []  # the size of each transaction written (read by tests and benchmarks)
+
+    async def write(self, work: Callable[[Any], T], after: Callable[[T], None] | None = None) -> T:
+        """Run `work(conn)` in the next group transaction; its result once committed. `after(result)` runs right
+        after the commit, before any other code of the loop (for state that must agree with the ledger)."""
+        item: _Write[T] = _Write(work, after)
+        self._pending.append(item)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        try:
+            return await asyncio.shield(item.future)
+        except asyncio.CancelledError:
+            if item in self._pending:  # not written yet: write it now, alone, then let the cancellation go on
+                self._pending.remove(item)
+                self._commit([item])
+                if item.future.done() and not item.future.cancelled():
+                    item.future.exception()  # seen: the cancellation is what the caller hears about
+            raise
+
+    def flush(self) -> None:
+        """Write whatever is pending now (also what the scheduled flush would have written)."""
+        self._flush()
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        batch, self._pending = self._pending, []
+        if batch:
+            self._commit(batch)
+
+    def _commit(self, batch: list[_Write[Any]]) -> None:
+        results: list[tuple[_Write[Any], bool, Any]] = []
+        try:
+            with self._db.write() as conn:
+                if self._prepare is not None:
+                    self._prepare(conn)
+                for item in batch:
+                    conn.execute("SAVEPOINT group_write")
+                    try:
+                        value = item.work(conn)
+                    except Exception as exc:  # this write only: undo its statements, keep the others
+                        conn.execute("ROLLBACK TO SAVEPOINT group_write")
+                        conn.execute("RELEASE SAVEPOINT group_write")
+                        results.append((item, False, exc))
+                    else:
+                        conn.execute("RELEASE SAVEPOINT group_write")
+                        results.append((item, True, value))
+        except BaseException as exc:  # the transaction itself failed: nothing of the batch was written
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self.batches.append(len(batch))
+        for item, ok, value in results:
+            if ok and item.after is not None:
+                try:
+                    item.after(value)
+                except Exception as exc:  # committed, but the caller must hear that its bookkeeping failed
+                    ok, value = False, exc
+            if item.future.done():  # its waiter was cancelled meanwhile (shield): nobody reads it
+                continue
+            if ok:
+                item.future.set_result(value)
+            else:
+                item.future.set_exception(value)
+
+
+class BatchedReads(Generic[K, V]):
+    """Reads asked for in one turn of the event loop go to the database together: `load(keys)` answers a dict;
+    a key it leaves out gets `missing(key)` (which should raise the caller's error)."""
+
+    def __init__(self, load: Callable[[list[K]], dict[K, V]], missing: Callable[[K], V]) -> None:
+        self._load = load
+        self._missing = missing
+        self._pending: list[tuple[K, asyncio.Future[V]]] = []
+        self._scheduled = False
+
+    async def get(self, key: K) -> V:
+        future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
+        self._pending.append((key, future))
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        batch, self._pending = [(k, f) for k, f in self._pending if not f.done()], []
+        if not batch:
+            return
+        try:
+            found = self._load([k for k, _ in batch])
+        except Exception as exc:
+            for _, future in batch:
+                future.set_exception(exc)
+            return
+        for key, future in batch:
+            if key in found:
+                future.set_result(found[key])
+                continue
+            try:
+                future.set_result(self._missing(key))
+            except Exception as exc:
+                future.set_exception(exc)
