@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -101,10 +101,10 @@ class TaskStore:
                 " VALUES (?,?,?,?,?,?,?,?)",
                 (task_id, name, description, budget, mode, json.dumps(options, sort_keys=True), stamp, stamp),
             )
-            for position, item in enumerate(planned):
-                key = self._reserve_share(conn, item.share, keys, pick, now)
-                insert_session_in(conn, item.session_id, item.spec.id, task_id, key.key_id, item.share,
-                                threshold_ratio, now, lease_seconds)
+            chosen = self._reserve_shares(conn, [item.share for item in planned], keys, pick, now)
+            for position, (item, key_id) in enumerate(zip(planned, chosen, strict=True)):
+                insert_session_in(conn, item.session_id, item.spec.id, task_id, key_id, item.share,
+                                  threshold_ratio, now, lease_seconds)
                 s = item.spec
                 conn.execute(
                     "INSERT INTO subtasks(task_id, id, position, title, text, kind, priority, weight_bp,"
@@ -115,15 +115,36 @@ class TaskStore:
                 )
 
     @staticmethod
+    def _reserve_shares(conn: sqlite3.Connection, shares: Sequence[int], keys: Sequence[ResolvedKey],
+                        pick: SharePicker, now: datetime) -> list[str]:
+        """Choose a key for each share in turn, as reserving them one by one would (each choice sees the shares
+        chosen before it), then reserve each key's total with the ledger's conditional update: one read and one
+        update per key instead of per share (a plan of 1,000 sub-tasks made 3,000 statements here). All or
+        nothing: raising rolls the plan back. The key id of each share, in order."""
+        views = key_views_in(conn, keys, now)
+        start = {v.key_id: v for v in views}
+        index = {v.key_id: i for i, v in enumerate(views)}
+        totals: dict[str, int] = {}
+        chosen: list[str] = []
+        for share in shares:
+            pick_ = pick(views, share)
+            if pick_ is None or share > pick_.remaining:
+                raise _no_room(share, views, now)
+            views[index[pick_.key_id]] = replace(pick_, reserved=pick_.reserved + share)
+            totals[pick_.key_id] = totals.get(pick_.key_id, 0) + share
+            chosen.append(pick_.key_id)
+        for key_id, total in totals.items():
+            if not reserve_in(conn, start[key_id], total, now):  # the same grant, summed: cannot refuse here
+                raise _no_room(total, views, now)
+        return chosen
+
+    @staticmethod
     def _reserve_share(conn: sqlite3.Connection, share: int, keys: Sequence[ResolvedKey], pick: SharePicker,
                        now: datetime) -> KeyView:
         views = key_views_in(conn, keys, now)
         chosen = pick(views, share)
         if chosen is None or not reserve_in(conn, chosen, share, now):
-            largest = largest_available(views, now)
-            # Raising rolls the whole plan back: no share of it stays reserved.
-            raise NoCapacity(f"no key can hold a sub-task share of {share} tokens (largest available: {largest})",
-                             requested=share, largest_available=largest, hint="lower the budget or add keys")
+            raise _no_room(share, views, now)  # raising rolls the whole plan back: no share of it stays reserved
         return chosen
 
     def reopen(
@@ -241,6 +262,12 @@ class AttemptRecord:
     error: str | None
     started: datetime
     ended: datetime
+
+
+def _no_room(share: int, views: list[KeyView], now: datetime) -> NoCapacity:
+    largest = largest_available(views, now)
+    return NoCapacity(f"no key can hold a sub-task share of {share} tokens (largest available: {largest})",
+                      requested=share, largest_available=largest, hint="lower the budget or add keys")
 
 
 def finish_in(conn: sqlite3.Connection, *, task_id: str, st_id: str, session_id: str, status: str, now: datetime,

@@ -7,6 +7,10 @@ tests that open the SQLite file itself (their PostgreSQL counterparts are in tes
 
 from __future__ import annotations
 
+from tests.subagents.test_group_commit import (  # noqa: F401
+    test_a_run_settles_every_sub_task_in_grouped_transactions,
+    test_group_commit_on_the_ledger_database,
+)
 from tests.subagents.test_plan_loop import (  # noqa: F401
     test_plan_reserves_exactly_the_budget_and_report_settles_it,
     test_retries_never_take_a_task_over_its_budget,

@@ -266,3 +266,45 @@ def test_sigkill_half_way_leaves_a_consistent_task_ledger(tmp_path: Path, provid
     with ctx.db.read() as c:  # every hold came back after the lease
         assert c.execute("SELECT SUM(reserved) AS r FROM key_day_counters").fetchone()["r"] == 0
     ctx.close()
+
+
+# ---- on the ledger's database (collected again in tests/store/test_behaviour_both.py for PostgreSQL) ---------
+def test_group_commit_on_the_ledger_database(ctx: Context) -> None:
+    with ctx.db.write() as conn:
+        conn.execute("CREATE TABLE scratch (x INTEGER PRIMARY KEY)")
+
+    async def go() -> tuple[GroupCommit, list[Any]]:
+        group = GroupCommit(ctx.db)
+        results = await asyncio.gather(*(group.write(insert(x, fail=x == 3)) for x in range(8)),
+                                       return_exceptions=True)
+        return group, results
+
+    group, results = asyncio.run(go())
+    assert group.batches == [8] and isinstance(results[3], Boom)
+    with ctx.db.read() as conn:
+        assert {r["x"] for r in conn.execute("SELECT x FROM scratch")} == set(range(8)) - {3}
+
+
+def test_a_run_settles_every_sub_task_in_grouped_transactions(env: dict[str, str], tmp_path: Path) -> None:
+    from butler_skill.handlers.agents import SpawnAgentInput, spawn_agent
+    from butler_skill.subagents.runner import SpawnOptions
+
+    with start_fake_llm(slow(0.05, prompt_tokens=300, completion_tokens=50, text="ok")) as server:
+        keys = write_keys(tmp_path / "run-keys.json", [
+            {"id": f"k{i}", "provider": "openai", "scope": f"a{i}", "base_url": server.base_url, "model": "m",
+             "key": f"sk-test-not-a-secret-{i:06d}", "limits": {"tokens_per_day": 10_000}} for i in (1, 2)])
+        ctx = Context(env={**env, "BUTLER_KEYS_PATH": str(keys)})
+        try:
+            description = "\n".join(f"- Item {i}: say ok" for i in range(24))
+            out = spawn_agent(ctx, SpawnAgentInput(name="grouped", description=description, budget=19_200,
+                                                   options=SpawnOptions(maxConcurrent=24)))
+            assert [r.status for r in out.results] == ["success"] * 24
+            assert all(r.tokensUsed == 350 and r.attempts == 1 for r in out.results)
+            with ctx.db.read() as conn:
+                counters = conn.execute("SELECT SUM(used) AS used, SUM(reserved) AS reserved FROM key_day_counters"
+                                        " WHERE key_id IN ('k1', 'k2')").fetchone()
+                records = conn.execute("SELECT COUNT(*) AS n FROM usage_records").fetchone()["n"]
+                open_ = conn.execute("SELECT COUNT(*) AS n FROM sessions WHERE state = 'open'").fetchone()["n"]
+            assert (counters["used"], counters["reserved"], records, open_) == (24 * 350, 0, 24, 0)
+        finally:
+            ctx.close()
