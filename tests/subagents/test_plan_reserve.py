@@ -87,7 +87,7 @@ def test_a_plan_that_does_not_fit_reserves_nothing(tmp_path: Path) -> None:
         with pytest.raises(NoCapacity):
             _create(store, ctx, [600, 600, 600, 600])  # 2,400 tokens for 2,000 of room: no way
         assert counters(ctx) == {}
-        _create(store, ctx, [600, 400, 1_000])
+        _create(store, ctx, [1_000, 600, 400])
         assert sum(r for _, r in counters(ctx).values()) == 2_000
     finally:
         ctx.close()
