@@ -128,7 +128,9 @@ def commit_in(ctx: Context, conn: Connection, session_id: str, request_id: str, 
                               usage=usage, cost_usd=cost, now=now, lease_seconds=ctx.config.lease_seconds,
                               key_limit=key.tokens_per_day)
     alert = None
-    if not outcome.duplicate:
+    # Past the key's limit only when this settlement left the key-day counting more than it (read back by the
+    # settlement's own update); the alert's figures then come from the key's view, as `commit` reads them.
+    if not outcome.duplicate and (outcome.key_day_counted or 0) > key.tokens_per_day:
         view = key_view_in(conn, key, now)
         if reporting.key_overrun(view):
             alert_id = ctx.new_id("alr")

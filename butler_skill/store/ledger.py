@@ -316,20 +316,21 @@ def commit_usage_in(conn: sqlite3.Connection, *, request_id: str, session_id: st
          upstream_pusd, cache_write_1h_tokens, web_search_requests),
     )
     _counter_row(conn, key_id, day)
-    conn.execute(
+    counter = conn.execute(
         "UPDATE key_day_counters SET used = used + ?, reserved = reserved - ?,"
-        " cost_usd = cost_usd + ?, cost_pusd = cost_pusd + ? WHERE key_id = ? AND day = ?",
+        " cost_usd = cost_usd + ?, cost_pusd = cost_pusd + ? WHERE key_id = ? AND day = ? RETURNING used, reserved",
         (total, consumed, cost_real, pusd, key_id, day),
-    )
+    ).fetchone()
     # Usage after a session ended still counts against the key; only an open session renews its lease.
     lease = ts(now + timedelta(seconds=lease_seconds)) if row["state"] == "open" else row["lease_expires_at"]
-    conn.execute(
+    row = conn.execute(
         "UPDATE sessions SET used = used + ?, cost_usd = cost_usd + ?, cost_pusd = cost_pusd + ?,"
-        " leg_held = leg_held - ?, leg_used = leg_used + ?, lease_expires_at = ?, updated_at = ? WHERE id = ?",
+        " leg_held = leg_held - ?, leg_used = leg_used + ?, lease_expires_at = ?, updated_at = ? WHERE id = ?"
+        " RETURNING *",
         (total, cost_real, pusd, consumed, total, lease, ts(now), session_id),
-    )
-    row = _session_row(conn, session_id)
-    return UsageOutcome(False, _session(row), row["leg_used"], row["leg_granted"])
+    ).fetchone()
+    return UsageOutcome(False, _session(row), row["leg_used"], row["leg_granted"],
+                        int(counter["used"]) + int(counter["reserved"]))
 
 
 def raise_alert_in(conn: sqlite3.Connection, *, alert_id: str, session_id: str, key_id: str, kind: str,

@@ -273,17 +273,23 @@ def _no_room(share: int, views: list[KeyView], now: datetime) -> NoCapacity:
 def finish_in(conn: sqlite3.Connection, *, task_id: str, st_id: str, session_id: str, status: str, now: datetime,
               output: str | None = None, error: str | None = None, attempt: AttemptRecord | None = None) -> None:
     """`TaskStore.finish` inside the caller's write transaction (the runner's group commit)."""
-    if attempt is not None:
-        _record_attempt(conn, attempt, task_id, st_id)
+    n = _insert_attempt(conn, attempt, task_id, st_id) if attempt is not None else None
     release_session_in(conn, session_id, now)
     conn.execute(
-        "UPDATE subtasks SET status = ?, output = COALESCE(?, output), error = ?, updated_at = ?"
-        " WHERE task_id = ? AND id = ?",
-        (status, output, error, ts(now), task_id, st_id),
+        "UPDATE subtasks SET status = ?, output = COALESCE(?, output), error = ?, updated_at = ?,"
+        " attempts = COALESCE(?, attempts) WHERE task_id = ? AND id = ?",
+        (status, output, error, ts(now), n, task_id, st_id),
     )
 
 
 def _record_attempt(conn: sqlite3.Connection, a: AttemptRecord, task_id: str, st_id: str) -> int:
+    n = _insert_attempt(conn, a, task_id, st_id)
+    conn.execute("UPDATE subtasks SET attempts = ? WHERE task_id = ? AND id = ?", (n, task_id, st_id))
+    return n
+
+
+def _insert_attempt(conn: sqlite3.Connection, a: AttemptRecord, task_id: str, st_id: str) -> int:
+    """Record an attempt as the sub-task's next (its number, 1-based)."""
     n = conn.execute("SELECT COALESCE(MAX(n), 0) + 1 AS n FROM attempts WHERE task_id = ? AND subtask_id = ?",
                      (task_id, st_id)).fetchone()["n"]
     conn.execute(
@@ -291,7 +297,6 @@ def _record_attempt(conn: sqlite3.Connection, a: AttemptRecord, task_id: str, st
         " started_at, ended_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
         (task_id, st_id, n, a.key_id, a.outcome, a.request_id, a.tokens, a.error, ts(a.started), ts(a.ended)),
     )
-    conn.execute("UPDATE subtasks SET attempts = ? WHERE task_id = ? AND id = ?", (n, task_id, st_id))
     return int(n)
 
 

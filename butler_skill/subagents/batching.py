@@ -2,10 +2,10 @@
 
 A hundred sub-tasks in flight finish in bursts (their answers arrive in the same turns of the event loop). Each
 one's settlement (usage, attempt, release, status) used to be its own `BEGIN IMMEDIATE` ... `COMMIT`; here a
-sub-task hands its write to `GroupCommit.write` and waits. The first write of a turn schedules a flush for the
-next turn of the loop (`call_soon`: no timer, no added delay), so every write handed over meanwhile goes into the
-same transaction. While a flush runs (synchronously: the loop is busy with it) nothing else can be added; the
-writes that become ready during it go into the next one.
+sub-task hands its write to `GroupCommit.write` and waits. When the writer is free, the first write schedules a
+transaction for the next turn of the loop (`call_soon`: no timer, no added delay), so every write handed over in
+this turn joins it; while a transaction runs, new writes wait and all of them form the next one as soon as it
+ends (whatever is ready when the writer is free).
 
 Guarantees, each the same as one transaction per write:
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -47,44 +48,61 @@ class _Write(Generic[T]):
 
 
 class GroupCommit:
-    """Coalesce the writes handed over in one turn of the event loop into one transaction of `db`."""
+    """Coalesce the writes handed over while the writer is busy (or in the same turn of the event loop) into one
+    transaction of `db`.
 
-    def __init__(self, db: _Database, prepare: Callable[[Any], object] | None = None) -> None:
+    `thread=True` runs each transaction on a writer thread of its own (SQLite: its C code releases the GIL, so
+    the statements run on another core while the loop carries on with the network); the loop then only hands
+    writes over and wakes their writers. `thread=False` runs them inline, in the loop's thread. Call `aclose()`
+    when done (it waits for the last transaction and closes the writer thread's connection)."""
+
+    def __init__(self, db: _Database, prepare: Callable[[Any], object] | None = None, *, thread: bool = False,
+                 close_connection: Callable[[], None] | None = None) -> None:
         self._db = db
         self._prepare = prepare
         self._pending: list[_Write[Any]] = []
-        self._scheduled = False
+        self._writing: asyncio.Task[None] | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="butler-writer") if thread else None
+        self._close_connection = close_connection
         self.batches: list[int] = []  # the size of each transaction written (read by tests and benchmarks)
 
     async def write(self, work: Callable[[Any], T], after: Callable[[T], None] | None = None) -> T:
-        """Run `work(conn)` in the next group transaction; its result once committed. `after(result)` runs right
-        after the commit, before any other code of the loop (for state that must agree with the ledger)."""
+        """Run `work(conn)` in the next group transaction; its result once committed. `after(result)` runs in
+        the loop's thread right after the commit, before the writer resumes (for state that must agree with
+        the ledger)."""
         item: _Write[T] = _Write(work, after)
         self._pending.append(item)
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+        self._schedule()
         try:
             return await asyncio.shield(item.future)
         except asyncio.CancelledError:
             if item in self._pending:  # not written yet: write it now, alone, then let the cancellation go on
                 self._pending.remove(item)
-                self._commit([item])
-                if item.future.done() and not item.future.cancelled():
-                    item.future.exception()  # seen: the cancellation is what the caller hears about
+                self._finish(self._transaction([item]))
+            elif not item.future.done():  # being written right now: let that end (a paid answer is never lost)
+                await asyncio.wait([item.future])
+            if item.future.done() and not item.future.cancelled():
+                item.future.exception()  # seen: the cancellation is what the caller hears about
             raise
 
-    def flush(self) -> None:
-        """Write whatever is pending now (also what the scheduled flush would have written)."""
-        self._flush()
+    def _schedule(self) -> None:
+        """Start a writer task unless one runs: its first step comes on the next turn of the loop, after every
+        write handed over in this turn; a running one picks up what is pending when its transaction ends."""
+        if self._writing is None or self._writing.done():
+            self._writing = asyncio.get_running_loop().create_task(self._drain())
 
-    def _flush(self) -> None:
-        self._scheduled = False
-        batch, self._pending = self._pending, []
-        if batch:
-            self._commit(batch)
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            batch, self._pending = self._pending, []
+            if self._executor is None:
+                outcome = self._transaction(batch)
+            else:
+                outcome = await loop.run_in_executor(self._executor, self._transaction, batch)
+            self._finish(outcome)
 
-    def _commit(self, batch: list[_Write[Any]]) -> None:
+    def _transaction(self, batch: list[_Write[Any]]) -> _Outcome:
+        """One transaction for the batch (in the writer thread when there is one): each write in a SAVEPOINT."""
         results: list[tuple[_Write[Any], bool, Any]] = []
         try:
             with self._db.write() as conn:
@@ -101,26 +119,50 @@ class GroupCommit:
                     else:
                         conn.execute("RELEASE SAVEPOINT group_write")
                         results.append((item, True, value))
-        except BaseException as exc:  # the transaction itself failed: nothing of the batch was written
-            for item in batch:
+        except Exception as exc:  # the transaction itself failed: nothing of the batch was written
+            return _Outcome(batch, None, exc)
+        return _Outcome(batch, results, None)
+
+    def _finish(self, outcome: _Outcome) -> None:
+        """In the loop's thread: run the `after`s and wake the writers."""
+        if outcome.results is None:
+            for item in outcome.batch:
                 if not item.future.done():
-                    item.future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
+                    item.future.set_exception(outcome.error or RuntimeError("group commit failed"))
             return
-        self.batches.append(len(batch))
-        for item, ok, value in results:
+        self.batches.append(len(outcome.batch))
+        for item, ok, value in outcome.results:
             if ok and item.after is not None:
                 try:
                     item.after(value)
                 except Exception as exc:  # committed, but the caller must hear that its bookkeeping failed
                     ok, value = False, exc
-            if item.future.done():  # its waiter was cancelled meanwhile (shield): nobody reads it
+            if item.future.done():
                 continue
             if ok:
                 item.future.set_result(value)
             else:
                 item.future.set_exception(value)
+
+    async def aclose(self) -> None:
+        """Wait for the transaction under way, then stop the writer thread (closing its connection)."""
+        while self._writing is not None and not self._writing.done():
+            await asyncio.wait([self._writing])
+        if self._pending:  # handed over after the last transaction began and not picked up: write them now
+            self._finish(self._transaction(self._pending))
+            self._pending = []
+        if self._executor is not None:
+            if self._close_connection is not None:
+                await asyncio.get_running_loop().run_in_executor(self._executor, self._close_connection)
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+
+@dataclass
+class _Outcome:
+    batch: list[_Write[Any]]
+    results: list[tuple[_Write[Any], bool, Any]] | None
+    error: Exception | None
 
 
 class BatchedReads(Generic[K, V]):

@@ -85,7 +85,11 @@ class _Run:
         self.status: dict[str, str] = {}
         self.done: dict[str, asyncio.Event] = {}
         # Sub-tasks that start or finish in the same turn of the event loop share one read / one transaction.
-        self.writes = GroupCommit(ctx.db, prepare=lambda conn: expire_leases_in(conn, ctx.now()))
+        # On SQLite the transactions run on a writer thread (SQLite's C code releases the GIL: the statements
+        # run on another core while the loop carries on with the network); PostgreSQL's run in the loop.
+        sqlite = ctx.db.dialect == "sqlite"
+        self.writes = GroupCommit(ctx.db, prepare=lambda conn: expire_leases_in(conn, ctx.now()), thread=sqlite,
+                                  close_connection=ctx.db.close if sqlite else None)
         self.sessions: BatchedReads[str, SessionInfo] = BatchedReads(self.store.sessions, ctx.ledger.session)
 
     def emit(self, st: SubTaskRow, status: ProgressStatus, **kw: object) -> None:
@@ -109,7 +113,10 @@ class _Run:
                 self.status[st.id] = "success"
                 self.outputs[st.id] = st.output or ""
                 self.done[st.id].set()
-        await asyncio.gather(*(self.one(st) for st in rows if st.status == "pending"))
+        try:
+            await asyncio.gather(*(self.one(st) for st in rows if st.status == "pending"))
+        finally:
+            await self.writes.aclose()
 
     async def one(self, st: SubTaskRow) -> None:
         try:
