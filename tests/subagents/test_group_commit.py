@@ -31,6 +31,10 @@ class Boom(Exception):
     pass
 
 
+# Inline (the loop's thread: PostgreSQL) and on a writer thread (SQLite): the same guarantees.
+writer = pytest.mark.parametrize("thread", [False, True], ids=["inline", "writer-thread"])
+
+
 def scratch(tmp_path: Path) -> Database:
     db = Database(tmp_path / "s.db")
     with db.write() as conn:
@@ -57,7 +61,8 @@ def insert(x: int, fail: bool = False) -> Any:
     return work
 
 
-def test_writes_of_one_turn_share_one_transaction_and_are_committed_when_done(tmp_path: Path) -> None:
+@writer
+def test_writes_of_one_turn_share_one_transaction_and_are_committed_when_done(tmp_path: Path, thread: bool) -> None:
     db = scratch(tmp_path)
     seen_when_done: dict[int, set[int]] = {}
 
@@ -66,9 +71,10 @@ def test_writes_of_one_turn_share_one_transaction_and_are_committed_when_done(tm
         seen_when_done[x] = rows(tmp_path / "s.db")
 
     async def go() -> GroupCommit:
-        group = GroupCommit(db)
+        group = GroupCommit(db, thread=thread)
         await asyncio.gather(*(one(group, x) for x in range(20)))
         await asyncio.gather(*(one(group, x) for x in range(20, 25)))
+        await group.aclose()
         return group
 
     group = asyncio.run(go())
@@ -77,19 +83,44 @@ def test_writes_of_one_turn_share_one_transaction_and_are_committed_when_done(tm
     assert rows(tmp_path / "s.db") == set(range(25))
 
 
-def test_a_failing_write_is_undone_alone(tmp_path: Path) -> None:
+def test_writes_handed_over_during_a_transaction_form_the_next_one(tmp_path: Path) -> None:
+    db = scratch(tmp_path)
+
+    def slow_insert(conn: Any) -> int:
+        conn.execute("INSERT INTO scratch (x) VALUES (100)")
+        time.sleep(0.3)  # the writer thread is busy; the loop goes on
+        return 100
+
+    async def go() -> GroupCommit:
+        group = GroupCommit(db, thread=True)
+        first = asyncio.create_task(group.write(slow_insert))
+        await asyncio.sleep(0.05)  # the first transaction is under way
+        await asyncio.gather(first, *(group.write(insert(x)) for x in range(5)))
+        await group.aclose()
+        return group
+
+    group = asyncio.run(go())
+    assert group.batches == [1, 5] and rows(tmp_path / "s.db") == {100, 0, 1, 2, 3, 4}
+
+
+@writer
+def test_a_failing_write_is_undone_alone(tmp_path: Path, thread: bool) -> None:
     db = scratch(tmp_path)
 
     async def go() -> list[Any]:
-        group = GroupCommit(db)
-        return await asyncio.gather(*(group.write(insert(x, fail=x == 5)) for x in range(10)), return_exceptions=True)
+        group = GroupCommit(db, thread=thread)
+        results = await asyncio.gather(*(group.write(insert(x, fail=x == 5)) for x in range(10)),
+                                       return_exceptions=True)
+        await group.aclose()
+        return results
 
     results = asyncio.run(go())
     assert isinstance(results[5], Boom) and results[:5] + results[6:] == [0, 1, 2, 3, 4, 6, 7, 8, 9]
     assert rows(tmp_path / "s.db") == set(range(10)) - {5}
 
 
-def test_a_failed_transaction_fails_every_writer_and_writes_nothing(tmp_path: Path) -> None:
+@writer
+def test_a_failed_transaction_fails_every_writer_and_writes_nothing(tmp_path: Path, thread: bool) -> None:
     db = scratch(tmp_path)
 
     def prepare(conn: Any) -> None:
@@ -97,8 +128,10 @@ def test_a_failed_transaction_fails_every_writer_and_writes_nothing(tmp_path: Pa
         raise Boom("prepare")
 
     async def go() -> list[Any]:
-        group = GroupCommit(db, prepare=prepare)
-        return await asyncio.gather(*(group.write(insert(x)) for x in range(4)), return_exceptions=True)
+        group = GroupCommit(db, prepare=prepare, thread=thread)
+        results = await asyncio.gather(*(group.write(insert(x)) for x in range(4)), return_exceptions=True)
+        await group.aclose()
+        return results
 
     assert all(isinstance(r, Boom) for r in asyncio.run(go()))
     assert rows(tmp_path / "s.db") == set()
@@ -121,18 +154,21 @@ def test_prepare_runs_first_in_every_transaction(tmp_path: Path) -> None:
     assert order == ["prepare", "write", "write", "prepare", "write"]
 
 
-def test_a_waiter_cancelled_before_the_flush_is_written_alone_first(tmp_path: Path) -> None:
+@writer
+def test_a_cancelled_waiter_is_written_before_the_cancellation_goes_on(tmp_path: Path, thread: bool) -> None:
+    # Inline, the write is still pending when its waiter is cancelled: it is written alone, at once. On a writer
+    # thread it is already being written: the waiter waits for that transaction before it lets go.
     db = scratch(tmp_path)
     after: list[int] = []
 
     async def go() -> GroupCommit:
-        group = GroupCommit(db)
+        group = GroupCommit(db, thread=thread)
         task = asyncio.create_task(group.write(insert(7), after.append))
-        await asyncio.sleep(0)  # the write is handed over; the flush is due on the next turn
+        await asyncio.sleep(0)  # the write is handed over; the writer starts on the next turn
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        await asyncio.sleep(0)  # the scheduled flush finds nothing left
+        await group.aclose()
         return group
 
     group = asyncio.run(go())
@@ -140,16 +176,16 @@ def test_a_waiter_cancelled_before_the_flush_is_written_alone_first(tmp_path: Pa
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.lists(st.booleans(), min_size=1, max_size=8), min_size=1, max_size=6))
+@given(st.lists(st.lists(st.booleans(), min_size=1, max_size=8), min_size=1, max_size=6), st.booleans())
 def test_property_committed_rows_are_exactly_the_writes_that_succeeded(tmp_path_factory: pytest.TempPathFactory,
-                                                                       groups: list[list[bool]]) -> None:
+                                                                       groups: list[list[bool]], thread: bool) -> None:
     """Groups of writes handed over together (each may fail): one transaction per group, and the table holds
     exactly the writes whose awaiters got a result."""
     folder = tmp_path_factory.mktemp("gc")
     db = scratch(folder)
 
     async def go() -> tuple[GroupCommit, set[int]]:
-        group = GroupCommit(db)
+        group = GroupCommit(db, thread=thread)
         ok: set[int] = set()
         n = 0
         for fails in groups:
@@ -161,6 +197,7 @@ def test_property_committed_rows_are_exactly_the_writes_that_succeeded(tmp_path_
                 assert isinstance(r, Boom) if f else r == x
                 if not f:
                     ok.add(x)
+        await group.aclose()
         return group, ok
 
     group, ok = asyncio.run(go())
