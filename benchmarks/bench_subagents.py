@@ -2,29 +2,36 @@
 maxConcurrent 100 against a provider that takes 50 ms to answer (wall time, peak memory, budget overshoot).
 
 Run: .venv/bin/python benchmarks/bench_subagents.py [--n 400] [--reps 5] [--concurrency 1,10,100] [--load-reps 3]
+       [--load-only] [--server fast|threaded]
 LiteLLM is optional (`pip install -e '.[bench]'`): without it the LiteLLM rows are skipped.
 
 How it measures
 ---------------
-* One fake provider (tests/servers/fake_llm.py, OpenAI wire format) runs in its own process, so its threads
-  never compete with the client being measured for the GIL. Every tool sends the same requests to it.
+* One fake provider runs in its own process, so it never competes with the client being measured for the GIL.
+  Every tool sends the same requests to it. By default it is tests/servers/fast_llm.py (fake_llm's answers from
+  one asyncio loop: about 0.1 ms of server CPU a request); `--server threaded` uses fake_llm.py itself, whose
+  thread per connection costs about 0.4 ms a request: at 100 in flight that is 40 ms of server CPU per wave of
+  answers, so the provider itself answered in 50-90 ms instead of 50 and was part of what was measured. The
+  server's CPU is printed beside each figure either way.
 * Each tool runs in its own worker process (LiteLLM's background logging threads and caches cannot slow the
   others down, nor the others LiteLLM), is warmed up at every concurrency first, and is then measured in
   rounds interleaved across tools (the order rotates each repetition), so a noisy neighbour on the machine
   hits every tool alike. A round is N requests, at most C in flight, timed from the first request to the last
   answer; CPU is the worker's process time over the same window (all its threads).
-* The tools: bare httpx (the floor: plain `httpx.AsyncClient`s, one per 8 requests in flight, as httpcore's
-  pool does per-request bookkeeping quadratic in its connections), bare httpx with one pool sized to C (for
-  reference), Butler (`plan_task` then `run_task` over a warm `ClientFactory`: reserve every share, call,
-  settle usage, record the attempt, release, set the status, all durable in SQLite), LiteLLM (`Router` with one
-  deployment, `acompletion`; no callbacks, no telemetry, local cost map; its default transport).
+* The tools: bare aiohttp (the floor: one `aiohttp.ClientSession`, the client Butler's adapters use), bare httpx
+  (plain `httpx.AsyncClient`s, one per 8 requests in flight, as httpcore's pool does per-request bookkeeping
+  quadratic in its connections), bare httpx with one pool sized to C (for reference), Butler (`plan_task` then
+  `run_task` over a warm `ClientFactory`: reserve every share, call, settle usage, record the attempt, release,
+  set the status, all durable in SQLite, group-committed), LiteLLM (`Router` with one deployment, `acompletion`;
+  no callbacks, no telemetry, local cost map; its default transport).
 * Overhead per request = (tool's round time - the floor's round time in the same repetition) / N, median over
   the repetitions.
 * Goal 2 runs `spawn_agent` itself (fresh client pool, as a host call would) in a fresh process per
-  repetition, after a 100-sub-task warm-up, against three keys whose daily limits only just fit the task
-  budget; then it checks the ledger: per key granted and used+reserved against the limit, the task's usage
-  against its budget. Peak memory: growth of ru_maxrss over the run, and tracemalloc's peak in one more run
-  (traced separately: tracing slows allocation, so that run's time is not reported).
+  repetition, interleaved with the bare aiohttp and httpx floors on the same server, after a 100-sub-task
+  warm-up, against three keys whose daily limits only just fit the task budget; then it checks the ledger: per
+  key granted and used+reserved against the limit, the task's usage against its budget. Peak memory: growth of
+  ru_maxrss over the run, and tracemalloc's peak in one more run (traced separately: tracing slows allocation,
+  so that run's time is not reported). Each phase (plan, run, the rest) is timed, wall and CPU.
 * Any connection attempt outside loopback (LiteLLM fetching something) is counted by an audit hook and shown.
 """
 
@@ -76,15 +83,23 @@ def description(n: int) -> str:
 
 
 # ---- processes ----------------------------------------------------------------------------------
-def serve(delay_s: float, prompt_tokens: int, completion_tokens: int) -> None:
+def serve(delay_s: float, prompt_tokens: int, completion_tokens: int, kind: str = "fast") -> None:
     """Run the fake provider until stdin closes; print its base URL first."""
     from tests.servers.fake_llm import slow, start_fake_llm
+    from tests.servers.fast_llm import start_fast_llm
 
-    server = start_fake_llm(slow(delay_s, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                                 text="ok"))
+    reply = slow(delay_s, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, text="ok")
+    server = start_fast_llm(reply) if kind == "fast" else start_fake_llm(reply)
     print(server.base_url, flush=True)
     sys.stdin.read()
     server.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (all its threads) so far, from /proc (Linux)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Proc:
@@ -217,6 +232,43 @@ class HttpxPools:
                 await client.aclose()
 
 
+class AiohttpSession:
+    """The floor: bare POSTs through one aiohttp session (the client Butler's adapters use for real providers)."""
+
+    def __init__(self, base_url: str) -> None:
+        self.url = base_url + "/chat/completions"
+        self.headers = {"authorization": "Bearer sk-bench-not-a-secret", "content-type": "application/json"}
+        self.bodies: dict[int, list[bytes]] = {}
+        self.session: Any = None
+        self.failed = 0
+
+    async def round(self, n: int, c: int) -> None:
+        import aiohttp
+
+        if self.session is None:
+            self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200))
+        if n not in self.bodies:
+            self.bodies[n] = [json.dumps({"model": "fake-model", "messages": m, "max_tokens": max_tokens(m),
+                                          "stream": False}).encode() for m in prompts(n)]
+        bodies, slots = self.bodies[n], asyncio.Semaphore(c)
+        self.failed = 0
+
+        async def one(i: int) -> None:
+            async with slots, self.session.post(self.url, data=bodies[i], headers=self.headers) as resp:
+                data = json.loads(await resp.read())
+                if resp.status != 200 or not data.get("choices"):
+                    self.failed += 1
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+
+    def failures(self) -> int:
+        return self.failed
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+
 class HttpxOnePool(HttpxPools):
     def __init__(self, base_url: str) -> None:
         super().__init__(base_url, per_pool=None)
@@ -299,8 +351,8 @@ class LiteLLMTool:
         return None
 
 
-TOOLS: dict[str, Any] = {"httpx": HttpxPools, "httpx-1pool": HttpxOnePool, "butler": ButlerTool,
-                         "litellm": LiteLLMTool}
+TOOLS: dict[str, Any] = {"aiohttp": AiohttpSession, "httpx": HttpxPools, "httpx-1pool": HttpxOnePool,
+                         "butler": ButlerTool, "litellm": LiteLLMTool}
 
 
 def worker(tool: str, base_url: str) -> None:
@@ -362,6 +414,24 @@ def load(base_url: str, n: int, c: int, trace: bool, limit_per_key: int, budget:
     spawn(warm, 100, 100 * 1_000)  # imports, code paths, the SSL context: what a long-lived host has warm
     warm.close()
 
+    # Where the time goes: plan (decompose, split, reserve every share), run (calls and settlements), the rest
+    # (read back and aggregate). Timed by wrapping the handler's two steps; the wrappers cost nothing measurable.
+    from butler_skill.handlers import agents
+
+    phases: dict[str, list[float]] = {}
+
+    def timed(name: str, fn: Any) -> Any:
+        def wrapper(*args: Any, **kw: Any) -> Any:
+            c, t = time.process_time(), time.perf_counter()
+            try:
+                return fn(*args, **kw)
+            finally:
+                phases[name] = [time.perf_counter() - t, time.process_time() - c]
+        return wrapper
+
+    agents.plan_task = timed("plan", agents.plan_task)
+    agents._run = timed("run", agents._run)
+
     ctx = context("run", limit_per_key)
     gc.collect()
     maxrss0, rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, rss_now_kb()
@@ -393,7 +463,7 @@ def load(base_url: str, n: int, c: int, trace: bool, limit_per_key: int, budget:
         "wall": wall, "cpu": cpu, "maxrss_delta_kb": maxrss1 - maxrss0, "maxrss_kb": maxrss1,
         "rss_delta_kb": rss1 - rss0, "traced_peak": traced_peak, "statuses": statuses, "keys": keys,
         "limit": limit_per_key, "budget": budget, "task_used": sum(r.tokensUsed for r in result.results),
-        "ledger_used": ledger_used, "open_sessions": open_sessions, "outside": outside,
+        "ledger_used": ledger_used, "open_sessions": open_sessions, "outside": outside, "phases": phases,
     }) + "\n")
     ctx.close()
     shutil.rmtree(folder, ignore_errors=True)
@@ -401,16 +471,17 @@ def load(base_url: str, n: int, c: int, trace: bool, limit_per_key: int, budget:
 
 # ---- the report ---------------------------------------------------------------------------------------
 LABELS = {
-    "httpx": "bare httpx (floor)",
+    "aiohttp": "bare aiohttp (floor)",
+    "httpx": "bare httpx",
     "httpx-1pool": "bare httpx, one pool",
     "butler": "Butler plan+run_task",
     "litellm": "LiteLLM Router",
 }
 
 
-def goal1(n: int, reps: int, levels: list[int], have_litellm: bool) -> tuple[bool, list[str]]:
-    tools = ["httpx", "httpx-1pool", "butler"] + (["litellm"] if have_litellm else [])
-    server = Proc("--serve", "0", "11", "7")
+def goal1(n: int, reps: int, levels: list[int], have_litellm: bool, server_kind: str) -> tuple[bool, list[str]]:
+    tools = ["aiohttp", "httpx", "httpx-1pool", "butler"] + (["litellm"] if have_litellm else [])
+    server = Proc("--serve", "0", "11", "7", server_kind)
     outside: set[str] = set()
     try:
         url = server.line(60)
@@ -441,7 +512,7 @@ def goal1(n: int, reps: int, levels: list[int], have_litellm: bool) -> tuple[boo
           f"{'CPU overhead/req':>16}  failures")
     met = []
     for c in levels:
-        floor = runs[("httpx", c)]
+        floor = runs[("aiohttp", c)]
         overhead: dict[str, float] = {}
         for t in tools:
             rs = runs[(t, c)]
@@ -470,28 +541,34 @@ def goal1(n: int, reps: int, levels: list[int], have_litellm: bool) -> tuple[boo
                       f"of c={','.join(map(str, levels))}"]
 
 
-def goal2(n: int, c: int, latency_ms: int, reps: int) -> list[str]:
+def goal2(n: int, c: int, latency_ms: int, reps: int, server_kind: str) -> list[str]:
     prompt_tokens, completion_tokens = 600, 300  # what each answer reports: 900 of a 1,000-token share
     budget = n * 1_000
     limit = math.ceil(budget / 3 / 1_000) * 1_000 + 1_000  # three keys that together only just hold the budget
-    server = Proc("--serve", str(latency_ms / 1000), str(prompt_tokens), str(completion_tokens))
+    server = Proc("--serve", str(latency_ms / 1000), str(prompt_tokens), str(completion_tokens), server_kind)
+    floors: dict[str, list[dict[str, Any]]] = {"aiohttp": [], "httpx": []}
     try:
         url = server.line(60)
-        floor = Proc("--worker", "httpx", url)
-        try:
-            assert json.loads(floor.line(300))["ready"]
-            floor.ask(n=n, c=c)
-            floor_walls = [floor.ask(n=n, c=c)["wall"] for _ in range(reps)]
-        finally:
-            floor.close()
         args = [url, str(n), str(c), str(limit), str(budget)]
+        workers = {tool: Proc("--worker", tool, url) for tool in floors}
         runs = []
-        for _ in range(reps):
-            p = Proc("--load", *args, "0")
-            try:
-                runs.append(json.loads(p.line()))
-            finally:
-                p.close()
+        try:
+            for w in workers.values():
+                assert json.loads(w.line(300))["ready"]
+                w.ask(n=n, c=c)
+            for _ in range(reps):  # interleaved: each floor, then Butler, in every repetition
+                for tool, w in workers.items():
+                    s0 = cpu_seconds(server.p.pid)
+                    floors[tool].append({**w.ask(n=n, c=c), "server_cpu": cpu_seconds(server.p.pid) - s0})
+                p = Proc("--load", *args, "0")
+                try:
+                    s0 = cpu_seconds(server.p.pid)
+                    runs.append({**json.loads(p.line()), "server_cpu": cpu_seconds(server.p.pid) - s0})
+                finally:
+                    p.close()
+        finally:
+            for w in workers.values():
+                w.close()
         p = Proc("--load", *args, "1")
         try:
             traced = json.loads(p.line())
@@ -509,9 +586,23 @@ def goal2(n: int, c: int, latency_ms: int, reps: int) -> list[str]:
           f"ideal {n:,} / {c} x {latency_ms} ms = {ideal * 1e3:,.0f} ms -> {wall / ideal:.2f}x ideal")
     print(f"  CPU in Butler's process: median {statistics.median(r['cpu'] for r in runs) * 1e3:,.0f} ms "
           f"({statistics.median(r['cpu'] for r in runs) / n * 1e3:.2f} ms per sub-task)")
-    floor_wall = statistics.median(floor_walls)
-    print(f"  same {n:,} requests, bare httpx (floor), same concurrency: median {floor_wall * 1e3:,.0f} ms "
-          f"({floor_wall / ideal:.2f}x ideal); Butler adds {(wall - floor_wall) / n * 1e3:.2f} ms per sub-task")
+    phase = {k: [statistics.median(r["phases"][k][i] for r in runs) * 1e3 for i in (0, 1)] for k in ("plan", "run")}
+    rest = [wall * 1e3 - phase["plan"][0] - phase["run"][0],
+            statistics.median(r["cpu"] for r in runs) * 1e3 - phase["plan"][1] - phase["run"][1]]
+    print(f"  where it goes (median wall / CPU ms): plan (decompose, split, reserve every share) "
+          f"{phase['plan'][0]:,.0f} / {phase['plan'][1]:,.0f}; run (calls, group-committed settlements) "
+          f"{phase['run'][0]:,.0f} / {phase['run'][1]:,.0f}; read back and aggregate {rest[0]:,.0f} / {rest[1]:,.0f}")
+    print(f"  fake provider's CPU during Butler's runs: median "
+          f"{statistics.median(r['server_cpu'] for r in runs) * 1e3:,.0f} ms ({server_kind} server)")
+    floor_wall = statistics.median(r["wall"] for r in floors["aiohttp"])
+    for tool, rs in floors.items():
+        fw = statistics.median(r["wall"] for r in rs)
+        each = ", ".join(f"{r['wall'] * 1e3:,.0f}" for r in rs)
+        print(f"  same {n:,} requests, bare {tool}, same concurrency: median {fw * 1e3:,.0f} ms ({fw / ideal:.2f}x "
+              f"ideal; runs {each}), client CPU "
+              f"{statistics.median(r['cpu'] for r in rs) * 1e3:,.0f} ms, server CPU "
+              f"{statistics.median(r['server_cpu'] for r in rs) * 1e3:,.0f} ms")
+    print(f"  Butler adds {(wall - floor_wall) / n * 1e3:.2f} ms per sub-task over the bare aiohttp floor")
     print(f"  memory: ru_maxrss grew {statistics.median(r['maxrss_delta_kb'] for r in runs) / 1024:.1f} MiB "
           f"(median; peak RSS {statistics.median(r['maxrss_kb'] for r in runs) / 1024:.0f} MiB after a 100-sub-task "
           f"warm-up), tracemalloc peak {traced['traced_peak'] / 2**20:.1f} MiB "
@@ -539,15 +630,15 @@ def goal2(n: int, c: int, latency_ms: int, reps: int) -> list[str]:
     print(f"  connection attempts outside loopback: {len(outside)}")
     zero = overshoot_keys == 0 and overshoot_task == 0 and not problems
     return [f"GOAL 2 ({n:,} sub-tasks at maxConcurrent {c}, {latency_ms} ms provider): zero overshoot "
-            f"{'MET' if zero else 'NOT MET'}; wall {wall * 1e3:,.0f} ms = {wall / ideal:.1f}x the "
-            f"{ideal * 1e3:,.0f} ms ideal (the bare httpx floor alone: {floor_wall / ideal:.1f}x); memory "
+            f"{'MET' if zero else 'NOT MET'}; wall {wall * 1e3:,.0f} ms = {wall / ideal:.2f}x the "
+            f"{ideal * 1e3:,.0f} ms ideal (the bare aiohttp floor alone: {floor_wall / ideal:.2f}x); memory "
             f"+{statistics.median(r['maxrss_delta_kb'] for r in runs) / 1024:.0f} MiB RSS, "
             f"tracemalloc peak {traced['traced_peak'] / 2**20:.0f} MiB"]
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--serve":
-        serve(float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+        serve(float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), *sys.argv[5:6])
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         worker(sys.argv[2], sys.argv[3])
@@ -564,6 +655,9 @@ def main() -> None:
     parser.add_argument("--load-concurrency", type=int, default=100)
     parser.add_argument("--latency-ms", type=int, default=50)
     parser.add_argument("--load-reps", type=int, default=3)
+    parser.add_argument("--load-only", action="store_true", help="skip goal 1 (the per-request overhead)")
+    parser.add_argument("--server", choices=("fast", "threaded"), default="fast",
+                        help="the fake provider: one asyncio loop (default) or fake_llm's thread per connection")
     args = parser.parse_args()
     try:
         import importlib.metadata as md
@@ -572,15 +666,16 @@ def main() -> None:
         litellm_version = md.version("litellm")
     except md.PackageNotFoundError:
         have_litellm, litellm_version = False, "not installed"
+    import aiohttp
     import httpx
 
     print(f"machine: {machine()}")
-    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; httpx {httpx.__version__}, "
-          f"litellm {litellm_version}")
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; aiohttp {aiohttp.__version__}, "
+          f"httpx {httpx.__version__}, litellm {litellm_version}; fake provider: {args.server}")
     levels = [int(x) for x in args.concurrency.split(",")]
-    _, verdicts = goal1(args.n, args.reps, levels, have_litellm)
-    verdicts += goal2(args.load_n, args.load_concurrency, args.latency_ms, args.load_reps)
-    print()
+    verdicts = [] if args.load_only else goal1(args.n, args.reps, levels, have_litellm, args.server)[1]
+    verdicts += goal2(args.load_n, args.load_concurrency, args.latency_ms, args.load_reps, args.server)
+    print(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     for v in verdicts:
         print(v)
 
