@@ -95,10 +95,18 @@ class GroupCommit:
         loop = asyncio.get_running_loop()
         while self._pending:
             batch, self._pending = self._pending, []
-            if self._executor is None:
-                outcome = self._transaction(batch)
-            else:
-                outcome = await loop.run_in_executor(self._executor, self._transaction, batch)
+            try:
+                if self._executor is None:
+                    outcome = self._transaction(batch)
+                else:
+                    outcome = await loop.run_in_executor(self._executor, self._transaction, batch)
+            except Exception as exc:  # the writer thread is gone (closed): nothing of the batch was written
+                outcome = _Outcome(batch, None, exc)
+            except BaseException:  # this task is cancelled (the loop shuts down): its writers must not wait on
+                for item in batch:
+                    if not item.future.done():
+                        item.future.cancel()
+                raise
             self._finish(outcome)
 
     def _transaction(self, batch: list[_Write[Any]]) -> _Outcome:
