@@ -11,16 +11,16 @@ writes 1.25x, 1-hour writes 2x). NVIDIA NIM's free tier is priced at zero: its k
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
-
-from pydantic import BaseModel, ConfigDict
 
 WireFormat = Literal["openai", "anthropic"]
 
 
-class ProviderFacts(BaseModel):
-    model_config = ConfigDict(frozen=True)
+@dataclass(frozen=True, kw_only=True)
+class ProviderFacts:
+    """A plain frozen dataclass (no pydantic): a cold `butler call get_status` reads it to fill key defaults."""
 
     name: str
     base_url: str

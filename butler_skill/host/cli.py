@@ -43,14 +43,15 @@ def _read_input(raw: str | None) -> Any:
 
 
 def _emit(envelope: dict[str, Any]) -> int:
-    from butler_skill.host.dispatch import error_exit_code
+    from butler_skill.host.quick import error_exit_code
 
     print(json.dumps(envelope, indent=2))
     return error_exit_code(envelope)
 
 
 def cmd_call(args: argparse.Namespace) -> int:
-    from butler_skill.host.dispatch import call_tool
+    # The read tools run without pydantic (host/quick.py); every other tool goes through dispatch.call_tool.
+    from butler_skill.host.quick import call as call_tool
 
     try:
         payload = _read_input(args.input)
@@ -72,7 +73,8 @@ def cmd_call(args: argparse.Namespace) -> int:
 
 
 def _tool_result(args: argparse.Namespace, tool: str, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    from butler_skill.host.dispatch import call_tool, error_exit_code
+    from butler_skill.host.quick import call as call_tool
+    from butler_skill.host.quick import error_exit_code
 
     ctx = _context(args)
     try:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from butler_skill.config import ButlerConfig
+    from butler_skill.keybook import KeyBook
     from butler_skill.store.db import Database
     from butler_skill.store.protocol import TokenLedger
 
@@ -60,13 +61,30 @@ class Context:
         return load_config(self.env, keys_path=self.keys_path, state_path=self.state_path)
 
     @cached_property
+    def keybook(self) -> KeyBook:
+        """The keys file as plain values (what the read tools, the ledger's location and redaction need), read
+        without pydantic when the file allows it; otherwise (or once `config` is loaded) from `config`, which
+        raises the exact config_error for a bad file."""
+        from butler_skill.keybook import keybook_of, read_keybook
+
+        if "config" not in self.__dict__:
+            book = read_keybook(self.env, keys_path=self.keys_path, state_path=self.state_path)
+            if book is not None:
+                return book
+        return keybook_of(self.config)
+
+    def key_secrets(self) -> list[str]:
+        """Every secret the keys reference (for the redaction layer; never for an output)."""
+        return list(self.keybook.secrets)
+
+    @cached_property
     def db(self) -> Database:
         from butler_skill.host.redaction import redactor_for
         from butler_skill.store.backend import open_database
 
         # SQLite in the state folder, or the PostgreSQL ledger BUTLER_DATABASE_URL names (same interface).
         # Every text Butler writes to the ledger passes the same redactor as its outputs and logs.
-        cfg = self.config
+        cfg = self.keybook
         return open_database(cfg.state_path, self.env, redact=redactor_for(self).redact,  # type: ignore[return-value]
                              busy_timeout_ms=cfg.busy_timeout_ms)
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import importlib
-import inspect
 import json
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, cached_property
@@ -40,6 +38,9 @@ class ToolSpec:
     @cached_property
     def models(self) -> tuple[type[BaseModel], type[BaseModel]]:
         """Input and output models, read from the handler's type hints: `(ctx, inp: In) -> Out`."""
+        import inspect
+        import typing
+
         from butler_skill.host.context import Context
 
         hints = typing.get_type_hints(self.function, localns={"Context": Context})
@@ -58,6 +59,8 @@ class ToolSpec:
 
     @property
     def is_async(self) -> bool:
+        import inspect
+
         return inspect.iscoroutinefunction(self.function)
 
 
