@@ -16,6 +16,11 @@ from butler_skill.errors import ButlerError, InvalidInput
 
 
 def _context(args: argparse.Namespace) -> Any:
+    # One context per process: the one main() made for log redaction serves the command too (the keys file is
+    # then read once).
+    made = getattr(args, "butler_context", None)
+    if made is not None:
+        return made
     from butler_skill.host.context import Context
 
     return Context(
@@ -249,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     from butler_skill.host.redaction import install_log_redaction, redactor_for
 
-    ctx = _context(args)
+    ctx = args.butler_context = _context(args)
     try:
         install_log_redaction(ctx)
         return int(args.func(args))

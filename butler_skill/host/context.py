@@ -7,7 +7,6 @@ pass a fixed clock, a fresh environment and a temporary state directory.
 from __future__ import annotations
 
 import os
-import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +28,8 @@ def system_clock() -> datetime:
 
 def uuid_ids(prefix: str) -> str:
     """Time-ordered ids (milliseconds, then 64 random bits): new rows append to the end of B-tree indexes."""
+    import secrets  # here, not at the top: it loads OpenSSL's hashes, which a read-only call never needs
+
     return f"{prefix}_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(8)}"
 
 
