@@ -94,7 +94,11 @@ def costs_today(conn: Conn, now: datetime) -> dict[str, Decimal]:
 
 def open_sessions(conn: Conn) -> list[dict[str, Any]]:
     """Open sessions in listing order, as models.SessionInfo in JSON."""
-    rows = conn.execute("SELECT * FROM sessions WHERE state = 'open' ORDER BY created_at, id")
+    rows = conn.execute("SELECT * FROM sessions WHERE state = 'open'").fetchall()
+    # Sorted here by (created_at, id), as ORDER BY would (both databases compare this text byte by byte): asked to
+    # order, SQLite may walk sessions_created over every session ever opened rather than sort the few open ones it
+    # finds through the partial index of open leases.
+    rows.sort(key=lambda r: (r["created_at"], r["id"]))
     return [{
         "session_id": r["id"], "label": r["label"], "task_id": r["task_id"], "key_id": r["key_id"],
         "allocated": r["allocated"], "used": r["used"], "held": r["leg_held"],
