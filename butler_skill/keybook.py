@@ -14,9 +14,8 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from butler_skill.registry import facts_for
 
@@ -36,8 +35,7 @@ _DECIMAL_FIELDS = ("price_cache_read_per_m", "price_cache_write_per_m", "price_c
 _INT_FIELDS = ("max_output_tokens",)
 
 
-@dataclass(frozen=True, slots=True)
-class KeyBrief:
+class KeyBrief(NamedTuple):
     """A key as the read tools see it: config.resolve_key's identity and budget fields, no prices, no secret."""
 
     id: str
@@ -48,8 +46,7 @@ class KeyBrief:
     enabled: bool
 
 
-@dataclass(frozen=True)
-class KeyBook:
+class KeyBook(NamedTuple):
     keys_path: Path
     state_path: Path
     busy_timeout_ms: int

@@ -11,16 +11,15 @@ writes 1.25x, 1-hour writes 2x). NVIDIA NIM's free tier is priced at zero: its k
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, NamedTuple
 
 WireFormat = Literal["openai", "anthropic"]
 
 
-@dataclass(frozen=True, kw_only=True)
-class ProviderFacts:
-    """A plain frozen dataclass (no pydantic): a cold `butler call get_status` reads it to fill key defaults."""
+class ProviderFacts(NamedTuple):
+    """Plain and immutable (no pydantic, no dataclass to build at import): a cold `butler call get_status` reads
+    it to fill key defaults."""
 
     name: str
     base_url: str

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -33,18 +32,31 @@ def uuid_ids(prefix: str) -> str:
     return f"{prefix}_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(8)}"
 
 
-@dataclass
 class Context:
-    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
-    keys_path: Path | None = None
-    state_path: Path | None = None
-    clock: Callable[[], datetime] = system_clock
-    ids: Callable[[str], str] = uuid_ids
-    cwd: Path = field(default_factory=Path.cwd)
-    # Where a long-running tool reports progress (the CLI sets it when stderr is a terminal).
-    progress: Callable[[Any], None] | None = None
-    # Faults the built-in demo provider injects (the demo and tests set it; None for real work).
-    demo_faults: Any = None
+    """What a handler may ask for: the environment, where the keys and the ledger live, the clock, new ids.
+    (A plain class, not a dataclass: a cold `butler call` imports neither dataclasses nor inspect for it.)"""
+
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        keys_path: Path | None = None,
+        state_path: Path | None = None,
+        clock: Callable[[], datetime] = system_clock,
+        ids: Callable[[str], str] = uuid_ids,
+        cwd: Path | None = None,
+        # Where a long-running tool reports progress (the CLI sets it when stderr is a terminal).
+        progress: Callable[[Any], None] | None = None,
+        # Faults the built-in demo provider injects (the demo and tests set it; None for real work).
+        demo_faults: Any = None,
+    ) -> None:
+        self.env: Mapping[str, str] = dict(os.environ) if env is None else env
+        self.keys_path = keys_path
+        self.state_path = state_path
+        self.clock = clock
+        self.ids = ids
+        self.cwd = Path.cwd() if cwd is None else cwd
+        self.progress = progress
+        self.demo_faults = demo_faults
 
     def now(self) -> datetime:
         moment = self.clock()

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from butler_skill.core.days import utc_day
 from butler_skill.core.money import from_pico, usd
@@ -39,8 +38,7 @@ class Budgeted(Protocol):
     def enabled(self) -> bool: ...
 
 
-@dataclass(frozen=True, slots=True)
-class KeyDay:
+class KeyDay(NamedTuple):
     """One key's day: its budget, today's counters and a running cooldown (the fields of selection.KeyView a
     report needs, plus the model)."""
 
