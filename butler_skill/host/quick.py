@@ -73,7 +73,11 @@ def call(name: str, payload: Any, ctx: Context, manifest: Manifest | None = None
         return redact_payload(exc.to_payload(), ctx)
     except Exception:
         return _full(name, payload, ctx, manifest)  # a bug: the full path logs it and answers `internal`
-    if not finite(data) or not is_valid(str(manifest.schema_path(tool.output_schema)), data):
+    try:
+        checked = finite(data) and is_valid(str(manifest.schema_path(tool.output_schema)), data)
+    except Exception:  # not JSON at all: a bug, which the full path reports
+        checked = False
+    if not checked:
         return _full(name, payload, ctx, manifest)
     return redact_payload({"ok": True, "result": data}, ctx)
 

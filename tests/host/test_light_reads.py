@@ -170,3 +170,26 @@ def test_the_states_the_property_reaches_are_not_trivial(tmp_path: Path) -> None
         assert status == _oracle(ctx, "get_status", {})
     finally:
         ctx.close()
+
+
+def test_an_output_the_light_path_doubts_gets_the_full_paths_answer(ctx: Context, monkeypatch: Any) -> None:
+    """A non-finite figure or an output that breaks its schema is not printed: the full path runs (the same
+    function under its model) and answers with the error shape, `internal`, as it does for any handler bug."""
+    from butler_skill.handlers import reads
+
+    real = reads.get_status
+
+    def with_nan(c: Context, args: dict[str, Any]) -> dict[str, Any]:
+        out = real(c, args)
+        out["tokens"]["keys_by_provider"]["groq"]["cost_today"] = float("nan")
+        return out
+
+    monkeypatch.setattr(reads, "get_status", with_nan)
+    env = quick.call("get_status", {}, ctx)
+    assert env["ok"] is False and env["error"]["code"] == "internal" and "non-finite" in env["error"]["message"]
+    assert env == call_tool("get_status", {}, ctx)
+
+    monkeypatch.setattr(reads, "get_status", lambda c, args: {**real(c, args), "day": 20261124})
+    env = quick.call("get_status", {}, ctx)
+    assert env["ok"] is False and env["error"]["code"] == "internal"
+    assert env == call_tool("get_status", {}, ctx)
