@@ -271,9 +271,7 @@ def release_session_in(conn: sqlite3.Connection, session_id: str, now: datetime)
     """Close an open session quietly (no event) and give back what its leg still holds."""
     row = conn.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
     if row is not None and row["state"] == "open":
-        _release_leg(conn, row)
-        conn.execute("UPDATE sessions SET state = 'closed', closed_at = ?, updated_at = ? WHERE id = ?",
-                     (ts(now), ts(now), session_id))
+        _release_leg(conn, row, closed_at=ts(now))
 
 
 def commit_usage_in(conn: sqlite3.Connection, *, request_id: str, session_id: str, usage: Usage,
@@ -315,12 +313,13 @@ def commit_usage_in(conn: sqlite3.Connection, *, request_id: str, session_id: st
          cache_write_tokens, total, cost_real, int(cost_reported), int(estimated), ts(now), pusd,
          upstream_pusd, cache_write_1h_tokens, web_search_requests),
     )
-    _counter_row(conn, key_id, day)
-    counter = conn.execute(
-        "UPDATE key_day_counters SET used = used + ?, reserved = reserved - ?,"
-        " cost_usd = cost_usd + ?, cost_pusd = cost_pusd + ? WHERE key_id = ? AND day = ? RETURNING used, reserved",
-        (total, consumed, cost_real, pusd, key_id, day),
-    ).fetchone()
+    settle = ("UPDATE key_day_counters SET used = used + ?, reserved = reserved - ?, cost_usd = cost_usd + ?,"
+              " cost_pusd = cost_pusd + ? WHERE key_id = ? AND day = ? RETURNING used, reserved")
+    args = (total, consumed, cost_real, pusd, key_id, day)
+    counter = conn.execute(settle, args).fetchone()
+    if counter is None:  # the key-day's first figure (usage on a day nothing was reserved on): its row first
+        _counter_row(conn, key_id, day)
+        counter = conn.execute(settle, args).fetchone()
     # Usage after a session ended still counts against the key; only an open session renews its lease.
     lease = ts(now + timedelta(seconds=lease_seconds)) if row["state"] == "open" else row["lease_expires_at"]
     row = conn.execute(
@@ -442,10 +441,15 @@ def _insert_session(conn: sqlite3.Connection, session_id: str, label: str | None
     )
 
 
-def _release_leg(conn: sqlite3.Connection, row: sqlite3.Row) -> None:
+def _release_leg(conn: sqlite3.Connection, row: sqlite3.Row, *, closed_at: str | None = None) -> None:
+    """Give back what the session's leg holds; with `closed_at`, close the session in the same update."""
     conn.execute("UPDATE key_day_counters SET reserved = reserved - ? WHERE key_id = ? AND day = ?",
                  (row["leg_held"], row["key_id"], row["leg_day"]))
-    conn.execute("UPDATE sessions SET leg_held = 0 WHERE id = ?", (row["id"],))
+    if closed_at is None:
+        conn.execute("UPDATE sessions SET leg_held = 0 WHERE id = ?", (row["id"],))
+    else:
+        conn.execute("UPDATE sessions SET leg_held = 0, state = 'closed', closed_at = ?, updated_at = ? WHERE id = ?",
+                     (closed_at, closed_at, row["id"]))
 
 
 def _resting(keys: Sequence[ResolvedKey], key_id: str, whole_scope: bool) -> list[str]:
