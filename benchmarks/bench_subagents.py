@@ -2,7 +2,7 @@
 maxConcurrent 100 against a provider that takes 50 ms to answer (wall time, peak memory, budget overshoot).
 
 Run: .venv/bin/python benchmarks/bench_subagents.py [--n 400] [--reps 5] [--concurrency 1,10,100] [--load-reps 3]
-       [--load-only] [--server fast|threaded]
+       [--load-only] [--server fast|threaded] [--profile]
 LiteLLM is optional (`pip install -e '.[bench]'`): without it the LiteLLM rows are skipped.
 
 How it measures
@@ -386,7 +386,7 @@ def rss_now_kb() -> int:
         return int(fh.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
 
 
-def load(base_url: str, n: int, c: int, trace: bool, limit_per_key: int, budget: int) -> None:
+def load(base_url: str, n: int, c: int, trace: bool, limit_per_key: int, budget: int, profile: bool = False) -> None:
     out = protocol_out()
     outside = network_guard()
     import tracemalloc
@@ -437,9 +437,24 @@ def load(base_url: str, n: int, c: int, trace: bool, limit_per_key: int, budget:
     maxrss0, rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, rss_now_kb()
     if trace:
         tracemalloc.start()
+    profiler = None
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     cpu0, t0 = time.process_time(), time.perf_counter()
     result = spawn(ctx, n, budget)
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    profiled = ""
+    if profiler is not None:
+        import io
+        import pstats
+
+        profiler.disable()
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(30)
+        profiled = text.getvalue()
     traced_peak = tracemalloc.get_traced_memory()[1] if trace else None
     if trace:
         tracemalloc.stop()
@@ -464,6 +479,7 @@ def load(base_url: str, n: int, c: int, trace: bool, limit_per_key: int, budget:
         "rss_delta_kb": rss1 - rss0, "traced_peak": traced_peak, "statuses": statuses, "keys": keys,
         "limit": limit_per_key, "budget": budget, "task_used": sum(r.tokensUsed for r in result.results),
         "ledger_used": ledger_used, "open_sessions": open_sessions, "outside": outside, "phases": phases,
+        "profile": profiled,
     }) + "\n")
     ctx.close()
     shutil.rmtree(folder, ignore_errors=True)
@@ -541,7 +557,7 @@ def goal1(n: int, reps: int, levels: list[int], have_litellm: bool, server_kind:
                       f"of c={','.join(map(str, levels))}"]
 
 
-def goal2(n: int, c: int, latency_ms: int, reps: int, server_kind: str) -> list[str]:
+def goal2(n: int, c: int, latency_ms: int, reps: int, server_kind: str, profile: bool = False) -> list[str]:
     prompt_tokens, completion_tokens = 600, 300  # what each answer reports: 900 of a 1,000-token share
     budget = n * 1_000
     limit = math.ceil(budget / 3 / 1_000) * 1_000 + 1_000  # three keys that together only just hold the budget
@@ -574,8 +590,17 @@ def goal2(n: int, c: int, latency_ms: int, reps: int, server_kind: str) -> list[
             traced = json.loads(p.line())
         finally:
             p.close()
+        if profile:  # one more run under cProfile (the loop's thread only; its time is not reported)
+            p = Proc("--load", *args, "profile")
+            try:
+                profiled = json.loads(p.line())["profile"]
+            finally:
+                p.close()
     finally:
         server.close()
+    if profile:
+        print(f"\ncProfile of one more load run, the event loop's thread (SQLite writes run on the writer "
+              f"thread and are not in it), top 30 by own time:\n{profiled}")
 
     ideal = n / c * latency_ms / 1000
     wall = statistics.median(r["wall"] for r in runs)
@@ -644,8 +669,8 @@ def main() -> None:
         worker(sys.argv[2], sys.argv[3])
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--load":
-        url, n, c, limit, budget, trace = sys.argv[2:8]
-        load(url, int(n), int(c), trace == "1", int(limit), int(budget))
+        url, n, c, limit, budget, mode = sys.argv[2:8]
+        load(url, int(n), int(c), mode == "1", int(limit), int(budget), profile=mode == "profile")
         return
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=400, help="requests per round in goal 1")
@@ -656,6 +681,7 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=int, default=50)
     parser.add_argument("--load-reps", type=int, default=3)
     parser.add_argument("--load-only", action="store_true", help="skip goal 1 (the per-request overhead)")
+    parser.add_argument("--profile", action="store_true", help="print a cProfile of one more load run")
     parser.add_argument("--server", choices=("fast", "threaded"), default="fast",
                         help="the fake provider: one asyncio loop (default) or fake_llm's thread per connection")
     args = parser.parse_args()
@@ -674,7 +700,8 @@ def main() -> None:
           f"httpx {httpx.__version__}, litellm {litellm_version}; fake provider: {args.server}")
     levels = [int(x) for x in args.concurrency.split(",")]
     verdicts = [] if args.load_only else goal1(args.n, args.reps, levels, have_litellm, args.server)[1]
-    verdicts += goal2(args.load_n, args.load_concurrency, args.latency_ms, args.load_reps, args.server)
+    verdicts += goal2(args.load_n, args.load_concurrency, args.latency_ms, args.load_reps, args.server,
+                      args.profile)
     print(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     for v in verdicts:
         print(v)

@@ -129,8 +129,17 @@ class ClientFactory:
             # httpx's TLS context (certifi's CAs, or SSL_CERT_FILE): both clients trust the same authorities.
             self._http = AiohttpBackend(tls=httpx.create_ssl_context(), max_connections=200)
         self._demo_http = httpx.AsyncClient(transport=self.demo)
+        self._clients: dict[tuple[object, ...], ChatClient] = {}
 
     def client_for(self, key: ResolvedKey) -> ChatClient:
+        """The wire-format client for a key: made once per key and settings (it holds no state between calls)."""
+        facts = (key.id, key.provider, key.wire_format, key.base_url, key.max_output_tokens, key.token_param)
+        client = self._clients.get(facts)
+        if client is None:
+            client = self._clients[facts] = self._client_for(key)
+        return client
+
+    def _client_for(self, key: ResolvedKey) -> ChatClient:
         # The model's output cap bounds every request; the limit goes in the field the key's API expects.
         cap, param = key.max_output_tokens, key.token_param
         if key.provider == "demo":
