@@ -85,8 +85,9 @@ def seed(db: Path, keys: int, history: int, now: datetime) -> None:
     task = "CASE WHEN i % 2 = 0 THEN printf('tsk_old%09d', i / 20) END"
     label = "CASE WHEN i % 2 = 0 THEN printf('st%d', (i / 2) % 10) ELSE printf('agent-%d', i % 7) END"
     conn.execute(
-        series + "INSERT INTO sessions(id, label, task_id, key_id, allocated, used, cost_usd, cost_pusd, threshold_ratio,"
-        " leg_day, leg_granted, leg_held, leg_used, lease_expires_at, state, created_at, updated_at, closed_at)"
+        series + "INSERT INTO sessions(id, label, task_id, key_id, allocated, used, cost_usd, cost_pusd,"
+        " threshold_ratio, leg_day, leg_granted, leg_held, leg_used, lease_expires_at, state, created_at,"
+        " updated_at, closed_at)"
         f" SELECT printf('ses_old%09d', i), {label}, {task}, {key}, 1000, 900, 0.001, 1000000000, 0.75, {day},"
         f" 1000, 0, 900, {stamp}, 'closed', {stamp}, {stamp}, {stamp} FROM n",
         (history - 1, keys, start, step, start, step, start, step, start, step, start, step))
@@ -291,7 +292,7 @@ def explain(ctx: Context) -> None:
     """Print the plan of every statement the ledger ran that scans a table (SQLite's trace of this process)."""
     conn = sqlite3.connect(ctx.config.state_path)
     seen: set[str] = set()
-    trace = ctx.db._connection()  # noqa: SLF001 - a benchmark looks inside
+    trace = ctx.db._connection()  # a benchmark looks inside
     statements: list[str] = []
     trace.set_trace_callback(statements.append)
     for tool in ("allocate_tokens", "get_available_keys", "monitor_usage", "get_status", "treasury_status"):

@@ -1,0 +1,121 @@
+"""How many durable commits a gateway call costs, and that what shares a transaction commits or rolls back as one.
+
+An unbound call (no session named) takes its token's hold and opens its own session in one write transaction,
+then counts its usage, closes the session and settles the token in a second one: two commits a call (it was
+five). `sessions.transaction` is what composes them; whatever raises inside it leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from butler_skill import sessions
+from butler_skill.gateway.app import create_app
+from butler_skill.gateway.server import BackgroundServer
+from butler_skill.gateway.service import GatewaySettings
+from butler_skill.gateway.tokens import create_token
+from butler_skill.host.context import Context
+from butler_skill.store.access_tokens import AccessTokenStore
+from butler_skill.store.protocol import Grant
+from tests.conftest import write_keys
+from tests.gateway.conftest import Harness, gateway_keys
+from tests.gateway.test_relay import CHAT, chat, no_holds
+from tests.servers.fake_llm import FakeLLM, ok
+
+
+class CountingDatabase:
+    """The context's database, counting write transactions (each is one BEGIN IMMEDIATE and one commit)."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+        self.writes = 0
+
+    def write(self) -> AbstractContextManager[Any]:
+        self.writes += 1
+        return self.db.write()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.db, name)
+
+
+@pytest.fixture
+def counted(tmp_path: Path, fake: FakeLLM) -> Iterator[tuple[Harness, CountingDatabase]]:
+    write_keys(tmp_path / "keys.json", gateway_keys(fake, limit=10_000))
+    ctx = Context(env={"HOME": str(tmp_path)}, keys_path=tmp_path / "keys.json", state_path=tmp_path / "s.db")
+    token, secret = create_token(ctx, "agent", daily_budget=1_000_000)
+    db = CountingDatabase(ctx.db)
+    ctx.__dict__["db"] = db
+    ctx.__dict__.pop("ledger", None)
+    server = BackgroundServer(create_app(ctx, settings=GatewaySettings(auth_cache_s=0.0)))
+    try:
+        yield Harness(ctx, fake, server, secret, token.id), db
+    finally:
+        server.close()
+        ctx.close()
+
+
+def test_an_unbound_call_commits_twice_and_leaves_everything_settled(
+        counted: tuple[Harness, CountingDatabase]) -> None:
+    h, db = counted
+    for stream in (False, True):
+        h.fake.script(ok(prompt_tokens=20, completion_tokens=10))
+        before = db.writes
+        r = h.post(CHAT, chat(stream=stream, stream_options={"include_usage": True} if stream else None))
+        assert r.status_code == 200
+        r.read()
+        assert db.writes - before == 2
+    [day] = h.rows("SELECT used, reserved FROM access_token_days WHERE token_id = ?", h.token_id)
+    assert day == {"used": 60, "reserved": 0}
+    assert [s["state"] for s in h.rows("SELECT state FROM sessions")] == ["closed", "closed"]
+    assert sum(c["used"] for c in h.counters().values()) == 60
+    no_holds(h)
+
+
+def test_a_call_no_key_can_take_commits_once_and_holds_nothing(counted: tuple[Harness, CountingDatabase]) -> None:
+    h, db = counted
+    before = db.writes
+    r = h.post(CHAT, chat(max_tokens=50_000))  # more than any key's daily limit (10,000)
+    assert r.status_code == 429
+    assert db.writes - before == 1
+    assert h.fake.requests == []
+    assert h.rows("SELECT COUNT(*) AS n FROM sessions")[0]["n"] == 0
+    no_holds(h)
+
+
+def test_usage_that_cannot_be_counted_still_releases_the_call(counted: tuple[Harness, CountingDatabase]) -> None:
+    h, _ = counted
+    h.fake.script(ok(prompt_tokens=20_000_000, completion_tokens=10))  # past the plausible bound: not counted
+    assert h.post(CHAT, chat()).status_code == 200  # the provider answered: the agent gets its answer
+    assert h.rows("SELECT COUNT(*) AS n FROM usage_records")[0]["n"] == 0
+    assert [s["state"] for s in h.rows("SELECT state FROM sessions")] == ["closed"]
+    no_holds(h)
+
+
+def test_what_shares_a_transaction_rolls_back_together(tmp_path: Path, fake: FakeLLM) -> None:
+    write_keys(tmp_path / "keys.json", gateway_keys(fake))
+    ctx = Context(env={"HOME": str(tmp_path)}, keys_path=tmp_path / "keys.json", state_path=tmp_path / "s.db")
+    token, _ = create_token(ctx, "agent", daily_budget=1_000)
+    now = ctx.now()
+    with pytest.raises(RuntimeError, match="after both"), sessions.transaction(ctx) as tx:
+        assert AccessTokenStore(tx.db).reserve(token, 500, now)  # type: ignore[arg-type]
+        grant = sessions.open_session(tx, 500, now=now)
+        assert isinstance(grant, Grant)
+        assert tx.ledger.session(grant.session.session_id).held == 500  # seen inside the transaction
+        raise RuntimeError("after both")
+    with ctx.db.read() as conn:
+        assert conn.execute("SELECT COUNT(*) FROM sessions").fetchone()[0] == 0
+        assert conn.execute("SELECT COALESCE(SUM(reserved), 0) FROM key_day_counters").fetchone()[0] == 0
+        assert conn.execute("SELECT COALESCE(SUM(reserved), 0) FROM access_token_days").fetchone()[0] == 0
+    # And committed together when nothing raises.
+    with sessions.transaction(ctx) as tx:
+        assert AccessTokenStore(tx.db).reserve(token, 500, now)  # type: ignore[arg-type]
+        grant = sessions.open_session(tx, 500, now=now)
+    assert isinstance(grant, Grant)
+    assert ctx.ledger.session(grant.session.session_id).held == 500
+    assert AccessTokenStore(ctx.db).day(token.id, now).reserved == 500
+    ctx.close()
