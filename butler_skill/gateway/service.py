@@ -83,6 +83,9 @@ class Gateway:
         self.in_flight: dict[str, int] = {}  # session id -> tokens held by bound requests in flight
         self.jitter = jitter
         self._auth_cache: dict[str, tuple[AccessToken, float]] = {}
+        self._keys: dict[str, ResolvedKey] | None = None
+        self._models: dict[Format | None, list[ResolvedKey]] = {}
+        self._serving: dict[tuple[Format, str | None], list[ResolvedKey]] = {}
 
     # ---- auth ---------------------------------------------------------------------------------------
     def authenticate(self, secret: str | None) -> AccessToken | None:
@@ -100,11 +103,27 @@ class Gateway:
         return token
 
     # ---- keys ---------------------------------------------------------------------------------------
+    # The keys file is read once per process (the context's configuration), so its views are built once, not
+    # on every request (with 10,000 keys each view is a pass over all of them).
     def keys(self) -> dict[str, ResolvedKey]:
-        return {k.id: k for k in self.ctx.config.resolved()}
+        if self._keys is None:
+            self._keys = {k.id: k for k in self.ctx.config.resolved()}
+        return self._keys
 
     def models(self, fmt: Format | None = None) -> list[ResolvedKey]:
-        return [k for k in self.ctx.config.resolved() if k.enabled and (fmt is None or k.wire_format == fmt)]
+        if fmt not in self._models:
+            self._models[fmt] = [k for k in self.ctx.config.resolved()
+                                 if k.enabled and (fmt is None or k.wire_format == fmt)]
+        return self._models[fmt]
+
+    def serving(self, fmt: Format, model: str | None) -> list[ResolvedKey]:
+        """The enabled keys of `fmt` that serve `model` (None: any)."""
+        found = self._serving.get((fmt, model))
+        if found is None:
+            found = [k for k in self.models(fmt) if admission.serves(model, k.provider, k.model)]
+            if len(self._serving) < 1_000:  # model names come from requests: keep the memo bounded
+                self._serving[(fmt, model)] = found
+        return found
 
     # ---- one request --------------------------------------------------------------------------------
     async def handle(self, request: Request, fmt: Format, token: AccessToken) -> Response:
@@ -183,7 +202,7 @@ class Gateway:
             hold = Hold(session.session_id, True, prompt, cap, token, utc_day(now), self.models(fmt))
             self.in_flight[session.session_id] = in_flight + hold.need
             return hold
-        keys = [k for k in self.models(fmt) if admission.serves(binding.model, k.provider, k.model)]
+        keys = self.serving(fmt, binding.model)
         if not keys:
             return wire.error(fmt, 404, f"Butler: no key serves model {binding.model!r} in this format; "
                               "GET /v1/models lists what does", code="model_not_found")
