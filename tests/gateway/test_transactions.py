@@ -2,7 +2,8 @@
 
 An unbound call (no session named) takes its token's hold and opens its own session in one write transaction,
 then counts its usage, closes the session and settles the token in a second one: two commits a call (it was
-five). `sessions.transaction` is what composes them; whatever raises inside it leaves nothing behind.
+five). `sessions.transaction` composes them (tests/store/test_joined_transaction.py: on both backends,
+whatever raises inside it leaves nothing behind).
 """
 
 from __future__ import annotations
@@ -14,14 +15,11 @@ from typing import Any
 
 import pytest
 
-from butler_skill import sessions
 from butler_skill.gateway.app import create_app
 from butler_skill.gateway.server import BackgroundServer
 from butler_skill.gateway.service import GatewaySettings
 from butler_skill.gateway.tokens import create_token
 from butler_skill.host.context import Context
-from butler_skill.store.access_tokens import AccessTokenStore
-from butler_skill.store.protocol import Grant
 from tests.conftest import write_keys
 from tests.gateway.conftest import Harness, gateway_keys
 from tests.gateway.test_relay import CHAT, chat, no_holds
@@ -94,28 +92,3 @@ def test_usage_that_cannot_be_counted_still_releases_the_call(counted: tuple[Har
     assert h.rows("SELECT COUNT(*) AS n FROM usage_records")[0]["n"] == 0
     assert [s["state"] for s in h.rows("SELECT state FROM sessions")] == ["closed"]
     no_holds(h)
-
-
-def test_what_shares_a_transaction_rolls_back_together(tmp_path: Path, fake: FakeLLM) -> None:
-    write_keys(tmp_path / "keys.json", gateway_keys(fake))
-    ctx = Context(env={"HOME": str(tmp_path)}, keys_path=tmp_path / "keys.json", state_path=tmp_path / "s.db")
-    token, _ = create_token(ctx, "agent", daily_budget=1_000)
-    now = ctx.now()
-    with pytest.raises(RuntimeError, match="after both"), sessions.transaction(ctx) as tx:
-        assert AccessTokenStore(tx.db).reserve(token, 500, now)  # type: ignore[arg-type]
-        grant = sessions.open_session(tx, 500, now=now)
-        assert isinstance(grant, Grant)
-        assert tx.ledger.session(grant.session.session_id).held == 500  # seen inside the transaction
-        raise RuntimeError("after both")
-    with ctx.db.read() as conn:
-        assert conn.execute("SELECT COUNT(*) FROM sessions").fetchone()[0] == 0
-        assert conn.execute("SELECT COALESCE(SUM(reserved), 0) FROM key_day_counters").fetchone()[0] == 0
-        assert conn.execute("SELECT COALESCE(SUM(reserved), 0) FROM access_token_days").fetchone()[0] == 0
-    # And committed together when nothing raises.
-    with sessions.transaction(ctx) as tx:
-        assert AccessTokenStore(tx.db).reserve(token, 500, now)  # type: ignore[arg-type]
-        grant = sessions.open_session(tx, 500, now=now)
-    assert isinstance(grant, Grant)
-    assert ctx.ledger.session(grant.session.session_id).held == 500
-    assert AccessTokenStore(ctx.db).day(token.id, now).reserved == 500
-    ctx.close()
