@@ -327,11 +327,16 @@ def main() -> int:
         else:
             print("litellm proxy: not run here; its rows are skipped")
         results: dict[str, dict[str, list[float]]] = {name: {"json": [], "ttfb": []} for name, _, _ in targets}
+        cpu_seq: dict[str, float] = dict.fromkeys(pids, 0.0)  # gateway CPU over the timed sequential JSON calls
         rounds = max(1, args.rounds)
         for r in range(rounds):  # interleaved: every target sees the same share of the machine's load
             for name, port, tok in targets:
                 warm = args.warm if r == 0 else 10
-                results[name]["json"] += latencies(port, tok, args.n // rounds, warm, False)
+                latencies(port, tok, 0, warm, False)
+                before = cpu_ms(pids[name]) if name in pids else 0.0
+                results[name]["json"] += latencies(port, tok, args.n // rounds, 0, False)
+                if name in pids:
+                    cpu_seq[name] += cpu_ms(pids[name]) - before
                 results[name]["ttfb"] += latencies(port, tok, args.n // rounds, warm, True)
         direct = results["direct"]
         print(f"latency, sequential, n={args.n} each (after {args.warm} warm-up):")
@@ -346,8 +351,9 @@ def main() -> int:
             r = results[name]
             added = {k: (statistics.median(r[k]) - statistics.median(direct[k]), pct(r[k], 0.99) - pct(direct[k], 0.99))
                      for k in ("json", "ttfb")}
+            cpu = f"   gateway CPU {cpu_seq[name] / len(r['json']):.2f} ms per call" if name in cpu_seq else ""
             print(f"  added by {name:<12}: json median {ms(added['json'][0])} p99 {ms(added['json'][1])}   "
-                  f"TTFB median {ms(added['ttfb'][0])} p99 {ms(added['ttfb'][1])}")
+                  f"TTFB median {ms(added['ttfb'][0])} p99 {ms(added['ttfb'][1])}{cpu}")
         print(f"throughput, {args.throughput_n} non-streaming requests over {args.concurrency} keep-alive connections:")
         for name, port, tok in targets:
             throughput(port, tok, min(500, args.throughput_n), args.concurrency)  # warm-up
