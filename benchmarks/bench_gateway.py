@@ -354,14 +354,24 @@ def main() -> int:
             cpu = f"   gateway CPU {cpu_seq[name] / len(r['json']):.2f} ms per call" if name in cpu_seq else ""
             print(f"  added by {name:<12}: json median {ms(added['json'][0])} p99 {ms(added['json'][1])}   "
                   f"TTFB median {ms(added['ttfb'][0])} p99 {ms(added['ttfb'][1])}{cpu}")
-        print(f"throughput, {args.throughput_n} non-streaming requests over {args.concurrency} keep-alive connections:")
-        for name, port, tok in targets:
+        print(f"throughput, {args.throughput_n} non-streaming requests over {args.concurrency} keep-alive connections "
+              f"({rounds} interleaved rounds):")
+        for _name, port, tok in targets:
             throughput(port, tok, min(500, args.throughput_n), args.concurrency)  # warm-up
-            cpu = cpu_ms(pids[name]) if name in pids else None
-            rate = throughput(port, tok, args.throughput_n, args.concurrency)
-            per_call = f"   gateway CPU {(cpu_ms(pids[name]) - cpu) / args.throughput_n:.2f} ms per call" \
-                if cpu is not None else ""
-            print(f"  {name:<12} {rate:9.0f} requests/s{per_call}")
+        spent = dict.fromkeys(results, 0.0)
+        cpu_tp = dict.fromkeys(pids, 0.0)
+        share = max(args.concurrency, args.throughput_n // rounds)
+        for _ in range(rounds):  # interleaved rounds, as for latency
+            for name, port, tok in targets:
+                before = cpu_ms(pids[name]) if name in pids else 0.0
+                start = time.perf_counter()
+                throughput(port, tok, share, args.concurrency)
+                spent[name] += time.perf_counter() - start
+                if name in pids:
+                    cpu_tp[name] += cpu_ms(pids[name]) - before
+        for name in spent:
+            per_call = f"   gateway CPU {cpu_tp[name] / (share * rounds):.2f} ms per call" if name in cpu_tp else ""
+            print(f"  {name:<12} {share * rounds / spent[name]:9.0f} requests/s{per_call}")
         for name in pids:
             where = folder / name
             with_usage = subprocess.run([str(ROOT / ".venv/bin/butler"), "status", "--json"], capture_output=True,
