@@ -1,4 +1,4 @@
-"""How many durable commits a gateway call costs, and that what shares a transaction commits or rolls back as one.
+"""How many durable commits a gateway call costs, and that none of its statements reads history.
 
 An unbound call (no session named) takes its token's hold and opens its own session in one write transaction,
 then counts its usage, closes the session and settles the token in a second one: two commits a call (it was
@@ -9,7 +9,7 @@ whatever raises inside it leaves nothing behind).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +24,33 @@ from tests.conftest import write_keys
 from tests.gateway.conftest import Harness, gateway_keys
 from tests.gateway.test_relay import CHAT, chat, no_holds
 from tests.servers.fake_llm import FakeLLM, ok
+from tests.store.test_bounded_reads import BOUNDED_INDEXES, HISTORY
 
 
 class CountingDatabase:
-    """The context's database, counting write transactions (each is one BEGIN IMMEDIATE and one commit)."""
+    """The context's database, counting write transactions (each is one BEGIN IMMEDIATE and one commit) and
+    recording every statement run inside a transaction (SQLite's trace)."""
 
     def __init__(self, db: Any) -> None:
         self.db = db
         self.writes = 0
+        self.statements: list[str] = []
+
+    @contextmanager
+    def _traced(self, opened: AbstractContextManager[Any]) -> Iterator[Any]:
+        with opened as conn:
+            conn.set_trace_callback(self.statements.append)
+            try:
+                yield conn
+            finally:
+                conn.set_trace_callback(None)
 
     def write(self) -> AbstractContextManager[Any]:
         self.writes += 1
-        return self.db.write()
+        return self._traced(self.db.write())
+
+    def read(self) -> AbstractContextManager[Any]:
+        return self._traced(self.db.read())
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.db, name)
@@ -92,3 +107,26 @@ def test_usage_that_cannot_be_counted_still_releases_the_call(counted: tuple[Har
     assert h.rows("SELECT COUNT(*) AS n FROM usage_records")[0]["n"] == 0
     assert [s["state"] for s in h.rows("SELECT state FROM sessions")] == ["closed"]
     no_holds(h)
+
+
+def test_a_gateway_call_reads_no_history_table(counted: tuple[Harness, CountingDatabase]) -> None:
+    """Every statement of a call (JSON and streamed) is answered through an index (SQLite's query plan)."""
+    h, db = counted
+    for _ in range(3):  # some history first
+        h.fake.script(ok(prompt_tokens=20, completion_tokens=10))
+        assert h.post(CHAT, chat()).status_code == 200
+    db.statements.clear()
+    for stream in (False, True):
+        h.fake.script(ok(prompt_tokens=20, completion_tokens=10))
+        h.post(CHAT, chat(stream=stream)).read()
+    with h.ctx.db.read() as conn:
+        explained = 0
+        for sql in dict.fromkeys(db.statements):
+            if not sql.lstrip().upper().startswith(("SELECT", "UPDATE", "INSERT", "DELETE")):
+                continue
+            explained += 1
+            for detail in (r["detail"] for r in conn.execute("EXPLAIN QUERY PLAN " + sql)):
+                if detail.startswith("SCAN "):
+                    index = detail.split("INDEX ")[-1] if "INDEX " in detail else None
+                    assert detail.split()[1] not in HISTORY or index in BOUNDED_INDEXES, (sql, detail)
+    assert explained >= 15
