@@ -89,6 +89,10 @@ class PgConnection:
             args = tuple(redact(a) if isinstance(a, str) else a for a in args)
         return self._conn.execute(to_postgres_query(sql), args)
 
+    def execute_own(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Row]:
+        """A statement whose text parameters Butler made from the clock and numbers (`store.db.execute_own`)."""
+        return self._conn.execute(to_postgres_query(sql), tuple(params))
+
 
 class PostgresDatabase:
     """A PostgreSQL database shared by threads (a connection pool) and by processes on many hosts."""
