@@ -45,8 +45,6 @@ RUN_K = 6
 MIN_RUN = 2 * RUN_K - 1
 _MEMO_MAX_LEN = 96
 _MEMO_SIZE = 4096
-# Padding that puts every text of a statement at a multiple of RUN_K in the joined text `Redactor.clean` probes.
-_PADS = tuple("\0" * ((RUN_K - r) % RUN_K) for r in range(RUN_K))
 # Well-known key prefixes: what a provider may strip before echoing the rest. Longest match wins.
 KEY_PREFIXES = ("sk-ant-api03-", "sk-ant-admin01-", "sk-ant-", "sk-or-v1-", "sk-proj-", "sk-svcacct-",
                 "sk-admin-", "sk_live_", "sk_test_", "rk_live_", "rk_test_", "sk-", "nvapi-", "gsk_",
@@ -113,14 +111,15 @@ class Redactor:
     def clean(self, texts: Sequence[str]) -> bool:
         """True only if `redact` would return every one of `texts` unchanged: one pass over all of them at once.
 
-        Each test below looks for a superset of what `redact` looks for in each text, so False says only
-        "maybe", and the caller then redacts each text. The texts are joined with NUL padding that starts each
-        one at a multiple of RUN_K, so the joined text's probe windows include every window `redact` probes in
-        each text; a whole secret, a short secret or a credential keyword inside one text is inside the joined
-        text (and `str.lower` maps ASCII letters one to one, so a keyword in a lowered text is in the lowered
-        joined text). A property test keeps `redact_params` equal to redacting each text.
+        Each test below looks for a superset of what `redact` looks for in each text, over the texts joined by
+        NUL, so False says only "maybe", and the caller then redacts each text. `redact` changes a text only for
+        a whole secret or a run of at least MIN_RUN = 2*RUN_K - 1 characters of a body: such a run covers a whole
+        probe window wherever it starts, so the joined text's probe sees it too; a short secret or a credential
+        keyword inside one text is inside the joined text (and `str.lower` maps ASCII letters one to one, so a
+        keyword in a lowered text is in the lowered joined text). A property test keeps `redact_params` equal
+        to redacting each text.
         """
-        joined = texts[0] if len(texts) == 1 else "".join([t + _PADS[len(t) % RUN_K] for t in texts])
+        joined = texts[0] if len(texts) == 1 else "\0".join(texts)
         grams = self.grams
         if grams and not grams.keys().isdisjoint([joined[p:p + RUN_K]
                                                   for p in range(0, len(joined) - RUN_K + 1, RUN_K)]):
