@@ -20,19 +20,11 @@ import pytest
 
 from butler_skill.host.dispatch import call_tool
 from tests.conftest import REPO
-from tests.e2e.test_openclaw_real import TIMEOUT_S, OpenClaw, find_openclaw
+from tests.e2e.test_openclaw_real import TIMEOUT_S, OpenClaw
 from tests.gateway.conftest import ALL_SECRETS, Harness, gateway_keys, start_harness
 from tests.servers.fake_llm import FakeLLM, ok, start_fake_llm
 
 pytestmark = [pytest.mark.openclaw, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def openclaw() -> OpenClaw:
-    found = find_openclaw()
-    if isinstance(found, str):
-        pytest.skip(found)
-    return found
 
 
 @pytest.fixture

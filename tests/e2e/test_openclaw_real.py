@@ -105,14 +105,6 @@ def find_openclaw() -> OpenClaw | str:
     return OpenClaw(exe=exe, bin_dir=bin_dir, base_path=base, node_version=node_version)
 
 
-@pytest.fixture(scope="module")
-def openclaw() -> OpenClaw:
-    found = find_openclaw()
-    if isinstance(found, str):
-        pytest.skip(found)
-    return found
-
-
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     folder = tmp_path / "home"
