@@ -33,7 +33,7 @@ from psycopg.rows import RowMaker
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from butler_skill.errors import ConfigError, StorageError
-from butler_skill.store.db import load_migrations
+from butler_skill.store.db import load_migrations, params_redactor
 from butler_skill.store.dialect import for_dialect, to_postgres_ddl, to_postgres_query
 
 # Any fixed 64-bit number: the key of the one advisory lock every writer of this database takes.
@@ -76,17 +76,15 @@ def row_factory(cursor: psycopg.Cursor[Any]) -> RowMaker[Row]:
 class PgConnection:
     """What the stores use of a sqlite3.Connection: `execute(sql, params)` returning a cursor."""
 
-    __slots__ = ("_conn", "_redact")
+    __slots__ = ("_conn", "_params")
 
     def __init__(self, conn: psycopg.Connection[Row], redact: Redactor | None) -> None:
         self._conn = conn
-        self._redact = redact
+        # The same batch form of the hook as on SQLite (store.db.params_redactor).
+        self._params = params_redactor(redact) if redact is not None else None
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Row]:
-        args = tuple(params)
-        if self._redact is not None:
-            redact = self._redact
-            args = tuple(redact(a) if isinstance(a, str) else a for a in args)
+        args = tuple(params) if self._params is None else tuple(self._params(tuple(params)))
         return self._conn.execute(to_postgres_query(sql), args)
 
     def execute_own(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Row]:
