@@ -124,7 +124,8 @@ class Ledger:
 
         Returns the grant, or the key views the choice saw when nothing fitted (nothing changes then).
         """
-        day, stamp = utc_day(now), ts(now)
+        stamp = ts(now)
+        day = stamp[:10] if stamp[4] == "-" else utc_day(now)  # the UTC day is the stamp's first ten characters
         lease = ts(now + timedelta(seconds=lease_seconds))
         with self.db.write() as conn:
             # One statement reads the counters, the running cooldowns and whether any lease is due; the expiry
