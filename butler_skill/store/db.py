@@ -134,6 +134,13 @@ def execute_own(conn: Any, sql: str, params: Sequence[Any]) -> Any:
     return (own or conn.execute)(sql, params)
 
 
+def redact_values(conn: Any, values: Sequence[Any]) -> Sequence[Any]:
+    """`values` as the connection's redaction hook passes a statement's parameters (unchanged without a hook):
+    for a statement run with `execute_own` that also carries text from outside."""
+    own = getattr(conn, "redact_values", None) if not isinstance(conn, sqlite3.Connection) else None
+    return own(values) if own is not None else values
+
+
 class _RedactingConnection:
     """A write transaction's connection whose statements see only redacted text parameters."""
 
@@ -157,6 +164,9 @@ class _RedactingConnection:
     def execute_own(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
         """See `execute_own` (module level): no redaction pass."""
         return self._conn.execute(sql, params)
+
+    def redact_values(self, values: Sequence[Any]) -> Sequence[Any]:
+        return self._params(values)
 
     def executemany(self, sql: str, seq: Any) -> sqlite3.Cursor:
         return self._conn.executemany(sql, (self._clean(p) for p in seq))

@@ -87,6 +87,9 @@ class PgConnection:
         args = tuple(params) if self._params is None else tuple(self._params(tuple(params)))
         return self._conn.execute(to_postgres_query(sql), args)
 
+    def redact_values(self, values: Sequence[Any]) -> Sequence[Any]:
+        return values if self._params is None else self._params(values)
+
     def execute_own(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Row]:
         """A statement whose text parameters Butler made from the clock and numbers (`store.db.execute_own`)."""
         return self._conn.execute(to_postgres_query(sql), tuple(params))
