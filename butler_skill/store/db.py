@@ -134,6 +134,17 @@ def execute_own(conn: Any, sql: str, params: Sequence[Any]) -> Any:
     return (own or conn.execute)(sql, params)
 
 
+def execute_last(conn: Any, sql: str, params: Sequence[Any]) -> None:
+    """The last statement of a write transaction, its result unread, its parameters Butler's own or already
+    redacted (`redact_values`), as for `execute_own`. SQLite runs it at once; PostgreSQL sends it with the
+    COMMIT in one pipeline, one round trip for both (nothing may run after it there)."""
+    last = getattr(conn, "execute_last", None) if not isinstance(conn, sqlite3.Connection) else None
+    if last is not None:
+        last(sql, params)
+    else:
+        conn.execute(sql, params)
+
+
 def redact_values(conn: Any, values: Sequence[Any]) -> Sequence[Any]:
     """`values` as the connection's redaction hook passes a statement's parameters (unchanged without a hook):
     for a statement run with `execute_own` that also carries text from outside."""
@@ -167,6 +178,8 @@ class _RedactingConnection:
 
     def redact_values(self, values: Sequence[Any]) -> Sequence[Any]:
         return self._params(values)
+
+    execute_last = execute_own
 
     def executemany(self, sql: str, seq: Any) -> sqlite3.Cursor:
         return self._conn.executemany(sql, (self._clean(p) for p in seq))

@@ -25,7 +25,7 @@ from butler_skill.core.selection import KeyView
 from butler_skill.core.usage import Usage
 from butler_skill.errors import Conflict, UnknownSession
 from butler_skill.models import Alert, Event, ResolvedKey, RotationReason, SessionInfo
-from butler_skill.store.db import Database, execute_own, redact_values
+from butler_skill.store.db import Database, execute_last, execute_own, redact_values
 from butler_skill.store.protocol import Grant, Picker, Rotation, UsageOutcome
 from butler_skill.store.timestamps import parse_ts, ts
 
@@ -139,8 +139,9 @@ class Ledger:
                 return views
             # The texts from outside pass the redaction hook; the day and the stamps are Butler's own.
             sid, label_text, task, key_id = redact_values(conn, (session_id, label, task_id, chosen.key_id))
-            execute_own(conn, _INSERT_SESSION, (sid, label_text, task, key_id, need, threshold_ratio, day, need, need,
-                                                lease, stamp, stamp))
+            # Nothing reads its result: on PostgreSQL it travels with the COMMIT (store.db.execute_last).
+            execute_last(conn, _INSERT_SESSION, (sid, label_text, task, key_id, need, threshold_ratio, day, need, need,
+                                                 lease, stamp, stamp))
             # The sessions row is the record of the allocation; no separate history event is needed.
             session = SessionInfo(
                 session_id=session_id, label=label, task_id=task_id, key_id=chosen.key_id, allocated=need, used=0,

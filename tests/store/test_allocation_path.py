@@ -3,6 +3,8 @@ only its outside texts through the redaction hook) keeps every rule of the wider
 
 from __future__ import annotations
 
+import pytest
+
 from butler_skill.handlers import tokens as t
 from butler_skill.host.context import Context
 from butler_skill.store.timestamps import ts
@@ -53,3 +55,15 @@ def test_open_sessions_are_listed_in_created_order(ctx: Context, clock: Clock) -
     ctx.ledger.close_session(ids[1], clock.now)
     assert [s.session_id for s in ctx.ledger.sessions(open_only=True)] == [ids[0], ids[2], ids[3]]
     assert [s.session_id for s in ctx.ledger.sessions(open_only=False)] == ids
+
+
+def test_a_failing_session_insert_takes_its_reservation_back_with_it(ctx: Context, clock: Clock) -> None:
+    """On PostgreSQL the insert travels with the COMMIT (one round trip): when it fails, nothing commits."""
+    from butler_skill import sessions
+
+    first = alloc(ctx, 1_000)
+    with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
+        sessions.open_session(ctx, 2_000, session_id=first.session_id)
+    assert ctx.ledger.totals(clock.now) == {"used": 0, "reserved": 1_000}
+    assert alloc(ctx, 500).allocated == 500  # the ledger (and its connection) work on
+    assert ctx.ledger.totals(clock.now) == {"used": 0, "reserved": 1_500}
