@@ -3,7 +3,8 @@
 Operations, not tables. Each write is one `BEGIN IMMEDIATE` transaction, so a choice made from what a
 transaction read cannot be overtaken by another writer, and every grant is still guarded by the
 conditional update `used + reserved + n <= limit`. Stale holds are released by lease at the start of
-every write; there is no background job to die.
+every write (an allocation first asks, in the same statement that reads the counters, whether any lease is
+due: one look into the partial index of open leases); there is no background job to die.
 
 A session holds one reservation at a time (its leg) on its current key; rotation moves it.
 """
