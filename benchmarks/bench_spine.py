@@ -116,7 +116,7 @@ def cold_start(folder: Path, runs: int = 15) -> tuple[float, float]:
     env = {"HOME": str(folder), "BUTLER_KEYS_PATH": str(folder / "keys.json"),
            "BUTLER_STATE_PATH": str(folder / "state.db"), "PATH": "/usr/bin:/bin"}
 
-    cpu: dict[str, list[float]] = {"bare": [], "butler": []}
+    cpu: dict[str, list[float]] = {"bare": [], "butler": [], "treasury": []}
 
     def once(cmd: list[str]) -> float:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -125,19 +125,22 @@ def cold_start(folder: Path, runs: int = 15) -> tuple[float, float]:
         took = time.perf_counter() - start
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         # CPU time (user + system) of the child: what a busy machine cannot inflate by making it wait.
-        cpu["butler" if cmd[0] == butler else "bare"].append(
-            after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+        kind = "bare" if cmd[0] != butler else ("treasury" if cmd[-1] == "treasury_status" else "butler")
+        cpu[kind].append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
         return took
 
     bare_cmd, butler_cmd = [sys.executable, "-c", "pass"], [butler, "call", "get_status"]
-    once(bare_cmd), once(butler_cmd)  # warm the page cache
+    treasury_cmd = [butler, "call", "treasury_status"]  # no wallet key set: it should call nothing out
+    once(bare_cmd), once(butler_cmd), once(treasury_cmd)  # warm the page cache
     # Interleaved, so a busy neighbour on the machine slows both alike (one after the other, a burst of load
     # during one series moved the ratio between 4.5x and 12x on a shared 2-core machine).
-    bare, cold = [], []
+    bare, cold, treasury = [], [], []
     for _ in range(runs):
         bare.append(once(bare_cmd))
         cold.append(once(butler_cmd))
+        treasury.append(once(treasury_cmd))
     cold_start.cpu = (statistics.median(cpu["bare"]), statistics.median(cpu["butler"]))  # type: ignore[attr-defined]
+    cold_start.treasury = (statistics.median(treasury), statistics.median(cpu["treasury"]))  # type: ignore[attr-defined]
     return statistics.median(bare), statistics.median(cold)
 
 
@@ -194,6 +197,8 @@ def main() -> None:
         cpu_bare, cpu_cold = cold_start.cpu  # type: ignore[attr-defined]
         print(f"  CPU time (user+sys): python -c pass {cpu_bare * 1e3:.1f} ms, butler call get_status "
               f"{cpu_cold * 1e3:.1f} ms ({cpu_cold / cpu_bare:.1f}x)")
+        t_wall, t_cpu = cold_start.treasury  # type: ignore[attr-defined]
+        print(f"  butler call treasury_status (no wallet key): {t_wall * 1e3:.1f} ms, CPU {t_cpu * 1e3:.1f} ms")
         rt = mcp_round_trip(Path(tmp))
         print(f"MCP tools/call get_status on a warm server   {summary_us(rt)}")
 

@@ -19,11 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 from butler_skill import price_table
 from butler_skill.core import pricing
 from butler_skill.errors import ConfigError, UnknownKey
+
+# Paths and bounds live in keybook (the pydantic-free reader of the keys file); re-exported here.
+from butler_skill.keybook import DEFAULT_KEYS_PATH as DEFAULT_KEYS_PATH
+from butler_skill.keybook import MAX_PRICE_PER_M, MAX_TOKENS_PER_DAY, keys_path_from, state_path_from
+from butler_skill.keybook import STATE_FILE_NAME as STATE_FILE_NAME
 from butler_skill.models import KeyConfig, ResolvedKey
 from butler_skill.registry import facts_for
-
-DEFAULT_KEYS_PATH = Path("~/.openclaw/workspace/api-keys.json")
-STATE_FILE_NAME = "butler-state.db"
 
 # Every variable Butler itself reads (SKILL.md declares each; a test keeps the two in step).
 ENV_VARS: dict[str, str] = {
@@ -156,25 +158,6 @@ def model_prices(key: ResolvedKey) -> pricing.ModelPrices:
     )
 
 
-def keys_path_from(env: Mapping[str, str], explicit: Path | None = None) -> Path:
-    if explicit is not None:
-        return Path(explicit).expanduser()
-    raw = env.get("BUTLER_KEYS_PATH")
-    if raw:
-        return Path(raw).expanduser()
-    home = env.get("HOME")
-    return Path(home) / ".openclaw/workspace/api-keys.json" if home else DEFAULT_KEYS_PATH.expanduser()
-
-
-def state_path_from(env: Mapping[str, str], keys_path: Path, explicit: Path | None = None) -> Path:
-    if explicit is not None:
-        return Path(explicit).expanduser()
-    raw = env.get("BUTLER_STATE_PATH")
-    if raw:
-        return Path(raw).expanduser()
-    return keys_path.parent / STATE_FILE_NAME
-
-
 def load_config(
     env: Mapping[str, str], keys_path: Path | None = None, state_path: Path | None = None
 ) -> ButlerConfig:
@@ -214,10 +197,8 @@ def load_keys_file(path: Path) -> list[KeyConfig]:
     return parse_keys(read_text(path, "keys", label="keys file"), str(path))
 
 
-# Bounds past which a keys file is a typo, not a budget: a day's tokens and a price stay well inside
-# SQLite's 64-bit integers and finite floats, even summed over thousands of keys.
-MAX_TOKENS_PER_DAY = 10**12
-MAX_PRICE_PER_M = 1_000_000.0
+# Bounds past which a keys file is a typo, not a budget (keybook.MAX_TOKENS_PER_DAY, MAX_PRICE_PER_M): a day's
+# tokens and a price stay well inside SQLite's 64-bit integers and finite floats, even summed over thousands of keys.
 
 
 def _check_bounds(key: KeyConfig, source: str) -> None:

@@ -12,15 +12,14 @@ writes 1.25x, 1-hour writes 2x). NVIDIA NIM's free tier is priced at zero: its k
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict
+from typing import Literal, NamedTuple
 
 WireFormat = Literal["openai", "anthropic"]
 
 
-class ProviderFacts(BaseModel):
-    model_config = ConfigDict(frozen=True)
+class ProviderFacts(NamedTuple):
+    """Plain and immutable (no pydantic, no dataclass to build at import): a cold `butler call get_status` reads
+    it to fill key defaults."""
 
     name: str
     base_url: str

@@ -15,10 +15,13 @@ outputs round, for display. Nothing here reads a clock, a file or the environmen
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, Literal
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+# Amounts live in core/money (imported without pydantic by the light read path); re-exported here.
+from butler_skill.core.money import PICO, from_pico, money, to_pico, usd
 
 if TYPE_CHECKING:
     from butler_skill.core.usage import Usage
@@ -40,41 +43,7 @@ __all__ = [
 ]
 
 _MILLION = Decimal(1_000_000)
-PICO = Decimal("1e-12")
 TokenParam = Literal["max_tokens", "max_completion_tokens"]
-
-
-def money(value: Any) -> Decimal:
-    """A USD amount as Decimal, exactly as written: floats through their shortest repr (0.00001623 stays
-    0.00001623), strings and ints as they are. Raises ValueError for anything else, NaN, infinity or < 0."""
-    if isinstance(value, bool):
-        raise ValueError(f"not an amount: {value!r}")
-    if isinstance(value, Decimal):
-        d = value
-    elif isinstance(value, int):
-        d = Decimal(value)
-    elif isinstance(value, float):
-        d = Decimal(repr(value))
-    elif isinstance(value, str):
-        try:
-            d = Decimal(value.strip())
-        except InvalidOperation:
-            raise ValueError(f"not an amount: {value!r}") from None
-    else:
-        raise ValueError(f"not an amount: {value!r}")
-    if not d.is_finite() or d < 0:
-        raise ValueError(f"not an amount: {value!r}")
-    return d
-
-
-def to_pico(amount: Decimal) -> int:
-    """Integer pico-USD (1e-12), as the ledger stores money. Exact for every price in the table times a
-    token count; anything finer (a custom price with more than 6 decimals per million) rounds half-even."""
-    return int((amount / PICO).to_integral_value(rounding=ROUND_HALF_EVEN))
-
-
-def from_pico(pico: int) -> Decimal:
-    return (Decimal(pico) * PICO).normalize() if pico else Decimal(0)
 
 
 class ModelPrices(BaseModel):
@@ -150,13 +119,6 @@ def cost_of(usage: Usage, prices: ModelPrices) -> Decimal:
 def output_limit(room: int, cap: int | None) -> int:
     """The `max_tokens` to send: what is left of the share, never above the model's output cap."""
     return min(room, cap) if cap is not None else room
-
-
-def usd(amount: Decimal) -> float:
-    """An exact amount as a JSON number for tool outputs: Python's float keeps 15 significant digits, so
-    every amount the ledger holds (pico-USD) below 1,000 USD comes out digit for digit (0.00001623 prints
-    as 1.623e-05). Outputs never round to fewer digits; only tables for people do (`display`)."""
-    return float(amount)
 
 
 def display(amount: Decimal, places: int = 6) -> Decimal:

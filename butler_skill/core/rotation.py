@@ -13,10 +13,12 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from butler_skill.core.days import next_utc_midnight
-from butler_skill.models import RotationReason
+
+if TYPE_CHECKING:  # a type only: threshold_tokens is read by the light path, which imports no pydantic
+    from butler_skill.models import RotationReason
 
 RATE_LIMIT_LADDER_S = (60, 300, 1500, 3600)
 AUTH_REST_S = 5 * 3600

@@ -13,10 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from butler_skill import sessions
 from butler_skill.core import estimate as est
 from butler_skill.core import pricing, selection
-from butler_skill.core.days import utc_day
-from butler_skill.core.reporting import ProviderUsage, by_provider, key_overrun, usable
+from butler_skill.core.reporting import ProviderUsage
 from butler_skill.core.usage import Usage
 from butler_skill.errors import InvalidInput, NoCapacity, PolicyDenied, UnknownKey
+from butler_skill.handlers import reads
 from butler_skill.handlers.bounds import (
     MAX_CALL_REQUESTS,
     MAX_DAY_TOKENS,
@@ -155,28 +155,12 @@ class GetAvailableKeysOutput(BaseModel):
 
 
 def key_states(ctx: Context, now: datetime) -> list[KeyState]:
-    keys = {k.id: k for k in ctx.config.resolved()}
-    views = ctx.ledger.key_views(list(keys.values()), now)
-    costs = ctx.ledger.costs_today(now)
-    return [
-        KeyState(
-            key_id=v.key_id, provider=v.provider, scope=v.scope, model=keys[v.key_id].model,
-            tokens_per_day=v.tokens_per_day, used=v.used, reserved=v.reserved, remaining=v.remaining,
-            cost_today=pricing.usd(costs.get(v.key_id, Decimal(0))),
-            cooldown_until=v.cooldown_until if v.cooling(now) else None,
-        )
-        for v in views if v.enabled
-    ]
+    return [KeyState.model_validate(s) for s in reads.key_states(ctx, now)]
 
 
 def get_available_keys(ctx: Context, inp: GetAvailableKeysInput) -> GetAvailableKeysOutput:
-    now = ctx.now()
-    states = [
-        s for s in key_states(ctx, now)
-        if s.remaining >= max(inp.min_tokens, 1) and s.cooldown_until is None
-        and (inp.provider is None or s.provider == inp.provider)
-    ]
-    return GetAvailableKeysOutput(day=utc_day(now), keys=states)
+    # One implementation in plain values (handlers/reads.py, what a cold `butler call` runs), validated here.
+    return GetAvailableKeysOutput.model_validate(reads.get_available_keys(ctx, inp.model_dump()))
 
 
 # ---- monitor_usage -----------------------------------------------------------------------------
@@ -190,18 +174,8 @@ class MonitorUsageOutput(BaseModel):
     total: ProviderUsage
 
 
-def _provider_usage(ctx: Context, now: datetime) -> tuple[dict[str, ProviderUsage], list[selection.KeyView]]:
-    keys = ctx.config.resolved()
-    views = ctx.ledger.key_views(keys, now)
-    return by_provider(views, ctx.ledger.costs_today(now)), views
-
-
 def monitor_usage(ctx: Context, inp: MonitorUsageInput) -> MonitorUsageOutput:
-    now = ctx.now()
-    providers, views = _provider_usage(ctx, now)
-    total = by_provider(views, ctx.ledger.costs_today(now), provider_of=lambda v: "all").get("all") \
-        or ProviderUsage(keys=0, total_capacity=0, used_today=0, reserved=0, remaining=0, cost_today=0)
-    return MonitorUsageOutput(day=utc_day(now), keys_by_provider=providers, total=total)
+    return MonitorUsageOutput.model_validate(reads.monitor_usage(ctx, inp.model_dump()))
 
 
 # ---- get_status --------------------------------------------------------------------------------
@@ -232,24 +206,7 @@ class GetStatusOutput(BaseModel):
 
 
 def get_status(ctx: Context, inp: GetStatusInput) -> GetStatusOutput:
-    now = ctx.now()
-    providers, views = _provider_usage(ctx, now)
-    sessions = ctx.ledger.sessions(open_only=True)
-    alerts = ctx.ledger.pending_alerts()
-    return GetStatusOutput(
-        day=utc_day(now),
-        tokens=TokenSummary(
-            total_keys=sum(1 for v in views if v.enabled),
-            active_keys=sum(1 for v in views if usable(v, now)),
-            active_sessions=len(sessions),
-            pending_alerts=len(alerts),
-            keys_by_provider=providers,
-            keys_over_limit={v.key_id: key_overrun(v) for v in views if v.enabled and key_overrun(v)},
-        ),
-        sessions=sessions,
-        alerts=alerts,
-        rotation_history=ctx.ledger.events("rotation", inp.history_limit) if inp.history_limit else [],
-    )
+    return GetStatusOutput.model_validate(reads.get_status(ctx, inp.model_dump()))
 
 
 # ---- rotate_key --------------------------------------------------------------------------------

@@ -16,6 +16,11 @@ from butler_skill.errors import ButlerError, InvalidInput
 
 
 def _context(args: argparse.Namespace) -> Any:
+    # One context per process: the one main() made for log redaction serves the command too (the keys file is
+    # then read once).
+    made = getattr(args, "butler_context", None)
+    if made is not None:
+        return made
     from butler_skill.host.context import Context
 
     return Context(
@@ -43,14 +48,15 @@ def _read_input(raw: str | None) -> Any:
 
 
 def _emit(envelope: dict[str, Any]) -> int:
-    from butler_skill.host.dispatch import error_exit_code
+    from butler_skill.host.quick import error_exit_code
 
     print(json.dumps(envelope, indent=2))
     return error_exit_code(envelope)
 
 
 def cmd_call(args: argparse.Namespace) -> int:
-    from butler_skill.host.dispatch import call_tool
+    # The read tools run without pydantic (host/quick.py); every other tool goes through dispatch.call_tool.
+    from butler_skill.host.quick import call as call_tool
 
     try:
         payload = _read_input(args.input)
@@ -72,7 +78,8 @@ def cmd_call(args: argparse.Namespace) -> int:
 
 
 def _tool_result(args: argparse.Namespace, tool: str, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    from butler_skill.host.dispatch import call_tool, error_exit_code
+    from butler_skill.host.quick import call as call_tool
+    from butler_skill.host.quick import error_exit_code
 
     ctx = _context(args)
     try:
@@ -247,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     from butler_skill.host.redaction import install_log_redaction, redactor_for
 
-    ctx = _context(args)
+    ctx = args.butler_context = _context(args)
     try:
         install_log_redaction(ctx)
         return int(args.func(args))

@@ -7,10 +7,8 @@ pass a fixed clock, a fresh environment and a temporary state directory.
 from __future__ import annotations
 
 import os
-import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from butler_skill.config import ButlerConfig
+    from butler_skill.keybook import KeyBook
     from butler_skill.store.db import Database
     from butler_skill.store.protocol import TokenLedger
 
@@ -28,21 +27,36 @@ def system_clock() -> datetime:
 
 def uuid_ids(prefix: str) -> str:
     """Time-ordered ids (milliseconds, then 64 random bits): new rows append to the end of B-tree indexes."""
+    import secrets  # here, not at the top: it loads OpenSSL's hashes, which a read-only call never needs
+
     return f"{prefix}_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(8)}"
 
 
-@dataclass
 class Context:
-    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
-    keys_path: Path | None = None
-    state_path: Path | None = None
-    clock: Callable[[], datetime] = system_clock
-    ids: Callable[[str], str] = uuid_ids
-    cwd: Path = field(default_factory=Path.cwd)
-    # Where a long-running tool reports progress (the CLI sets it when stderr is a terminal).
-    progress: Callable[[Any], None] | None = None
-    # Faults the built-in demo provider injects (the demo and tests set it; None for real work).
-    demo_faults: Any = None
+    """What a handler may ask for: the environment, where the keys and the ledger live, the clock, new ids.
+    (A plain class, not a dataclass: a cold `butler call` imports neither dataclasses nor inspect for it.)"""
+
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        keys_path: Path | None = None,
+        state_path: Path | None = None,
+        clock: Callable[[], datetime] = system_clock,
+        ids: Callable[[str], str] = uuid_ids,
+        cwd: Path | None = None,
+        # Where a long-running tool reports progress (the CLI sets it when stderr is a terminal).
+        progress: Callable[[Any], None] | None = None,
+        # Faults the built-in demo provider injects (the demo and tests set it; None for real work).
+        demo_faults: Any = None,
+    ) -> None:
+        self.env: Mapping[str, str] = dict(os.environ) if env is None else env
+        self.keys_path = keys_path
+        self.state_path = state_path
+        self.clock = clock
+        self.ids = ids
+        self.cwd = Path.cwd() if cwd is None else cwd
+        self.progress = progress
+        self.demo_faults = demo_faults
 
     def now(self) -> datetime:
         moment = self.clock()
@@ -60,13 +74,30 @@ class Context:
         return load_config(self.env, keys_path=self.keys_path, state_path=self.state_path)
 
     @cached_property
+    def keybook(self) -> KeyBook:
+        """The keys file as plain values (what the read tools, the ledger's location and redaction need), read
+        without pydantic when the file allows it; otherwise (or once `config` is loaded) from `config`, which
+        raises the exact config_error for a bad file."""
+        from butler_skill.keybook import keybook_of, read_keybook
+
+        if "config" not in self.__dict__:
+            book = read_keybook(self.env, keys_path=self.keys_path, state_path=self.state_path)
+            if book is not None:
+                return book
+        return keybook_of(self.config)
+
+    def key_secrets(self) -> list[str]:
+        """Every secret the keys reference (for the redaction layer; never for an output)."""
+        return list(self.keybook.secrets)
+
+    @cached_property
     def db(self) -> Database:
         from butler_skill.host.redaction import redactor_for
         from butler_skill.store.backend import open_database
 
         # SQLite in the state folder, or the PostgreSQL ledger BUTLER_DATABASE_URL names (same interface).
         # Every text Butler writes to the ledger passes the same redactor as its outputs and logs.
-        cfg = self.config
+        cfg = self.keybook
         return open_database(cfg.state_path, self.env, redact=redactor_for(self).redact,  # type: ignore[return-value]
                              busy_timeout_ms=cfg.busy_timeout_ms)
 

@@ -6,9 +6,7 @@ runs, so it cannot change state. Everything that leaves passes through the redac
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 from functools import cache
 from typing import Any
 
@@ -17,15 +15,13 @@ from pydantic import BaseModel, ValidationError
 from butler_skill.errors import ButlerError, InternalError, InvalidInput
 from butler_skill.host.context import Context
 from butler_skill.host.manifest import Manifest, ToolSpec, load_manifest
+from butler_skill.host.quick import error_exit_code as error_exit_code
 from butler_skill.host.redaction import redact_payload, redact_value
+from butler_skill.host.validators import compiled as _fast
+from butler_skill.host.validators import finite
+from butler_skill.host.validators import schema as _schema
 
 log = logging.getLogger("butler.host")
-
-
-@cache
-def _schema(schema_path: str) -> Any:
-    with open(schema_path, encoding="utf-8") as fh:
-        return json.load(fh)
 
 
 @cache
@@ -36,15 +32,6 @@ def _validator(schema_path: str) -> Any:
     schema = _schema(schema_path)
     cls = jsonschema.validators.validator_for(schema)
     return cls(schema, format_checker=cls.FORMAT_CHECKER)
-
-
-@cache
-def _fast(schema_path: str) -> Any:
-    """The compiled validator (jsonschema-rs) that answers valid or not on every call: about a hundred times
-    faster than python-jsonschema on a list of 1,000 keys, and cheaper to import for a one-shot CLI call."""
-    import jsonschema_rs
-
-    return jsonschema_rs.validator_for(_schema(schema_path), validate_formats=True)
 
 
 def _errors(schema_path: str, payload: Any) -> list[Any]:
@@ -84,7 +71,7 @@ def _describe(error: Any) -> str:
 
 def validate_output(manifest: Manifest, tool: ToolSpec, result: BaseModel) -> dict[str, Any]:
     data: dict[str, Any] = result.model_dump(mode="json", by_alias=True)
-    if not _finite(data):
+    if not finite(data):
         # JSON has no Infinity or NaN: a figure like that is a bug (every input figure is bounded).
         raise InternalError(f"{tool.name}: handler output holds a non-finite number", tool=tool.name)
     errors = _errors(str(manifest.schema_path(tool.output_schema)), data)
@@ -92,16 +79,6 @@ def validate_output(manifest: Manifest, tool: ToolSpec, result: BaseModel) -> di
         raise InternalError(f"{tool.name}: handler output broke its schema at {_pointer(errors[0].absolute_path)}",
                             tool=tool.name)
     return data
-
-
-def _finite(value: Any) -> bool:
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, dict):
-        return all(_finite(v) for v in value.values())
-    if isinstance(value, list):
-        return all(_finite(v) for v in value)
-    return True
 
 
 def run_handler(tool: ToolSpec, ctx: Context, inp: BaseModel) -> BaseModel:
@@ -132,9 +109,3 @@ def call_tool(name: str, payload: Any, ctx: Context, manifest: Manifest | None =
         log.exception("tool %s failed", name)
         envelope = InternalError(f"internal error in {name}: {type(exc).__name__}", tool=name).to_payload()
     return redact_payload(envelope, ctx)
-
-
-def error_exit_code(envelope: dict[str, Any]) -> int:
-    if envelope.get("ok"):
-        return 0
-    return 2 if envelope["error"]["code"] in ("invalid_input", "not_found") else 1

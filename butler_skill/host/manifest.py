@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import importlib
-import inspect
 import json
-import typing
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,15 +18,32 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent
 MANIFEST_DIR = PACKAGE_DIR / "manifest"
 
 
-@dataclass(frozen=True)
 class ToolSpec:
-    name: str
-    description: str
-    handler: str
-    input_schema: str
-    output_schema: str
-    mutates: bool
-    spends_money: bool
+    """One tool of skill.yaml. (A plain class, not a dataclass: a cold `butler call` imports neither dataclasses nor
+    inspect for it.)"""
+
+    def __init__(self, *, name: str, description: str, handler: str, input_schema: str, output_schema: str,
+                 mutates: bool, spends_money: bool) -> None:
+        self.name = name
+        self.description = description
+        self.handler = handler
+        self.input_schema = input_schema
+        self.output_schema = output_schema
+        self.mutates = mutates
+        self.spends_money = spends_money
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.name, self.description, self.handler, self.input_schema, self.output_schema, self.mutates,
+                self.spends_money)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ToolSpec) and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return f"ToolSpec(name={self.name!r}, handler={self.handler!r})"
 
     @cached_property
     def function(self) -> Callable[..., Any]:
@@ -40,6 +54,9 @@ class ToolSpec:
     @cached_property
     def models(self) -> tuple[type[BaseModel], type[BaseModel]]:
         """Input and output models, read from the handler's type hints: `(ctx, inp: In) -> Out`."""
+        import inspect
+        import typing
+
         from butler_skill.host.context import Context
 
         hints = typing.get_type_hints(self.function, localns={"Context": Context})
@@ -58,16 +75,30 @@ class ToolSpec:
 
     @property
     def is_async(self) -> bool:
+        import inspect
+
         return inspect.iscoroutinefunction(self.function)
 
 
-@dataclass(frozen=True)
 class Manifest:
-    name: str
-    version: str
-    description: str
-    tools: tuple[ToolSpec, ...]
-    root: Path
+    def __init__(self, *, name: str, version: str, description: str, tools: tuple[ToolSpec, ...], root: Path) -> None:
+        self.name = name
+        self.version = version
+        self.description = description
+        self.tools = tools
+        self.root = root
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.name, self.version, self.description, self.tools, self.root)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Manifest) and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return f"Manifest(name={self.name!r}, version={self.version!r}, tools={len(self.tools)}, root={self.root!r})"
 
     def tool(self, name: str) -> ToolSpec | None:
         return next((t for t in self.tools if t.name == name), None)

@@ -31,6 +31,7 @@ import logging
 import os
 import re
 from collections.abc import Iterable, Sequence
+from contextlib import suppress
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -228,12 +229,10 @@ def known_secrets(ctx: Context | None) -> list[str]:
     if ctx is None:
         return []
     found: set[str] = {v for name in SECRET_ENV_VARS if (v := ctx.env.get(name))}
-    try:
-        cfg = ctx.config
-    except Exception:
-        cfg = None
-    if cfg is not None:
-        found.update(cfg.key_secrets())
+    # The keys' secrets, read without pydantic when the keys file allows it (Context.key_secrets); none while
+    # the keys file cannot be read.
+    with suppress(Exception):
+        found.update(ctx.key_secrets())
     return sorted((s for s in found if len(s) >= MIN_SECRET_LENGTH), key=len, reverse=True)
 
 
@@ -245,7 +244,7 @@ def redactor_for(ctx: Context | None) -> Redactor:
     if cached is not None:
         return cached  # type: ignore[no-any-return]
     redactor = _cached_redactor(tuple(known_secrets(ctx)))
-    if "config" in ctx.__dict__:  # the keys file was read: the set of secrets is final for this context
+    if "config" in ctx.__dict__ or "keybook" in ctx.__dict__:  # the keys file was read: the secrets are final
         ctx.__dict__["_butler_redactor"] = redactor
     return redactor
 

@@ -11,7 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from butler_skill.host.bundle import bundle_files
 from butler_skill.host.manifest import COMPILED, Manifest, read_skill_yaml
+from butler_skill.models import KeyConfig
 
+KEYS_SCHEMA = "schemas/keys.schema.json"
 TOOL_NAME = r"^[a-z][a-z0-9_]{0,47}$"  # butler__<name> must stay within MCP hosts' 64 characters
 
 
@@ -46,6 +48,8 @@ def expected_files(manifest: Manifest) -> dict[str, str]:
     files: dict[str, str] = {
         "schemas/skill.schema.json": _dump(SkillManifest.model_json_schema()),
         COMPILED: _dump(SkillManifest.model_validate(read_skill_yaml(manifest.root)).model_dump()),
+        # One key of the keys file, from models.KeyConfig: keybook's pydantic-free reader checks entries with it.
+        KEYS_SCHEMA: _dump(KeyConfig.model_json_schema()),
     }
     for tool in manifest.tools:
         inp = tool.input_model.model_json_schema(mode="validation")

@@ -23,10 +23,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NamedTuple, NoReturn, TypeVar
 
 from butler_skill.errors import StorageError
 from butler_skill.store.dialect import for_dialect
@@ -35,8 +34,7 @@ BUSY_TIMEOUT_MS = 30_000
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Migration:
+class Migration(NamedTuple):  # not a dataclass: a cold read-only `butler call` then never imports dataclasses
     version: int
     name: str
     sql: str

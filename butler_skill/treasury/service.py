@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal, cast
 
 import httpx
 from pydantic import BaseModel, ConfigDict
@@ -129,6 +129,30 @@ class ReconcileReport(BaseModel):
     ledger_balanced: bool
 
 
+class LazyClient:
+    """Stands in for an `httpx.Client` and builds the real one on first use (a request, or any other attribute)."""
+
+    def __init__(self, make: Callable[[], httpx.Client]) -> None:
+        self._make = make
+        self._client: httpx.Client | None = None
+
+    @property
+    def built(self) -> bool:
+        return self._client is not None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if self._client is None:
+            self._client = self._make()
+        return getattr(self._client, name)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
 class TreasuryService:
     def __init__(
         self,
@@ -162,7 +186,7 @@ class TreasuryService:
         self.poll_interval = poll_interval
         self.transfer_attempts = max(1, transfer_attempts)
         self.unknown_grace = unknown_grace
-        self._owned_http: httpx.Client | None = None
+        self._owned_http: LazyClient | None = None
 
     @classmethod
     def open(
@@ -185,7 +209,10 @@ class TreasuryService:
         config = load_treasury_config(env, Path(db.path))
         owned = None
         if http is None:
-            http = owned = httpx.Client(timeout=httpx.Timeout(20.0, connect=5.0), follow_redirects=False)
+            # Made on the first request only: an httpx.Client loads the TLS trust store when built (most of a cold
+            # `treasury_status`, which calls out only when a Circle or OpenRouter key is set).
+            owned = LazyClient(lambda: httpx.Client(timeout=httpx.Timeout(20.0, connect=5.0), follow_redirects=False))
+            http = cast(httpx.Client, owned)
         circle = None
         if config.circle_api_key is not None:
             circle = CircleClient(
