@@ -72,7 +72,8 @@ def transaction(ctx: Context) -> Iterator[Context]:
     """One write transaction for several operations: the context it yields runs every store operation (the
     functions here, `ledger`, stores built on its `db`) inside it, so they commit together, once, or not at all
     (an exception rolls all of them back). Use the yielded context only inside the block; it shares the
-    configuration, clock and ids of `ctx`."""
+    configuration, clock and ids of `ctx`. Open a session last: on PostgreSQL its insert is sent with the
+    COMMIT (`execute_last`), and no statement may follow it in the transaction."""
     from butler_skill.store.joined import Joined
     from butler_skill.store.ledger import Ledger
 

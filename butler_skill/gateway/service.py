@@ -207,7 +207,8 @@ class Gateway:
             return wire.error(fmt, 404, f"Butler: no key serves model {binding.model!r} in this format; "
                               "GET /v1/models lists what does", code="model_not_found")
         hold = Hold("", False, prompt, wanted, token, utc_day(now), keys)
-        # The token's hold and the request's own session are taken in one write transaction (one commit).
+        # The token's hold and the request's own session are taken in one write transaction (one commit); the
+        # session is opened last (on PostgreSQL its insert travels with the COMMIT).
         with sessions.transaction(ctx) as tx:
             if not AccessTokenStore(tx.db).reserve(token, hold.need, now):  # type: ignore[arg-type]
                 grant: Grant | list[KeyView] | None = None
