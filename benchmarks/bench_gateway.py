@@ -127,7 +127,22 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], seconds: float = 120.0) 
     raise RuntimeError(f"nothing listened on {port}")
 
 
-def start_butler(folder: Path, provider_port: int) -> tuple[subprocess.Popen[bytes], int, str]:
+# `butler serve` with uvicorn forced to its pure-Python parts (h11, asyncio): how the gateway ran before httptools
+# and uvloop were dependencies. Only this benchmark patches uvicorn.run; the command is otherwise the real one.
+_SERVE_H11 = ("import sys, uvicorn; run = uvicorn.run; "
+              "uvicorn.run = lambda *a, **k: run(*a, **{**k, 'http': 'h11', 'loop': 'asyncio'}); "
+              "from butler_skill.host.cli import main; sys.argv[0] = 'butler'; sys.exit(main())")
+
+
+_SERVE = "import sys; from butler_skill.host.cli import main; sys.argv[0] = 'butler'; sys.exit(main())"
+
+
+def start_butler(folder: Path, provider_port: int, *, source: Path | None = None,
+                 server: str = "auto") -> tuple[subprocess.Popen[bytes], int, str]:
+    """A real `butler serve` on its own ledger in `folder`. `source`: a folder holding another checkout's
+    butler_skill package to run instead of this one (put first on PYTHONPATH); `server`: "auto" (uvicorn picks
+    httptools and uvloop when installed) or "h11" (uvicorn's pure-Python HTTP/1.1 and asyncio's loop)."""
+    folder.mkdir(parents=True, exist_ok=True)
     keys = {"keys": [{"id": "bench", "provider": "custom", "scope": "acct", "key": "sk-bench-" + "x" * 32,
                       "base_url": f"http://127.0.0.1:{provider_port}/v1", "model": "gpt-bench",
                       "price_in_per_m": 0.15, "price_out_per_m": 0.6, "limits": {"tokens_per_day": 10**12}}]}
@@ -135,14 +150,32 @@ def start_butler(folder: Path, provider_port: int) -> tuple[subprocess.Popen[byt
     (folder / "keys.json").chmod(0o600)
     env = {**os.environ, "BUTLER_KEYS_PATH": str(folder / "keys.json"), "BUTLER_STATE_PATH": str(folder / "s.db"),
            "HOME": str(folder)}
-    butler = str(ROOT / ".venv" / "bin" / "butler") if (ROOT / ".venv/bin/butler").exists() else "butler"
-    out = subprocess.run([butler, "token", "create", "--name", "bench", "--daily-budget", str(10**12), "--json"],
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
+    python = str(ROOT / ".venv/bin/python") if (ROOT / ".venv/bin/python").exists() else sys.executable
+    butler = [python, "-c", _SERVE_H11 if server == "h11" else _SERVE]
+    out = subprocess.run([*butler, "token", "create", "--name", "bench", "--daily-budget", str(10**12), "--json"],
                          env=env, capture_output=True, check=True)
     token = json.loads(out.stdout)["token"]
     port = free_port()
-    proc = subprocess.Popen([butler, "serve", "--port", str(port)], env=env, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([*butler, "serve", "--port", str(port)], env=env, stderr=subprocess.DEVNULL)
     wait_port(port, proc)
     return proc, port, token
+
+
+def cpu_ms(pid: int) -> float:
+    """User + system CPU a process has used so far, in ms (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def export_ref(ref: str, into: Path) -> Path:
+    """`git archive` of `ref`'s butler_skill package into `into` (run with PYTHONPATH=into)."""
+    into.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "butler_skill"], capture_output=True,
+                             check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
 
 
 def start_litellm(litellm: str, folder: Path, provider_port: int) -> tuple[subprocess.Popen[bytes], int, str]:
@@ -256,6 +289,11 @@ def main() -> int:
     parser.add_argument("--throughput-n", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--litellm", default="/tmp/litellm-venv/bin/litellm")
+    parser.add_argument("--no-litellm", action="store_true")
+    parser.add_argument("--rounds", type=int, default=5, help="latency samples are taken in this many interleaved "
+                        "rounds over the targets")
+    parser.add_argument("--compare", metavar="GIT_REF", help="also run the gateway of GIT_REF (e.g. main) and this "
+                        "one, both on h11 + asyncio, beside this one as installed (same run, interleaved)")
     args = parser.parse_args()
     if args.provider:
         run_provider(args.provider)
@@ -269,25 +307,42 @@ def main() -> int:
         provider = subprocess.Popen([sys.executable, __file__, "--provider", str(provider_port)])
         procs.append(provider)
         wait_port(provider_port, provider)
-        butler, butler_port, token = start_butler(folder, provider_port)
-        procs.append(butler)
-        targets: list[tuple[str, int, str | None]] = [("direct", provider_port, None), ("butler", butler_port, token)]
-        litellm = args.litellm if Path(args.litellm).exists() else shutil.which("litellm")
+        targets: list[tuple[str, int, str | None]] = [("direct", provider_port, None)]
+        pids: dict[str, int] = {}
+        variants: list[tuple[str, Path | None, str]] = [("butler", None, "auto")]
+        if args.compare:
+            before = export_ref(args.compare, folder / "ref")
+            variants = [(f"{args.compare}+h11", before, "h11"), ("h11", None, "h11"), ("butler", None, "auto")]
+        for name, source, server in variants:
+            proc, port, tok = start_butler(folder / name, provider_port, source=source, server=server)
+            procs.append(proc)
+            pids[name] = proc.pid
+            targets.append((name, port, tok))
+        litellm = (args.litellm if Path(args.litellm).exists() else shutil.which("litellm")) if not args.no_litellm \
+            else None
         if litellm:
             lproc, lport, master = start_litellm(litellm, folder, provider_port)
             procs.append(lproc)
             targets.append(("litellm", lport, master))
         else:
-            print("litellm proxy: not installed here; its rows are skipped")
-        results: dict[str, dict[str, list[float]]] = {}
-        for name, port, tok in targets:
-            results[name] = {"json": latencies(port, tok, args.n, args.warm, False),
-                             "ttfb": latencies(port, tok, args.n, args.warm, True)}
+            print("litellm proxy: not run here; its rows are skipped")
+        results: dict[str, dict[str, list[float]]] = {name: {"json": [], "ttfb": []} for name, _, _ in targets}
+        cpu_seq: dict[str, float] = dict.fromkeys(pids, 0.0)  # gateway CPU over the timed sequential JSON calls
+        rounds = max(1, args.rounds)
+        for r in range(rounds):  # interleaved: every target sees the same share of the machine's load
+            for name, port, tok in targets:
+                warm = args.warm if r == 0 else 10
+                latencies(port, tok, 0, warm, False)
+                before = cpu_ms(pids[name]) if name in pids else 0.0
+                results[name]["json"] += latencies(port, tok, args.n // rounds, 0, False)
+                if name in pids:
+                    cpu_seq[name] += cpu_ms(pids[name]) - before
+                results[name]["ttfb"] += latencies(port, tok, args.n // rounds, warm, True)
         direct = results["direct"]
         print(f"latency, sequential, n={args.n} each (after {args.warm} warm-up):")
         for name in results:
             r = results[name]
-            line = (f"  {name:<8} json median {ms(statistics.median(r['json']))} p99 {ms(pct(r['json'], 0.99))}"
+            line = (f"  {name:<12} json median {ms(statistics.median(r['json']))} p99 {ms(pct(r['json'], 0.99))}"
                     f"   stream TTFB median {ms(statistics.median(r['ttfb']))} p99 {ms(pct(r['ttfb'], 0.99))}")
             print(line)
         for name in results:
@@ -296,20 +351,37 @@ def main() -> int:
             r = results[name]
             added = {k: (statistics.median(r[k]) - statistics.median(direct[k]), pct(r[k], 0.99) - pct(direct[k], 0.99))
                      for k in ("json", "ttfb")}
-            print(f"  added by {name:<8}: json median {ms(added['json'][0])} p99 {ms(added['json'][1])}   "
-                  f"TTFB median {ms(added['ttfb'][0])} p99 {ms(added['ttfb'][1])}")
-        print(f"throughput, {args.throughput_n} non-streaming requests over {args.concurrency} keep-alive connections:")
-        for name, port, tok in targets:
+            cpu = f"   gateway CPU {cpu_seq[name] / len(r['json']):.2f} ms per call" if name in cpu_seq else ""
+            print(f"  added by {name:<12}: json median {ms(added['json'][0])} p99 {ms(added['json'][1])}   "
+                  f"TTFB median {ms(added['ttfb'][0])} p99 {ms(added['ttfb'][1])}{cpu}")
+        print(f"throughput, {args.throughput_n} non-streaming requests over {args.concurrency} keep-alive connections "
+              f"({rounds} interleaved rounds):")
+        for _name, port, tok in targets:
             throughput(port, tok, min(500, args.throughput_n), args.concurrency)  # warm-up
-            rate = throughput(port, tok, args.throughput_n, args.concurrency)
-            print(f"  {name:<8} {rate:9.0f} requests/s")
-        with_usage = subprocess.run([str(ROOT / ".venv/bin/butler"), "status", "--json"], capture_output=True,
-                                    env={**os.environ, "BUTLER_KEYS_PATH": str(folder / "keys.json"),
-                                         "BUTLER_STATE_PATH": str(folder / "s.db"), "HOME": str(folder)})
-        if with_usage.returncode == 0:
-            status = json.loads(with_usage.stdout)
-            total = status.get("tokens", {}).get("keys_by_provider", {}).get("custom", {})
-            print(f"butler ledger after the run: used {total.get('used_today')}, reserved {total.get('reserved')}")
+        spent = dict.fromkeys(results, 0.0)
+        cpu_tp = dict.fromkeys(pids, 0.0)
+        share = max(args.concurrency, args.throughput_n // rounds)
+        for _ in range(rounds):  # interleaved rounds, as for latency
+            for name, port, tok in targets:
+                before = cpu_ms(pids[name]) if name in pids else 0.0
+                start = time.perf_counter()
+                throughput(port, tok, share, args.concurrency)
+                spent[name] += time.perf_counter() - start
+                if name in pids:
+                    cpu_tp[name] += cpu_ms(pids[name]) - before
+        for name in spent:
+            per_call = f"   gateway CPU {cpu_tp[name] / (share * rounds):.2f} ms per call" if name in cpu_tp else ""
+            print(f"  {name:<12} {share * rounds / spent[name]:9.0f} requests/s{per_call}")
+        for name in pids:
+            where = folder / name
+            with_usage = subprocess.run([str(ROOT / ".venv/bin/butler"), "status", "--json"], capture_output=True,
+                                        env={**os.environ, "BUTLER_KEYS_PATH": str(where / "keys.json"),
+                                             "BUTLER_STATE_PATH": str(where / "s.db"), "HOME": str(where)})
+            if with_usage.returncode == 0:
+                status = json.loads(with_usage.stdout)
+                total = status.get("tokens", {}).get("keys_by_provider", {}).get("custom", {})
+                print(f"{name} ledger after the run: used {total.get('used_today')}, reserved "
+                      f"{total.get('reserved')}")
     finally:
         for p in procs:
             p.terminate()

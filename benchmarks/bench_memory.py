@@ -1,10 +1,13 @@
-"""Memory of the MCP server after 10,000 calls (issue 12): RSS sampled every 1,000 calls, goal flat.
+"""Memory of the MCP server and of the gateway after 10,000 calls (issue 12): RSS sampled every 1,000 calls,
+goal flat.
 
-A real `butler-mcp` is started over stdio with the official MCP client; the calls cycle through allocate_tokens,
-record_usage (closing the session), get_status and monitor_usage, so the ledger grows while the server runs.
-RSS is read from /proc/<pid>/status of the server process (Linux).
+MCP: a real `butler-mcp` is started over stdio with the official MCP client; the calls cycle through
+allocate_tokens, record_usage (closing the session), get_status and monitor_usage, so the ledger grows while the
+server runs. Gateway: a real `butler serve` (uvicorn, its own process) in front of the loopback provider of
+bench_gateway.py (its own process); one keep-alive client sends chat completions, every other one streamed,
+unbound (each opens, settles and closes a session of its own). RSS is read from /proc/<pid>/status (Linux).
 
-Run: .venv/bin/python benchmarks/bench_memory.py [--calls 10000]
+Run: .venv/bin/python benchmarks/bench_memory.py [--calls 10000] [--only mcp|gateway]
 """
 
 from __future__ import annotations
@@ -42,12 +45,69 @@ def rss_kib(pid: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=10_000)
+    parser.add_argument("--only", choices=("mcp", "gateway"))
     args = parser.parse_args()
+    print(f"machine: {machine()}")
+    if args.only != "gateway":
+        mcp(args.calls)
+    if args.only != "mcp":
+        gateway(args.calls)
+
+
+def report(title: str, rows: list[tuple[int, int, float]]) -> None:
+    print(f"\n{title}")
+    print("| calls | RSS MiB | change since call 1,000 | elapsed s |")
+    print("|---:|---:|---:|---:|")
+    base = rows[1][1] if len(rows) > 1 else rows[0][1]
+    for calls, kib, took in rows:
+        print(f"| {calls:,} | {kib / 1024:.1f} | {(kib - base) / 1024:+.1f} | {took:.1f} |", flush=True)
+
+
+def gateway(calls: int) -> None:
+    import http.client
+    import subprocess
+
+    from bench_gateway import BODY, free_port, start_butler, wait_port
+
+    folder = Path(tempfile.mkdtemp(prefix="butler-bench-mem-"))
+    provider_port = free_port()
+    provider = subprocess.Popen([sys.executable, str(Path(__file__).with_name("bench_gateway.py")), "--provider",
+                                 str(provider_port)])
+    procs = [provider]
+    try:
+        wait_port(provider_port, provider)
+        butler, port, token = start_butler(folder, provider_port)
+        procs.append(butler)
+        conn = http.client.HTTPConnection("127.0.0.1", port)
+        headers = {"content-type": "application/json", "authorization": f"Bearer {token}"}
+        bodies = [json.dumps(BODY).encode(),
+                  json.dumps({**BODY, "stream": True, "stream_options": {"include_usage": True}}).encode()]
+        rows: list[tuple[int, int, float]] = [(0, rss_kib(butler.pid), 0.0)]
+        started = time.perf_counter()
+        for i in range(1, calls + 1):
+            conn.request("POST", "/v1/chat/completions", body=bodies[i % 2], headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            if resp.status != 200 or not data:
+                raise RuntimeError(f"HTTP {resp.status}: {data[:200]!r}")
+            if i % 1000 == 0:
+                rows.append((i, rss_kib(butler.pid), time.perf_counter() - started))
+        conn.close()
+        report(f"butler serve RSS while serving {calls:,} chat completions (JSON and streamed in turn, unbound)",
+               rows)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=20)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def mcp(calls: int) -> None:
     import anyio
     from mcp.client.session import ClientSession
     from mcp.client.stdio import StdioServerParameters, stdio_client
 
-    print(f"machine: {machine()}")
     folder = Path(tempfile.mkdtemp())
     write_keys_file(folder / "keys.json", [
         {"id": f"k{i}", "provider": "groq", "limits": {"tokens_per_day": 10**12}} for i in range(8)])
@@ -65,7 +125,7 @@ def main() -> None:
             started = time.perf_counter()
             rows.append((0, rss_kib(pid), 0.0))
             session_id = None
-            for i in range(1, args.calls + 1):
+            for i in range(1, calls + 1):
                 step = i % 4
                 if step == 1:
                     got = await session.call_tool("allocate_tokens", {"prd_text": "x", "tokens": 100})
@@ -84,14 +144,8 @@ def main() -> None:
 
     anyio.run(body)
     shutil.rmtree(folder, ignore_errors=True)
-    print(f"\nbutler-mcp RSS while serving {args.calls:,} calls (allocate, record_usage+close, get_status, "
-          "monitor_usage in turn)")
-    print("| calls | RSS MiB | change since call 1,000 | elapsed s |")
-    print("|---:|---:|---:|---:|")
-    base = rows[1][1] if len(rows) > 1 else rows[0][1]
-    for calls, kib, took in rows:
-        print(f"| {calls:,} | {kib / 1024:.1f} | {(kib - base) / 1024:+.1f} | {took:.1f} |")
-
+    report(f"butler-mcp RSS while serving {calls:,} calls (allocate, record_usage+close, get_status, "
+           "monitor_usage in turn)", rows)
 
 if __name__ == "__main__":
     main()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import sqlite3
@@ -35,34 +36,46 @@ def _ctx(folder: Path, limit: int) -> Context:
     return Context(env={"HOME": str(folder)}, keys_path=keys, state_path=folder / "state.db")
 
 
-def bare_sqlite(folder: Path, n: int) -> list[float]:
+def _bare_connection(folder: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(folder / "bare.db", isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("CREATE TABLE c (k TEXT PRIMARY KEY, reserved INTEGER NOT NULL)")
     conn.execute("INSERT INTO c VALUES ('k1', 0)")
-    samples = []
-    for _ in range(n):
-        start = time.perf_counter()
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute("UPDATE c SET reserved = reserved + 1 WHERE k = 'k1' AND reserved + 1 <= 1000000000")
-        conn.execute("COMMIT")
-        samples.append(time.perf_counter() - start)
-    conn.close()
-    return samples
+    return conn
 
 
-def allocations(folder: Path, n: int) -> list[float]:
+def _bare_once(conn: sqlite3.Connection) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("UPDATE c SET reserved = reserved + 1 WHERE k = 'k1' AND reserved + 1 <= 1000000000")
+    conn.execute("COMMIT")
+
+
+def interleaved(folder: Path, n: int) -> dict[str, list[float]]:
+    """One bare transaction, then one allocation, n times: a busy neighbour on the machine slows both alike.
+    Wall time (perf_counter) and this thread's CPU time (thread_time: what waiting for a core cannot inflate)."""
+    conn = _bare_connection(folder)
     ctx = _ctx(folder, 10**12)
     inp = t.AllocateTokensInput(prd_text="x", tokens=10)
     t.allocate_tokens(ctx, inp)  # warm: config, connection, migrations
-    samples = []
-    for _ in range(n):
-        start = time.perf_counter()
+    for _ in range(200):
+        _bare_once(conn)
         t.allocate_tokens(ctx, inp)
-        samples.append(time.perf_counter() - start)
+    out: dict[str, list[float]] = {"bare": [], "alloc": [], "bare_cpu": [], "alloc_cpu": []}
+    wall, cpu = time.perf_counter, time.thread_time
+    for _ in range(n):
+        w0, c0 = wall(), cpu()
+        _bare_once(conn)
+        w1, c1 = wall(), cpu()
+        t.allocate_tokens(ctx, inp)
+        w2, c2 = wall(), cpu()
+        out["bare"].append(w1 - w0)
+        out["alloc"].append(w2 - w1)
+        out["bare_cpu"].append(c1 - c0)
+        out["alloc_cpu"].append(c2 - c1)
+    conn.close()
     ctx.close()
-    return samples
+    return out
 
 
 def race(folder: Path, attempts: int = 1000, fits: int = 50, each: int = 100) -> tuple[int, int, int]:
@@ -164,12 +177,15 @@ def main() -> None:
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        bare = bare_sqlite(folder, args.calls)
-        alloc = allocations(folder, args.calls)
+        runs = interleaved(folder, args.calls)
+        bare, alloc = runs["bare"], runs["alloc"]
         print(f"bare SQLite BEGIN IMMEDIATE+UPDATE+COMMIT   {summary_us(bare)}")
         print(f"allocate_tokens (handler, durable commit)   {summary_us(alloc)}")
         print(f"  ratio of medians: {statistics.median(alloc) / statistics.median(bare):.2f}x   "
               f"ratio of p99: {pct(alloc, 0.99) / pct(bare, 0.99):.2f}x   (goal: within 3x)")
+        cpu_bare, cpu_alloc = statistics.median(runs["bare_cpu"]), statistics.median(runs["alloc_cpu"])
+        print(f"  CPU time (thread): bare median {cpu_bare * 1e6:.1f} µs, allocate_tokens {cpu_alloc * 1e6:.1f} µs "
+              f"({cpu_alloc / cpu_bare:.2f}x); one of each per round; load average {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as tmp:
         admitted, granted, ledger = race(Path(tmp))
         print(f"race: 1,000 concurrent allocations, capacity for 50 -> admitted {admitted}, "

@@ -60,9 +60,13 @@ class ButlerConfig(BaseModel):
     _secrets: list[str] | None = PrivateAttr(default=None)
 
     def resolved(self) -> list[ResolvedKey]:
-        if self._resolved is None:
-            self._resolved = [resolve_key(k) for k in self.keys]
-        return list(self._resolved)
+        # Through __pydantic_private__ itself: `self._resolved` goes through pydantic's __getattr__, which raises
+        # and catches an AttributeError on each read (a few µs on every allocation).
+        private = self.__pydantic_private__
+        keys = private["_resolved"]  # type: ignore[index]
+        if keys is None:
+            keys = private["_resolved"] = [resolve_key(k) for k in self.keys]  # type: ignore[index]
+        return list(keys)
 
     def key(self, key_id: str) -> KeyConfig:
         if self._by_id is None:

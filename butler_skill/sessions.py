@@ -8,7 +8,9 @@ pricing, inflight); the state in the store. This module only wires the two toget
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -66,6 +68,25 @@ class Settlement:
     alert: Alert | None
     rotation: RotationOutcome | None
     status: SettleStatus
+
+
+@contextmanager
+def transaction(ctx: Context) -> Iterator[Context]:
+    """One write transaction for several operations: the context it yields runs every store operation (the
+    functions here, `ledger`, stores built on its `db`) inside it, so they commit together, once, or not at all
+    (an exception rolls all of them back). Use the yielded context only inside the block; it shares the
+    configuration, clock and ids of `ctx`. Open a session last: on PostgreSQL its insert is sent with the
+    COMMIT (`execute_last`), and no statement may follow it in the transaction."""
+    from butler_skill.store.joined import Joined
+    from butler_skill.store.ledger import Ledger
+
+    with ctx.db.write() as conn:
+        joined = Joined(conn, ctx.db.dialect)
+        tx = copy.copy(ctx)
+        # Context's `db` and `ledger` are cached properties: set on the copy, they shadow the originals there.
+        tx.__dict__["db"] = joined
+        tx.__dict__["ledger"] = Ledger(joined)  # type: ignore[arg-type]
+        yield tx
 
 
 def key_of(ctx: Context, key_id: str) -> ResolvedKey:

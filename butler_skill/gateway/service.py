@@ -30,7 +30,7 @@ from butler_skill.adapters.providers.base import ProviderFailure
 from butler_skill.adapters.providers.relay import Upstream, open_upstream
 from butler_skill.core import admission, inflight
 from butler_skill.core.days import utc_day
-from butler_skill.core.selection import largest_available
+from butler_skill.core.selection import KeyView, largest_available
 from butler_skill.core.usage import Usage
 from butler_skill.errors import UnknownSession
 from butler_skill.gateway import wire
@@ -66,6 +66,7 @@ class Hold:
     token: AccessToken
     day: str
     keys: list[ResolvedKey]  # where the request may go (its wire format, its model)
+    key_id: str = ""  # the key the session was opened on ("" when not known without reading the ledger)
 
     @property
     def need(self) -> int:
@@ -82,6 +83,9 @@ class Gateway:
         self.in_flight: dict[str, int] = {}  # session id -> tokens held by bound requests in flight
         self.jitter = jitter
         self._auth_cache: dict[str, tuple[AccessToken, float]] = {}
+        self._keys: dict[str, ResolvedKey] | None = None
+        self._models: dict[Format | None, list[ResolvedKey]] = {}
+        self._serving: dict[tuple[Format, str | None], list[ResolvedKey]] = {}
 
     # ---- auth ---------------------------------------------------------------------------------------
     def authenticate(self, secret: str | None) -> AccessToken | None:
@@ -99,11 +103,27 @@ class Gateway:
         return token
 
     # ---- keys ---------------------------------------------------------------------------------------
+    # The keys file is read once per process (the context's configuration), so its views are built once, not
+    # on every request (with 10,000 keys each view is a pass over all of them).
     def keys(self) -> dict[str, ResolvedKey]:
-        return {k.id: k for k in self.ctx.config.resolved()}
+        if self._keys is None:
+            self._keys = {k.id: k for k in self.ctx.config.resolved()}
+        return self._keys
 
     def models(self, fmt: Format | None = None) -> list[ResolvedKey]:
-        return [k for k in self.ctx.config.resolved() if k.enabled and (fmt is None or k.wire_format == fmt)]
+        if fmt not in self._models:
+            self._models[fmt] = [k for k in self.ctx.config.resolved()
+                                 if k.enabled and (fmt is None or k.wire_format == fmt)]
+        return self._models[fmt]
+
+    def serving(self, fmt: Format, model: str | None) -> list[ResolvedKey]:
+        """The enabled keys of `fmt` that serve `model` (None: any)."""
+        found = self._serving.get((fmt, model))
+        if found is None:
+            found = [k for k in self.models(fmt) if admission.serves(model, k.provider, k.model)]
+            if len(self._serving) < 1_000:  # model names come from requests: keep the memo bounded
+                self._serving[(fmt, model)] = found
+        return found
 
     # ---- one request --------------------------------------------------------------------------------
     async def handle(self, request: Request, fmt: Format, token: AccessToken) -> Response:
@@ -182,12 +202,22 @@ class Gateway:
             hold = Hold(session.session_id, True, prompt, cap, token, utc_day(now), self.models(fmt))
             self.in_flight[session.session_id] = in_flight + hold.need
             return hold
-        keys = [k for k in self.models(fmt) if admission.serves(binding.model, k.provider, k.model)]
+        keys = self.serving(fmt, binding.model)
         if not keys:
             return wire.error(fmt, 404, f"Butler: no key serves model {binding.model!r} in this format; "
                               "GET /v1/models lists what does", code="model_not_found")
         hold = Hold("", False, prompt, wanted, token, utc_day(now), keys)
-        if not self.tokens.reserve(token, hold.need, now):
+        # The token's hold and the request's own session are taken in one write transaction (one commit); the
+        # session is opened last (on PostgreSQL its insert travels with the COMMIT).
+        with sessions.transaction(ctx) as tx:
+            if not AccessTokenStore(tx.db).reserve(token, hold.need, now):  # type: ignore[arg-type]
+                grant: Grant | list[KeyView] | None = None
+            else:
+                grant = sessions.open_session(tx, hold.need, label=f"gateway:{token.id}", keys=keys, now=now,
+                                              session_id=ctx.new_id("ses"))
+                if not isinstance(grant, Grant):  # no key can take it: give the token's hold back at once
+                    AccessTokenStore(tx.db).settle(token.id, hold.day, held=hold.need, used=0)  # type: ignore[arg-type]
+        if grant is None:
             day = self.tokens.day(token.id, now)
             return wire.budget_error(fmt, (
                 f"Butler: access token {token.name!r} has spent its daily budget for calls bound to no session: "
@@ -195,15 +225,12 @@ class Gateway:
                 f"flight; this call needs {hold.need} (prompt ~{prompt} + max_tokens {wanted}). Lower max_tokens, "
                 "bind the call to a session (model 'butler/<session_id>' from allocate_tokens or plan_agents), or "
                 "give the token a larger --daily-budget."))
-        grant = sessions.open_session(ctx, hold.need, label=f"gateway:{token.id}", keys=keys, now=now,
-                                      session_id=ctx.new_id("ses"))
         if not isinstance(grant, Grant):
-            self.tokens.settle(token.id, hold.day, held=hold.need, used=0)
             return wire.budget_error(fmt, (
                 f"Butler: no key serving {binding.model or 'any model'} can take {hold.need} tokens now "
                 f"(largest available: {largest_available(grant, now)}; keys may be resting after a provider "
                 "refused them). Lower max_tokens, try again later, or add keys."))
-        hold.session_id = grant.session.session_id
+        hold.session_id, hold.key_id = grant.session.session_id, grant.session.key_id
         return hold
 
     async def _forward(self, fmt: Format, body: dict[str, Any], hold: Hold,
@@ -215,10 +242,12 @@ class Gateway:
         attempt, rate_limits = 0, 0
         while True:
             attempt += 1
-            session = ctx.ledger.session(hold.session_id)
-            key = keys[session.key_id]
+            # The key the session was opened on is known for the first attempt; after a recovery, read where
+            # it moved.
+            key_id = hold.key_id if attempt == 1 and hold.key_id else ctx.ledger.session(hold.session_id).key_id
+            key = keys[key_id]
             if key.wire_format != fmt:  # a rotation moved the session to a key of the other format
-                return wire.error(fmt, 400, f"Butler: session {session.session_id} moved to a key of another "
+                return wire.error(fmt, 400, f"Butler: session {hold.session_id} moved to a key of another "
                                   "wire format", code="wrong_format"), key
             client = self.factory.client_for(key)
             payload = client.relay_body(body, model=key.model, max_tokens=hold.output_cap, stream=stream)
@@ -251,13 +280,20 @@ class Gateway:
         # Each forwarded call is settled exactly once, so its id is Butler's own (a provider that repeats its
         # response ids must not make two calls one); the provider's id is kept in it for tracing.
         request_id = f"{ctx.new_id('gwr')}:{sessions.provider_request_id(key.id, up.state.request_id, '-')}"[:200]
-        try:
-            if hold.bound:
+        if hold.bound:
+            try:
                 sessions.settle(ctx, hold.session_id, request_id, usage)
-            else:
-                sessions.commit(ctx, hold.session_id, request_id, usage, key_id=key.id)
-        finally:
-            self._release(hold, used=_total(usage))
+            finally:
+                self._release(hold)
+            return
+        try:
+            # Usage, the end of the request's own session and the token's settlement: one write transaction.
+            with sessions.transaction(ctx) as tx:
+                sessions.commit(tx, hold.session_id, request_id, usage, key_id=key.id)
+                self._release_unbound(tx, hold, used=_total(usage))
+        except BaseException:
+            self._release(hold)  # the usage could not be counted: still give back what the request held
+            raise
 
     def _settle_stream(self, hold: Hold, key: ResolvedKey, up: Upstream) -> None:
         try:
@@ -281,9 +317,15 @@ class Gateway:
             else:
                 self.in_flight.pop(hold.session_id, None)
             return
+        with sessions.transaction(self.ctx) as tx:
+            self._release_unbound(tx, hold, used)
+
+    @staticmethod
+    def _release_unbound(tx: Context, hold: Hold, used: int) -> None:
+        """Inside `tx`: close the request's own session and settle its token's day."""
         if hold.session_id:
-            self.ctx.ledger.close_session(hold.session_id, self.ctx.now())
-        self.tokens.settle(hold.token.id, hold.day, held=hold.need, used=used)
+            tx.ledger.close_session(hold.session_id, tx.now())
+        AccessTokenStore(tx.db).settle(hold.token.id, hold.day, held=hold.need, used=used)  # type: ignore[arg-type]
 
 
 @dataclass

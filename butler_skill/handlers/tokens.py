@@ -117,7 +117,7 @@ def allocate_tokens(ctx: Context, inp: AllocateTokensInput) -> AllocateTokensOut
     need = estimate.total
     input_share = estimate.input_tokens / max(1, estimate.input_tokens + estimate.output_tokens)
     result = sessions.open_session(ctx, need, label=inp.label, preferred_provider=inp.preferred_provider,
-                                   input_share=input_share, now=now)
+                                   input_share=input_share, now=now, keys=keys)
     if not isinstance(result, Grant):
         largest = selection.largest_available(result, now)
         raise NoCapacity(

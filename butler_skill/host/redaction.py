@@ -29,7 +29,8 @@ from __future__ import annotations
 import base64
 import logging
 import os
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 from contextlib import suppress
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -107,6 +108,46 @@ class Redactor:
 
     def __call__(self, text: str) -> str:
         return self.redact(text)
+
+    def clean(self, texts: Sequence[str]) -> bool:
+        """True only if `redact` would return every one of `texts` unchanged: one pass over all of them at once.
+
+        Each test below looks for a superset of what `redact` looks for in each text, over the texts joined by
+        NUL, so False says only "maybe", and the caller then redacts each text. `redact` changes a text only for
+        a whole secret or a run of at least MIN_RUN = 2*RUN_K - 1 characters of a body: such a run covers a whole
+        probe window wherever it starts, so the joined text's probe sees it too; a short secret or a credential
+        keyword inside one text is inside the joined text (and `str.lower` maps ASCII letters one to one, so a
+        keyword in a lowered text is in the lowered joined text). A property test keeps `redact_params` equal
+        to redacting each text.
+        """
+        joined = texts[0] if len(texts) == 1 else "\0".join(texts)
+        grams = self.grams
+        if grams and not grams.keys().isdisjoint([joined[p:p + RUN_K]
+                                                  for p in range(0, len(joined) - RUN_K + 1, RUN_K)]):
+            return False
+        for secret in self.short:
+            if secret in joined:
+                return False
+        return not may_hold_credential(joined)
+
+    def redact_params(self, params: Sequence[Any]) -> Sequence[Any]:
+        """A statement's parameters with every str redacted; the same sequence when none needs it.
+
+        Texts the memo already knows to be clean (key ids, days, a timestamp used twice) cost a look-up; the
+        others are tested together by `clean`, and remembered when short. Only when that test finds something
+        is each text redacted on its own."""
+        memo = self._memo
+        fresh = [v for v in params if isinstance(v, str) and memo.get(v) != v]
+        if not fresh:
+            return params
+        if self.clean(fresh):
+            if len(memo) + len(fresh) > _MEMO_SIZE:
+                memo.clear()
+            for v in fresh:
+                if len(v) <= _MEMO_MAX_LEN:
+                    memo[v] = v
+            return params
+        return tuple(self.redact(v) if isinstance(v, str) else v for v in params)
 
     def redact(self, text: str) -> str:
         # Short values repeat (key ids, days, timestamps, kinds in every ledger write): remember their answer.
@@ -222,11 +263,14 @@ SHAPE_KEYWORDS = (":A", "ABIA", "ACCA", "AIza", "AKIA", "ASIA", "PRIVATE KEY----
 SHAPE_KEYWORDS_CI = ("aws", "entity", "secret_access_key", "secretaccesskey")
 
 
+# One search in C instead of a Python loop over the keywords (`in` for each: the same answer, a test checks it).
+_SHAPE_RE = re.compile("|".join(re.escape(k) for k in SHAPE_KEYWORDS))
+_SHAPE_CI_RE = re.compile("|".join(re.escape(k) for k in SHAPE_KEYWORDS_CI))
+
+
 def may_hold_credential(text: str) -> bool:
-    if any(k in text for k in SHAPE_KEYWORDS):
-        return True
-    lower = text.lower()
-    return any(k in lower for k in SHAPE_KEYWORDS_CI)
+    """True when `text` contains one of the scanner's keywords (the case-insensitive ones in `text.lower()`)."""
+    return _SHAPE_RE.search(text) is not None or _SHAPE_CI_RE.search(text.lower()) is not None
 
 
 def redact_text(text: str, secrets: Iterable[str]) -> str:

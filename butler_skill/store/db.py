@@ -21,11 +21,11 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from importlib import resources
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, NoReturn, TypeVar
 
 from butler_skill.errors import StorageError
 from butler_skill.store.dialect import for_dialect
@@ -109,29 +109,121 @@ def storage_error(exc: BaseException, path: Path, timeout_ms: int) -> StorageErr
     return None
 
 
+def params_redactor(redact: Callable[[str], str]) -> Callable[[Sequence[Any]], Sequence[Any]]:
+    """What a statement's positional parameters go through: the redactor's own `redact_params` when it has one
+    (host.redaction.Redactor, or its bound `redact`: one check over all the statement's texts, and each text
+    redacted only when that check finds something), else `redact` on each str."""
+    owner = redact if hasattr(redact, "redact_params") else getattr(redact, "__self__", None)
+    batch = getattr(owner, "redact_params", None)
+    if batch is not None and (owner is redact or getattr(owner, "redact", None) == redact):
+        return batch  # type: ignore[no-any-return]
+
+    def each(params: Sequence[Any]) -> Sequence[Any]:
+        return tuple(redact(v) if isinstance(v, str) else v for v in params)
+
+    return each
+
+
+def execute_own(conn: Any, sql: str, params: Sequence[Any]) -> Any:
+    """Run a statement whose text parameters Butler made itself from the clock (UTC days, `timestamps.ts` text)
+    and numbers, and nothing else: no text from outside (no id, label, key id, provider answer), so the redaction
+    hook has nothing to look at. Every other statement goes through `execute`. Works on a plain connection too."""
+    own = getattr(conn, "execute_own", None) if not isinstance(conn, sqlite3.Connection) else None
+    return (own or conn.execute)(sql, params)
+
+
+def execute_last(conn: Any, sql: str, params: Sequence[Any]) -> None:
+    """The last statement of a write transaction, its result unread, its parameters Butler's own or already
+    redacted (`redact_values`), as for `execute_own`. SQLite runs it at once; PostgreSQL sends it with the
+    COMMIT in one pipeline, one round trip for both (nothing may run after it there)."""
+    last = getattr(conn, "execute_last", None) if not isinstance(conn, sqlite3.Connection) else None
+    if last is not None:
+        last(sql, params)
+    else:
+        conn.execute(sql, params)
+
+
+def redact_values(conn: Any, values: Sequence[Any]) -> Sequence[Any]:
+    """`values` as the connection's redaction hook passes a statement's parameters (unchanged without a hook):
+    for a statement run with `execute_own` that also carries text from outside."""
+    own = getattr(conn, "redact_values", None) if not isinstance(conn, sqlite3.Connection) else None
+    return own(values) if own is not None else values
+
+
 class _RedactingConnection:
     """A write transaction's connection whose statements see only redacted text parameters."""
 
-    __slots__ = ("_conn", "_redact")
+    __slots__ = ("_conn", "_params", "_redact")
 
-    def __init__(self, conn: sqlite3.Connection, redact: Callable[[str], str]) -> None:
+    def __init__(self, conn: sqlite3.Connection, redact: Callable[[str], str],
+                 params: Callable[[Sequence[Any]], Sequence[Any]]) -> None:
         self._conn = conn
         self._redact = redact
+        self._params = params
 
     def _clean(self, params: Any) -> Any:
-        redact = self._redact
         if isinstance(params, dict):
+            redact = self._redact
             return {k: redact(v) if isinstance(v, str) else v for k, v in params.items()}
-        return tuple(redact(v) if isinstance(v, str) else v for v in params)
+        return self._params(params)
 
     def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
         return self._conn.execute(sql, self._clean(params))
+
+    def execute_own(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        """See `execute_own` (module level): no redaction pass."""
+        return self._conn.execute(sql, params)
+
+    def redact_values(self, values: Sequence[Any]) -> Sequence[Any]:
+        return self._params(values)
+
+    execute_last = execute_own
 
     def executemany(self, sql: str, seq: Any) -> sqlite3.Cursor:
         return self._conn.executemany(sql, (self._clean(p) for p in seq))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._conn, name)
+
+
+class _Write:
+    """`Database.write()`: BEGIN IMMEDIATE on enter; COMMIT, or ROLLBACK on any exception, on exit."""
+
+    __slots__ = ("_conn", "_db")
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        db = self._db
+        try:
+            conn = self._conn = db._connection()
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            db._raise_mapped(exc)
+        redact = db.redact
+        if redact is None:
+            return conn
+        if redact is not db._params_of:  # the hook was set or replaced: find its batch form once
+            db._params, db._params_of = params_redactor(redact), redact
+        return _RedactingConnection(conn, redact, db._params)  # type: ignore[return-value]
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        conn = self._conn
+        if kind is None:
+            try:
+                conn.execute("COMMIT")
+                return False
+            except BaseException as failed:
+                exc = failed
+        if conn.in_transaction:
+            with suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error):
+            self._db._raise_mapped(exc)
+        if kind is None and exc is not None:
+            raise exc
+        return False
 
 
 class Database:
@@ -147,6 +239,8 @@ class Database:
                  busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         self.path = Path(path)
         self.redact = redact
+        self._params_of: Callable[[str], str] | None = None  # the `redact` that `_params` was made from
+        self._params: Callable[[Sequence[Any]], Sequence[Any]] | None = None
         self.busy_timeout_ms = max(0, int(busy_timeout_ms))
         self._local = threading.local()
         if self.path.is_dir():
@@ -175,6 +269,13 @@ class Database:
             if mapped is None:
                 raise
             raise mapped from exc
+
+    def _raise_mapped(self, exc: sqlite3.Error) -> NoReturn:
+        """Raise the StorageError for a failure of the file, else `exc` itself (a bug), as `_guard` does."""
+        mapped = storage_error(exc, self.path, self.busy_timeout_ms)
+        if mapped is None:
+            raise exc
+        raise mapped from exc
 
     def _retry_busy(self, fn: Callable[[], T]) -> T:
         """Run `fn`, retrying while SQLite answers busy without waiting (journal-mode switch, WAL recovery,
@@ -212,20 +313,11 @@ class Database:
             self._local.conn = conn
         return conn
 
-    @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
-        """A serialised write transaction: commits on success, rolls back on any exception."""
-        with self._guard(os_errors=False):
-            conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn if self.redact is None else _RedactingConnection(conn, self.redact)  # type: ignore[misc]
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    with suppress(sqlite3.Error):
-                        conn.execute("ROLLBACK")
-                raise
+    def write(self) -> _Write:
+        """A serialised write transaction: commits on success, rolls back on any exception. Failures of the
+        file become StorageError as under `_guard(os_errors=False)` (a class, not two nested generator
+        context managers: it is entered on every allocation)."""
+        return _Write(self)
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:

@@ -3,7 +3,8 @@
 Operations, not tables. Each write is one `BEGIN IMMEDIATE` transaction, so a choice made from what a
 transaction read cannot be overtaken by another writer, and every grant is still guarded by the
 conditional update `used + reserved + n <= limit`. Stale holds are released by lease at the start of
-every write; there is no background job to die.
+every write (an allocation first asks, in the same statement that reads the counters, whether any lease is
+due: one look into the partial index of open leases); there is no background job to die.
 
 A session holds one reservation at a time (its leg) on its current key; rotation moves it.
 """
@@ -15,6 +16,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from butler_skill.core.days import utc_day
@@ -24,9 +26,13 @@ from butler_skill.core.selection import KeyView
 from butler_skill.core.usage import Usage
 from butler_skill.errors import Conflict, UnknownSession
 from butler_skill.models import Alert, Event, ResolvedKey, RotationReason, SessionInfo
-from butler_skill.store.db import Database
+from butler_skill.store.db import Database, execute_last, execute_own, redact_values
 from butler_skill.store.protocol import Grant, Picker, Rotation, UsageOutcome
 from butler_skill.store.timestamps import parse_ts, ts
+
+# The rotation threshold of a new session, remembered per (tokens, ratio): the same few recur, and the exact
+# decimal floor costs more than the look-up.
+_threshold = lru_cache(maxsize=4096)(threshold_tokens)
 
 
 class Ledger:
@@ -63,7 +69,12 @@ class Ledger:
             sql += " AND task_id = ?"
             args.append(task_id)
         with self.db.read() as conn:
-            return [_session(r) for r in conn.execute(sql + " ORDER BY created_at, id", args)]
+            rows = conn.execute(sql, args).fetchall()
+        # Sorted here, by (created_at, id) as ORDER BY would (both databases compare this text byte by byte):
+        # asked to order, SQLite would walk sessions_created over every session ever opened to skip a sort of
+        # the few open ones, which it finds through the partial index of open leases.
+        rows.sort(key=lambda r: (r["created_at"], r["id"]))
+        return [_session(r) for r in rows]
 
     def pending_alerts(self) -> list[Alert]:
         with self.db.read() as conn:
@@ -114,17 +125,28 @@ class Ledger:
 
         Returns the grant, or the key views the choice saw when nothing fitted (nothing changes then).
         """
+        stamp = ts(now)
+        day = stamp[:10] if stamp[4] == "-" else utc_day(now)  # the UTC day is the stamp's first ten characters
+        lease = ts(now + timedelta(seconds=lease_seconds))
         with self.db.write() as conn:
-            _expire_leases(conn, now)
-            views = _key_views(conn, keys, now)
+            # One statement reads the counters, the running cooldowns and whether any lease is due; the expiry
+            # pass (several statements) runs only when one is, and the views are then read again.
+            views, due = _views(conn, keys, day, stamp, lease_probe=True)
+            if due:
+                _expire_leases(conn, now)
+                views, _ = _views(conn, keys, day, stamp)
             chosen = pick(views)
-            if chosen is None or not _reserve(conn, chosen, need, now):
+            if chosen is None or not _grant(conn, chosen.key_id, day, need, chosen.tokens_per_day):
                 return views
-            _insert_session(conn, session_id, label, task_id, chosen.key_id, need, threshold_ratio, now, lease_seconds)
+            # The texts from outside pass the redaction hook; the day and the stamps are Butler's own.
+            sid, label_text, task, key_id = redact_values(conn, (session_id, label, task_id, chosen.key_id))
+            # Nothing reads its result: on PostgreSQL it travels with the COMMIT (store.db.execute_last).
+            execute_last(conn, _INSERT_SESSION, (sid, label_text, task, key_id, need, threshold_ratio, day, need, need,
+                                                 lease, stamp, stamp))
             # The sessions row is the record of the allocation; no separate history event is needed.
             session = SessionInfo(
                 session_id=session_id, label=label, task_id=task_id, key_id=chosen.key_id, allocated=need, used=0,
-                held=need, rotation_threshold=threshold_tokens(need, threshold_ratio), cost=0.0, state="open",
+                held=need, rotation_threshold=_threshold(need, threshold_ratio), cost=0.0, state="open",
                 created_at=now,
             )
             return Grant(session=session, key=chosen)
@@ -371,24 +393,43 @@ def sessions_in(conn: sqlite3.Connection, session_ids: Sequence[str]) -> dict[st
 
 # ---- helpers (run inside a transaction) --------------------------------------------------------
 def _key_views(conn: sqlite3.Connection, keys: Iterable[ResolvedKey], now: datetime) -> list[KeyView]:
-    day = utc_day(now)
-    counters = {
-        r["key_id"]: r for r in conn.execute("SELECT * FROM key_day_counters WHERE day = ?", (day,))
-    }
-    # Only cooldowns still running matter to a view (an ended one reads as no cooldown).
-    cooldowns = {r["key_id"]: r for r in conn.execute("SELECT key_id, until FROM key_cooldowns WHERE until > ?",
-                                                       (ts(now),))}
+    return _views(conn, keys, utc_day(now), ts(now))[0]
+
+
+# Today's counters and the cooldowns still running (an ended one reads as no cooldown), in one statement; with
+# the lease probe, a last row when some open session's lease has run out (one look into the partial index of
+# open leases: the earliest deadline is its first entry).
+_VIEWS = ("SELECT 0 AS part, key_id, used, reserved, NULL AS until FROM key_day_counters WHERE day = ?"
+          " UNION ALL SELECT 1, key_id, 0, 0, until FROM key_cooldowns WHERE until > ?")
+_VIEWS_DUE = (_VIEWS + " UNION ALL SELECT 2, NULL, 0, 0, NULL WHERE EXISTS"
+              " (SELECT 1 FROM sessions WHERE state = 'open' AND lease_expires_at < ?)")
+
+
+def _views(conn: sqlite3.Connection, keys: Iterable[ResolvedKey], day: str, stamp: str, *,
+           lease_probe: bool = False) -> tuple[list[KeyView], bool]:
+    """The key views at `stamp` (its UTC day `day`), and whether a lease is due (only asked with `lease_probe`)."""
+    counters: dict[str, tuple[int, int]] = {}
+    cooldowns: dict[str, str] = {}
+    due = False
+    # A day and a timestamp of Butler's own making: no redaction pass (store.db.execute_own).
+    rows = (execute_own(conn, _VIEWS_DUE, (day, stamp, stamp)) if lease_probe
+            else execute_own(conn, _VIEWS, (day, stamp)))
+    for r in rows:
+        part = r["part"]
+        if part == 0:
+            counters[r["key_id"]] = (int(r["used"]), int(r["reserved"]))
+        elif part == 1:
+            cooldowns[r["key_id"]] = r["until"]
+        else:
+            due = True
     views: list[KeyView] = []
+    none = (0, 0)
     for k in keys:
-        counter = counters.get(k.id)
-        cool = cooldowns.get(k.id)
-        views.append(KeyView(
-            key_id=k.id, provider=k.provider, scope=k.scope, tokens_per_day=k.tokens_per_day,
-            used=int(counter["used"]) if counter else 0, reserved=int(counter["reserved"]) if counter else 0,
-            price_in_per_m=k.price_in_per_m, price_out_per_m=k.price_out_per_m,
-            cooldown_until=parse_ts(cool["until"]) if cool else None, enabled=k.enabled,
-        ))
-    return views
+        used, reserved = counters.get(k.id, none)
+        until = cooldowns.get(k.id)
+        views.append(KeyView(k.id, k.provider, k.scope, k.tokens_per_day, used, reserved, k.price_in_per_m,
+                             k.price_out_per_m, parse_ts(until) if until else None, k.enabled))
+    return views, due
 
 
 _RESERVE = ("UPDATE key_day_counters SET reserved = reserved + ?"
@@ -430,15 +471,16 @@ def _carry_leg(conn: sqlite3.Connection, row: sqlite3.Row, day: str, key_limit: 
     conn.execute("UPDATE sessions SET leg_day = ?, leg_held = ? WHERE id = ?", (day, carried, row["id"]))
 
 
+_INSERT_SESSION = (
+    "INSERT INTO sessions(id, label, task_id, key_id, allocated, threshold_ratio, leg_day, leg_granted, leg_held,"
+    " lease_expires_at, state, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,'open',?,?)")
+
+
 def _insert_session(conn: sqlite3.Connection, session_id: str, label: str | None, task_id: str | None, key_id: str,
                     tokens: int, threshold_ratio: float, now: datetime, lease_seconds: int) -> None:
     stamp = ts(now)
-    conn.execute(
-        "INSERT INTO sessions(id, label, task_id, key_id, allocated, threshold_ratio, leg_day, leg_granted, leg_held,"
-        " lease_expires_at, state, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,'open',?,?)",
-        (session_id, label, task_id, key_id, tokens, threshold_ratio, utc_day(now), tokens, tokens,
-         ts(now + timedelta(seconds=lease_seconds)), stamp, stamp),
-    )
+    conn.execute(_INSERT_SESSION, (session_id, label, task_id, key_id, tokens, threshold_ratio, utc_day(now), tokens,
+                                   tokens, ts(now + timedelta(seconds=lease_seconds)), stamp, stamp))
 
 
 def _release_leg(conn: sqlite3.Connection, row: sqlite3.Row, *, closed_at: str | None = None) -> None:

@@ -33,7 +33,7 @@ from psycopg.rows import RowMaker
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from butler_skill.errors import ConfigError, StorageError
-from butler_skill.store.db import load_migrations
+from butler_skill.store.db import load_migrations, params_redactor
 from butler_skill.store.dialect import for_dialect, to_postgres_ddl, to_postgres_query
 
 # Any fixed 64-bit number: the key of the one advisory lock every writer of this database takes.
@@ -76,18 +76,46 @@ def row_factory(cursor: psycopg.Cursor[Any]) -> RowMaker[Row]:
 class PgConnection:
     """What the stores use of a sqlite3.Connection: `execute(sql, params)` returning a cursor."""
 
-    __slots__ = ("_conn", "_redact")
+    __slots__ = ("_conn", "_last", "_params")
 
     def __init__(self, conn: psycopg.Connection[Row], redact: Redactor | None) -> None:
         self._conn = conn
-        self._redact = redact
+        # The same batch form of the hook as on SQLite (store.db.params_redactor).
+        self._params = params_redactor(redact) if redact is not None else None
+        self._last: list[tuple[str, tuple[Any, ...]]] = []  # statements sent with the COMMIT (`execute_last`)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Row]:
-        args = tuple(params)
-        if self._redact is not None:
-            redact = self._redact
-            args = tuple(redact(a) if isinstance(a, str) else a for a in args)
+        self._not_after_last()
+        args = tuple(params) if self._params is None else tuple(self._params(tuple(params)))
         return self._conn.execute(to_postgres_query(sql), args)
+
+    def execute_last(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """A statement of Butler's own parameters whose result nobody reads, closing the transaction: sent
+        with the COMMIT in one pipeline (one round trip for both; `store.db.execute_last`)."""
+        self._last.append((to_postgres_query(sql), tuple(params)))
+
+    def _not_after_last(self) -> None:
+        if self._last:
+            raise RuntimeError("a statement after execute_last: it would run before the deferred one")
+
+    def redact_values(self, values: Sequence[Any]) -> Sequence[Any]:
+        return values if self._params is None else self._params(values)
+
+    def execute_own(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Row]:
+        """A statement whose text parameters Butler made from the clock and numbers (`store.db.execute_own`)."""
+        self._not_after_last()
+        return self._conn.execute(to_postgres_query(sql), tuple(params))
+
+    def commit(self) -> None:
+        """COMMIT, after the statements `execute_last` kept, all in one round trip."""
+        conn = self._conn
+        if not self._last:
+            conn.execute("COMMIT")
+            return
+        with conn.pipeline():
+            for sql, args in self._last:
+                conn.execute(sql, args)
+            conn.execute("COMMIT")
 
 
 class PostgresDatabase:
@@ -125,13 +153,13 @@ class PostgresDatabase:
             raise RuntimeError("a ledger transaction is already open on this thread")
         conn = self._begin(begin)
         self._local.busy = True
+        tx = PgConnection(conn, redact)
         try:
-            yield PgConnection(conn, redact)
+            yield tx
+            tx.commit()
         except BaseException:
             _rollback(conn)
             raise
-        else:
-            conn.execute("COMMIT")
         finally:
             self._local.busy = False
             self._pool.putconn(conn)  # the pool rolls back or drops a connection left in a bad state

@@ -10,11 +10,14 @@ _FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 def ts(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError("naive datetime")
-    utc = moment.astimezone(UTC)
-    if utc.year < 1000:  # isoformat below pads years too; strftime's %Y would not on every platform
+    utc = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+    if utc.year < 1000:  # %04d below pads years; strftime's %Y would not on every platform
         return utc.strftime(_FORMAT)
-    # The same text as _FORMAT, several times faster than strftime (an allocation writes four timestamps).
-    return utc.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    # The same text as _FORMAT, about four times faster than isoformat() (which formats through printf and asks
+    # the tzinfo for its offset) and strftime: an allocation writes several timestamps. (An f-string with the
+    # same format specs measured twice as slow as %.)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031
+        utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond)
 
 
 def parse_ts(text: str) -> datetime:

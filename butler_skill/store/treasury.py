@@ -16,7 +16,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from butler_skill.core.days import utc_month
 from butler_skill.core.treasury import (
+    OPEN_STATES,
     ZERO,
     Breaker,
     Decision,
@@ -125,6 +127,13 @@ class TreasuryStore:
         with self.db.read() as conn:
             return [_row_intent(r) for r in conn.execute(sql, params)]
 
+    def intents_that_count(self, now: datetime, *, exclude: str | None = None) -> list[Intent]:
+        """The intents the policy's rules read at `now`: every open one, and every one sent in the current UTC
+        month (what `core.treasury.spend_windows` and `decide` count; nothing older can change a decision).
+        Bounded by what is open and by the month, not by history: two indexed reads (migration 0013)."""
+        with self.db.read() as conn:
+            return [_row_intent(r) for r in _counting_rows(conn, now, exclude)]
+
     def breaker(self) -> Breaker:
         with self.db.read() as conn:
             return _breaker(conn)
@@ -171,7 +180,7 @@ class TreasuryStore:
     ) -> tuple[list[Decision], list[Intent]]:
         """Decide against the ledger as it is inside this transaction, and store each proposal as an intent."""
         with self.db.write() as tx:
-            facts = [_row_intent(r).facts() for r in tx.execute("SELECT * FROM treasury_intents")]
+            facts = [_row_intent(r).facts() for r in _counting_rows(tx, now, None)]
             decisions = list(decide(facts, _breaker(tx)))
             created: list[Intent] = []
             for decision in decisions:
@@ -220,8 +229,7 @@ class TreasuryStore:
             if current.state is not IntentState.APPROVED:
                 raise Conflict(f"intent {intent_id} is {current.state.value}, not approved: another process may "
                                "be sending it", intent_id=intent_id, state=current.state.value)
-            others = [_row_intent(r).facts() for r in tx.execute(
-                "SELECT * FROM treasury_intents WHERE id != ?", (intent_id,))]
+            others = [_row_intent(r).facts() for r in _counting_rows(tx, now, intent_id)]
             why = authorize(current, others, _breaker(tx))
             if why is not None:
                 raise PolicyDenied(f"intent {intent_id} may not be sent: {why}", intent_id=intent_id)
@@ -327,6 +335,23 @@ def _row_entry(r: sqlite3.Row) -> Entry:
                  currency=r["currency"], amount=Decimal(r["amount"]), idempotency_key=r["idempotency_key"],
                  provider_tx_id=r["provider_tx_id"], created_at=parse_ts(r["created_at"]))
 
+
+
+# The term of the partial index treasury_intents_open (migration 0013), literal for literal: the states are
+# constants of the code, never input.
+_OPEN_TERM = "state IN (" + ", ".join(f"'{s}'" for s in sorted(state.value for state in OPEN_STATES)) + ")"
+
+
+def _counting_rows(conn: Any, now: datetime, exclude: str | None) -> list[Any]:
+    """Open intents and those sent since the start of `now`'s UTC month (sent_at is UTC text, so a text
+    comparison is a time comparison), newest first, without `exclude`. Two index searches (by state, by
+    sent_at) in a UNION: an OR could lead a planner to walk every intent in created_at order instead."""
+    month_start = f"{utc_month(now)}-01T00:00:00.000000Z"
+    rows = conn.execute(
+        f"SELECT * FROM treasury_intents WHERE {_OPEN_TERM}"
+        " UNION SELECT * FROM treasury_intents WHERE sent_at >= ? ORDER BY created_at DESC, id DESC",
+        (month_start,)).fetchall()
+    return [r for r in rows if r["id"] != exclude]
 
 def _intent(conn: sqlite3.Connection, intent_id: str) -> Intent:
     row = conn.execute("SELECT * FROM treasury_intents WHERE id = ?", (intent_id,)).fetchone()

@@ -309,14 +309,15 @@ class TreasuryService:
         return None, None, None
 
     def spend(self) -> Spend:
-        return rules.spend_windows([i.facts() for i in self.store.intents()], self.now())
+        now = self.now()
+        return rules.spend_windows([i.facts() for i in self.store.intents_that_count(now)], now)
 
     def evaluate(self) -> Evaluation:
         """What the policy would do now. Reads Circle and the providers; writes nothing."""
         wallet, credits = self.wallet(), self.credits()
-        intents = [i.facts() for i in self.store.intents()]
-        breaker = self.store.breaker()
         now = self.now()
+        intents = [i.facts() for i in self.store.intents_that_count(now)]
+        breaker = self.store.breaker()
         decisions = rules.decide(self.policy, self._situation(wallet, credits, intents, breaker), now)
         return Evaluation(wallet=wallet, credits=tuple(credits), decisions=tuple(decisions),
                           spend=rules.spend_windows(intents, now), breaker=breaker)
@@ -347,7 +348,7 @@ class TreasuryService:
         for intent in created:
             log.info("intent %s proposed: %s USDC to %s (%s)", intent.id, decimal_str(intent.amount),
                      intent.provider, intent.state.value)
-        intents = [i.facts() for i in self.store.intents()]
+        intents = [i.facts() for i in self.store.intents_that_count(now)]
         evaluation = Evaluation(wallet=wallet, credits=tuple(credits), decisions=tuple(decisions),
                                 spend=rules.spend_windows(intents, now), breaker=self.store.breaker())
         return evaluation, created
@@ -406,7 +407,7 @@ class TreasuryService:
                                           now=self.now())
 
         if dry_run:
-            others = [i.facts() for i in self.store.intents() if i.id != intent.id]
+            others = [i.facts() for i in self.store.intents_that_count(self.now(), exclude=intent.id)]
             why = authorize(intent, others, self.store.breaker())
             if why is not None:
                 return self._result(intent, "denied", why)

@@ -21,10 +21,15 @@ def test_the_window_queries_use_indexes(ctx: Context) -> None:
         "labels": _plan(ctx, "SELECT COUNT(*) FROM sessions WHERE created_at >= ? AND task_id IS NULL", ("x",)),
         "tasks": _plan(ctx, "SELECT id FROM tasks ORDER BY created_at DESC, id DESC LIMIT 5", ()),
         "alerts": _plan(ctx, "SELECT * FROM alerts WHERE resolved_at IS NULL ORDER BY created_at, id LIMIT 5", ()),
-        "fingerprint": _plan(ctx, "SELECT MAX(updated_at) FROM sessions", ()),
+        "fingerprint": _plan(ctx, "SELECT MAX(created_at) FROM sessions", ()),
     }
     for name, plan in plans.items():
         assert "USING" in plan and "SCAN sessions" not in plan and "SCAN key_day_counters" not in plan, (name, plan)
+    # Open sessions are read through the partial index of open leases: only the open ones, never the history.
+    for sql in ("SELECT MAX(lease_expires_at) FROM sessions WHERE state = 'open'",
+                "SELECT COUNT(*) FROM sessions WHERE state = 'open'",
+                "SELECT * FROM sessions WHERE 1=1 AND state = 'open'"):
+        assert "USING INDEX sessions_open_lease" in _plan(ctx, sql, ()), sql
 
 
 def test_history_days_are_thirty_utc_days_ending_today() -> None:

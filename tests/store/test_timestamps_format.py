@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
+from butler_skill.core.days import utc_day
 from butler_skill.store.timestamps import _FORMAT, parse_ts, ts
 
 
@@ -17,3 +18,4 @@ def test_ts_is_the_documented_format_and_round_trips(moment: datetime, offset_mi
     text = ts(aware)
     assert text == aware.astimezone(UTC).strftime(_FORMAT)
     assert len(text) == 27 and parse_ts(text) == aware
+    assert text[:10] == utc_day(aware) and text[4] == "-"  # the ledger reads the UTC day off the stamp
