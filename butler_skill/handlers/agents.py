@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from decimal import Decimal
 from typing import TYPE_CHECKING, Literal
 
@@ -19,7 +18,7 @@ from butler_skill.handlers.bounds import MAX_CALL_REQUESTS, Budget, Id, Money, P
 from butler_skill.store.tasks import SubTaskRow, TaskStore
 from butler_skill.subagents.clients import ClientFactory
 from butler_skill.subagents.planning import plan_task, replan_failed, spec_of
-from butler_skill.subagents.runner import SpawnOptions, run_task
+from butler_skill.subagents.runner import SpawnOptions, run_in_loop, run_task
 
 if TYPE_CHECKING:
     from butler_skill.host.context import Context
@@ -153,7 +152,7 @@ def _run(ctx: Context, task_id: str, options: SpawnOptions) -> None:
         async with ClientFactory(ctx.config, demo_faults=ctx.demo_faults, run_id=ctx.new_id("run")) as factory:
             await run_task(ctx, task_id, options, factory, progress=ctx.progress)
 
-    asyncio.run(go())
+    run_in_loop(go())
 
 
 def spawn_agent(ctx: Context, inp: SpawnAgentInput) -> SpawnAgentOutput:
