@@ -2,10 +2,10 @@
 
 A hundred sub-tasks in flight finish in bursts (their answers arrive in the same turns of the event loop). Each
 one's settlement (usage, attempt, release, status) used to be its own `BEGIN IMMEDIATE` ... `COMMIT`; here a
-sub-task hands its write to `GroupCommit.write` and waits. When the writer is free, the first write schedules a
-transaction for the next turn of the loop (`call_soon`: no timer, no added delay), so every write handed over in
-this turn joins it; while a transaction runs, new writes wait and all of them form the next one as soon as it
-ends (whatever is ready when the writer is free).
+sub-task hands its write to `GroupCommit.write` and waits. When the writer is free, the first write starts a
+writer task whose first step comes on the next turn of the loop (no timer, no added delay), so every write handed
+over in this turn joins its transaction; while a transaction runs, new writes wait and all of them form the next
+one as soon as it ends (whatever is ready when the writer is free).
 
 Guarantees, each the same as one transaction per write:
 
@@ -16,7 +16,8 @@ Guarantees, each the same as one transaction per write:
   of the batch gets that exception and none of their statements stays;
 * `prepare(conn)` runs first in every transaction (the ledger's rule: expire stale leases before any write);
 * a writer cancelled while it waits (its sub-task timed out, the run was cancelled) is written at once, alone,
-  before the cancellation goes on: a provider answer that was paid for is never dropped.
+  before the cancellation goes on (or, when its transaction is already under way, waits for it to end): a
+  provider answer that was paid for is never dropped.
 """
 
 from __future__ import annotations
@@ -30,10 +31,6 @@ from typing import Any, Generic, Protocol, TypeVar
 T = TypeVar("T")
 K = TypeVar("K")
 V = TypeVar("V")
-
-
-class _Conn(Protocol):
-    def execute(self, sql: str, params: Any = ...) -> Any: ...
 
 
 class _Database(Protocol):
