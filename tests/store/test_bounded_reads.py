@@ -10,22 +10,19 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import timedelta
-from decimal import Decimal
 from typing import Any
 
-import pytest
-
-from butler_skill.core import treasury as rules
-from butler_skill.core.treasury import IntentState
 from butler_skill.host.context import Context
 from butler_skill.host.dispatch import call_tool
 from butler_skill.store.timestamps import ts
-from butler_skill.store.treasury import TreasuryStore
 
+# SQLite's planner explains the plans; PostgreSQL runs the same migrations, so it has the same indexes (a parity
+# test checks that), and on a test-sized table its planner rightly prefers a scan, so its plans prove nothing here.
+BACKENDS = ("sqlite",)
 HISTORY = ("sessions", "usage_records", "events", "alerts", "tasks", "subtasks", "attempts", "treasury_intents",
            "treasury_intent_events", "key_day_counters", "access_token_days")
 # Partial indexes over what is live (open sessions, pending alerts): walking one is bounded by today's work.
-BOUNDED_INDEXES = ("sessions_open_created", "sessions_open_lease", "alerts_pending")
+BOUNDED_INDEXES = ("sessions_open_lease", "alerts_pending")
 # All-time totals (not today's question): ledger-derived prepaid credit.
 ALL_TIME = ("SUM(cost_pusd) AS cost FROM key_day_counters GROUP BY key_id", "FROM treasury_entries")
 
@@ -66,8 +63,6 @@ def _traced(ctx: Context, calls: list[tuple[str, dict[str, Any]]]) -> list[str]:
 
 
 def test_todays_questions_are_answered_through_indexes(ctx: Context) -> None:
-    if ctx.db.dialect != "sqlite":
-        pytest.skip("SQLite's query planner explains the plans; PostgreSQL has the same indexes (same migrations)")
     # Some history of every kind first: sessions settled and rotated, a plan with a failed sub-task, top-ups.
     for n in range(3):
         sid = _ok(call_tool("allocate_tokens", {"prd_text": "old work", "tokens": 1_000}, ctx))["session_id"]
@@ -106,24 +101,3 @@ def test_todays_questions_are_answered_through_indexes(ctx: Context) -> None:
             index = detail.split("INDEX ")[-1] if "INDEX " in detail else None
             assert table not in HISTORY or index in BOUNDED_INDEXES or " LIMIT " in sql, (sql, plan_rows)
     assert explained > 20  # the trace saw the tools' statements
-
-
-def test_the_treasury_reads_what_counts_and_decides_as_with_every_intent(ctx: Context) -> None:
-    _seed_intents(ctx)
-    store = TreasuryStore(ctx.db)
-    now = ctx.now()
-    everything = [i.facts() for i in store.intents()]
-    counting = [i.facts() for i in store.intents_that_count(now)]
-    # Long-final intents sent before this month are left out ...
-    assert {i.id for i in everything} - {i.id for i in counting} >= {"int0", "int11"}
-    assert all(i.state in rules.OPEN_STATES or (i.sent_at is not None and i.sent_at.month == now.month)
-               for i in counting)
-    # ... and what the rules make of the bounded set is what they make of all of it.
-    assert rules.spend_windows(counting, now) == rules.spend_windows(everything, now)
-    for other in everything:
-        assert rules.spend_windows(store.intents_that_count(now, exclude=other.id), now) == rules.spend_windows(
-            everything, now, exclude=other.id)
-    open_ids = {i.id for i in everything if i.state in rules.OPEN_STATES}
-    assert open_ids <= {i.id for i in counting}
-    assert rules.spend_windows(counting, now).pending == Decimal("14.0")  # int5 6.5 + int6 7.5 (proposed, approved)
-    assert IntentState.COMPLETE in {i.state for i in counting}
