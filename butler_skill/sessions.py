@@ -135,7 +135,10 @@ def commit(ctx: Context, session_id: str, request_id: str, usage: Usage, *, key_
     outcome = ctx.ledger.commit_usage(request_id=scoped_request_id(session_id, request_id), session_id=session_id,
                                       usage=usage, cost_usd=cost, now=now, lease_seconds=ctx.config.lease_seconds,
                                       key_limit=key.tokens_per_day)
-    alert = None if outcome.duplicate else _key_day_overrun(ctx, key, outcome.session, now)
+    alert = None
+    # Only a settlement that left the key-day counting more than its limit reads the key's figures for the alert.
+    if not outcome.duplicate and (outcome.key_day_counted or 0) > key.tokens_per_day:
+        alert = _key_day_overrun(ctx, key, outcome.session, now)
     return Committed(outcome, cost, alert)
 
 
@@ -175,7 +178,7 @@ def _plausible(usage: Usage, cost: Decimal, key_id: str) -> None:
 def _key_day_overrun(ctx: Context, key: ResolvedKey, session: SessionInfo, now: datetime) -> Alert | None:
     """Usage is counted honestly even past a key's limit (a late report, or more than was held); the
     key-day then never ends past its limit in silence: an `overrun` alert names the key and the figures."""
-    (view,) = ctx.ledger.key_views([key], now)
+    view = ctx.ledger.key_view(key, now)
     if not reporting.key_overrun(view):
         return None
     return _alert(ctx, session, "overrun", now, _overrun_message(key, view, session, now))

@@ -44,6 +44,11 @@ class Ledger:
         with self.db.read() as conn:
             return _key_views(conn, keys, now)
 
+    def key_view(self, key: ResolvedKey, now: datetime) -> KeyView:
+        """One key's view, reading only its own counter and cooldown."""
+        with self.db.read() as conn:
+            return key_view_in(conn, key, now)
+
     def costs_today(self, now: datetime) -> dict[str, Decimal]:
         """USD per key today, exact (from the integer pico-USD counters)."""
         with self.db.read() as conn:
