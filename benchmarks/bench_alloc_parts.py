@@ -3,7 +3,12 @@ without the redaction hook and the handler itself, beside the bare `BEGIN IMMEDI
 bench_spine.py. Every step runs once per round (each on its own database file), so a busy machine slows all alike;
 the cost is cache pressure between the files, which inflates every step a little.
 
-Run: .venv/bin/python benchmarks/bench_alloc_parts.py [--rounds 3000]
+`--profile`: a perf_counter_ns line profile of one allocation instead, step by step as `allocate_tokens` ->
+`sessions.open_session` -> `Ledger.open_session` run them (a replica of their lines, with the redaction hook on),
+medians per step: what each part of the path costs where it runs (between SQLite calls, with cold caches, a line
+costs several times what it costs in a tight `timeit` loop).
+
+Run: .venv/bin/python benchmarks/bench_alloc_parts.py [--rounds 3000] [--profile]
 """
 
 from __future__ import annotations
@@ -64,11 +69,93 @@ def replay(folder: Path, label: str, drops: tuple[str, ...], reads: bool, insert
     return once
 
 
+def line_profile(ctx: Context, rounds: int) -> None:
+    """Each step of one allocation timed where it runs; the steps mirror handler -> sessions -> Ledger."""
+    from butler_skill.core import estimate as est
+    from butler_skill.models import SessionInfo
+    from butler_skill.store.db import execute_last, execute_own, redact_values
+    from butler_skill.store.protocol import Grant
+
+    clock = time.perf_counter_ns
+    led = ctx.ledger
+    steps: dict[str, list[int]] = {}
+
+    def lap(name: str, t0: int) -> int:
+        t1 = clock()
+        steps.setdefault(name, []).append(t1 - t0)
+        return t1
+
+    bare = _bare_connection(Path(tempfile.mkdtemp()))
+    for _ in range(rounds + 300):
+        t0 = clock()
+        _bare_once(bare)
+        t0 = lap("(bare BEGIN IMMEDIATE+UPDATE+COMMIT)", t0)
+        inp = t.AllocateTokensInput(prd_text="x", tokens=10)
+        t0 = lap("input model (the host validates it)", t0)
+        estimate = est.given_estimate(inp.tokens or 0)
+        keys = ctx.config.resolved()
+        t0 = lap("estimate model, key list", t0)
+        now = ctx.now()
+        sid = ctx.new_id("ses")
+        t0 = lap("clock, session id", t0)
+        stamp = L.ts(now)
+        day, lease = stamp[:10], L.ts(now + timedelta(seconds=3600))
+        t0 = lap("timestamps", t0)
+        w = led.db.write()
+        conn = w.__enter__()
+        t0 = lap("SQL: BEGIN IMMEDIATE", t0)
+        views, _ = L._views(conn, keys, day, stamp, lease_probe=True)
+        t0 = lap("SQL: the read, and the key views", t0)
+        chosen = selection.choose_key(views, 10, now, input_share=0.5)
+        assert chosen is not None
+        t0 = lap("choice rule", t0)
+        label, task, key_id = redact_values(conn, (None, None, chosen.key_id))
+        t0 = lap("redaction hook", t0)
+        assert execute_own(conn, L._RESERVE, (10, key_id, day, 10, chosen.tokens_per_day)).rowcount == 1
+        t0 = lap("SQL: reserve", t0)
+        execute_last(conn, L._INSERT_SESSION, (sid, label, task, key_id, 10, 0.75, day, 10, 10, lease, stamp, stamp))
+        t0 = lap("SQL: session insert", t0)
+        threshold = L._threshold(10, 0.75)
+
+        def info() -> SessionInfo:
+            return SessionInfo(session_id=sid, label=None, task_id=None, key_id=key_id, allocated=10, used=0,  # noqa: B023
+                               held=10, rotation_threshold=threshold, cost=0.0, state="open", created_at=now)  # noqa: B023
+
+        grant = Grant(key=chosen, session_id=sid, rotation_threshold=threshold, session=info)
+        t0 = lap("Grant (its SessionInfo built when read)", t0)
+        w.__exit__(None, None, None)
+        t0 = lap("SQL: COMMIT", t0)
+        key = next(k for k in keys if k.id == grant.key.key_id)
+        t.AllocateTokensOutput(success=True, session_id=sid, key_id=key.id, provider=key.provider, model=key.model,
+                               allocated=10, rotation_threshold=grant.rotation_threshold,
+                               available_capacity=grant.key.remaining - 10,
+                               cost_estimate=est.estimate_cost(estimate, key.price_in_per_m, key.price_out_per_m),
+                               estimate=estimate)
+        lap("output model", t0)
+    bare.close()
+    print(f"line profile, medians of {rounds:,} allocations (µs); load average {os.getloadavg()[0]:.2f}")
+    total = 0.0
+    for name, values in steps.items():
+        median = statistics.median(values[300:]) / 1000
+        if not name.startswith("("):
+            total += median
+        print(f"{name:40s} {median:8.1f}")
+    print(f"{'sum of the allocation steps':40s} {total:8.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3_000)
+    parser.add_argument("--profile", action="store_true", help="a line profile of one allocation instead")
     args = parser.parse_args()
     print(f"machine: {machine()}")
+    if args.profile:
+        with tempfile.TemporaryDirectory() as tmp:
+            ctx = _ctx(Path(tmp), 10**12)
+            t.allocate_tokens(ctx, t.AllocateTokensInput(prd_text="x", tokens=10))  # warm
+            line_profile(ctx, args.rounds)
+            ctx.close()
+        return
     inp = t.AllocateTokensInput(prd_text="x", tokens=10)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -87,7 +174,7 @@ def main() -> None:
             now = led.now()
             led.ledger.open_session(keys=keys, pick=lambda v: selection.choose_key(v, 10, now), need=10,
                                     session_id=led.new_id("ses"), label=None, task_id=None, threshold_ratio=0.75,
-                                    now=now, lease_seconds=3600)
+                                    now=now, lease_seconds=3600, minted_id=True)
 
         steps: dict[str, Callable[[], None]] = {"bare BEGIN IMMEDIATE+UPDATE+COMMIT": lambda: _bare_once(bare)}
         for label, drops, reads, inserts in REPLAYS:

@@ -109,7 +109,7 @@ def open_session(
         ),
         need=need, session_id=session_id or ctx.new_id("ses"), label=label, task_id=task_id,
         threshold_ratio=cfg.rotation_threshold, now=now,
-        lease_seconds=cfg.lease_seconds if lease_seconds is None else lease_seconds,
+        lease_seconds=cfg.lease_seconds if lease_seconds is None else lease_seconds, minted_id=session_id is None,
     )
 
 

@@ -128,12 +128,12 @@ def allocate_tokens(ctx: Context, inp: AllocateTokensInput) -> AllocateTokensOut
     key = next(k for k in keys if k.id == result.key.key_id)
     return AllocateTokensOutput(
         success=True,
-        session_id=result.session.session_id,
+        session_id=result.session_id,
         key_id=key.id,
         provider=key.provider,
         model=key.model,
         allocated=need,
-        rotation_threshold=result.session.rotation_threshold,
+        rotation_threshold=result.rotation_threshold,
         available_capacity=result.key.remaining - need,
         cost_estimate=est.estimate_cost(estimate, key.price_in_per_m, key.price_out_per_m),
         estimate=estimate,

@@ -125,8 +125,11 @@ class Ledger:
         threshold_ratio: float,
         now: datetime,
         lease_seconds: int,
+        minted_id: bool = False,
     ) -> Grant | list[KeyView]:
-        """Reserve `need` tokens on the key `pick` chooses and open a session on it.
+        """Reserve `need` tokens on the key `pick` chooses and open a session on it. `minted_id`: `session_id`
+        is one Butler just made (`Context.new_id`: a clock and `secrets`), not text from outside, so the
+        redaction hook skips it; a session id a caller passed in goes through the hook like the label.
 
         Returns the grant, or the key views the choice saw when nothing fitted (nothing changes then).
         """
@@ -141,20 +144,31 @@ class Ledger:
                 _expire_leases(conn, now)
                 views, _ = _views(conn, keys, day, stamp)
             chosen = pick(views)
-            if chosen is None or not _grant(conn, chosen.key_id, day, need, chosen.tokens_per_day):
+            if chosen is None:
                 return views
-            # The texts from outside pass the redaction hook; the day and the stamps are Butler's own.
-            sid, label_text, task, key_id = redact_values(conn, (session_id, label, task_id, chosen.key_id))
+            # The texts from outside pass the redaction hook once, in one check, the key id with them (the reserve
+            # then uses it as it came out: what the hook would have made of it there); the day, the stamps and a
+            # session id Butler minted are its own.
+            if minted_id:
+                sid = session_id
+                label_text, task, key_id = redact_values(conn, (label, task_id, chosen.key_id))
+            else:
+                sid, label_text, task, key_id = redact_values(conn, (session_id, label, task_id, chosen.key_id))
+            if not _grant(conn, key_id, day, need, chosen.tokens_per_day, own=True):
+                return views
             # Nothing reads its result: on PostgreSQL it travels with the COMMIT (store.db.execute_last).
             execute_last(conn, _INSERT_SESSION, (sid, label_text, task, key_id, need, threshold_ratio, day, need, need,
                                                  lease, stamp, stamp))
-            # The sessions row is the record of the allocation; no separate history event is needed.
-            session = SessionInfo(
-                session_id=session_id, label=label, task_id=task_id, key_id=chosen.key_id, allocated=need, used=0,
-                held=need, rotation_threshold=_threshold(need, threshold_ratio), cost=0.0, state="open",
-                created_at=now,
-            )
-            return Grant(session=session, key=chosen)
+            # The sessions row is the record of the allocation; no separate history event is needed. Its SessionInfo
+            # is built only when a caller reads `Grant.session` (the allocation's answer needs only the id).
+            threshold = _threshold(need, threshold_ratio)
+
+            def info() -> SessionInfo:
+                return SessionInfo(session_id=session_id, label=label, task_id=task_id, key_id=chosen.key_id,
+                                   allocated=need, used=0, held=need, rotation_threshold=threshold, cost=0.0,
+                                   state="open", created_at=now)
+
+            return Grant(key=chosen, session_id=session_id, rotation_threshold=threshold, session=info)
 
     def commit_usage(
         self,
@@ -446,21 +460,27 @@ def _reserve(conn: sqlite3.Connection, key: KeyView, need: int, now: datetime) -
     return _grant(conn, key.key_id, utc_day(now), need, key.tokens_per_day)
 
 
-def _grant(conn: sqlite3.Connection, key_id: str, day: str, need: int, limit: int) -> bool:
+def _grant(conn: sqlite3.Connection, key_id: str, day: str, need: int, limit: int, *, own: bool = False) -> bool:
+    """`own`: `key_id` already passed the redaction hook (`redact_values`), so the reserve skips it."""
     if need <= 0:
         return True  # granting nothing cannot break a limit, even on a key a late report pushed past it
     args = (need, key_id, day, need, limit)
-    if conn.execute(_RESERVE, args).rowcount == 1:
+    run = execute_own if own else _execute
+    if run(conn, _RESERVE, args).rowcount == 1:
         return True
     # No row yet for this key and day (the first grant of the day): create it, then try once more.
-    if _counter_row(conn, key_id, day):
-        return conn.execute(_RESERVE, args).rowcount == 1
+    if _counter_row(conn, key_id, day, run):
+        return run(conn, _RESERVE, args).rowcount == 1
     return False
 
 
-def _counter_row(conn: sqlite3.Connection, key_id: str, day: str) -> bool:
+def _execute(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> Any:
+    return conn.execute(sql, params)
+
+
+def _counter_row(conn: sqlite3.Connection, key_id: str, day: str, run: Callable[..., Any] | None = None) -> bool:
     """Make sure the (key, day) counter exists; True when this call created it."""
-    return bool(conn.execute("INSERT INTO key_day_counters(key_id, day) VALUES (?, ?)"
+    return bool((run or _execute)(conn, "INSERT INTO key_day_counters(key_id, day) VALUES (?, ?)"
                              " ON CONFLICT (key_id, day) DO NOTHING", (key_id, day)).rowcount)
 
 

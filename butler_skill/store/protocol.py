@@ -21,10 +21,30 @@ from butler_skill.models import Alert, Event, ResolvedKey, RotationReason, Sessi
 Picker = Callable[[list[KeyView]], KeyView | None]
 
 
-@dataclass(frozen=True)
 class Grant:
-    session: SessionInfo
-    key: KeyView
+    """A reservation made and the session opened on it: the session's id and rotation threshold, the key view it
+    was granted on, and `session` (its SessionInfo), built the first time it is read: an allocation's own answer
+    needs only the id and the threshold, and building a pydantic model inside every allocation cost about what
+    its reserve statement does. `session` is a SessionInfo or what makes one."""
+
+    __slots__ = ("_make", "_session", "key", "rotation_threshold", "session_id")
+
+    def __init__(self, *, key: KeyView, session_id: str, rotation_threshold: int,
+                 session: SessionInfo | Callable[[], SessionInfo]) -> None:
+        self.key = key
+        self.session_id = session_id
+        self.rotation_threshold = rotation_threshold
+        self._session, self._make = (session, None) if isinstance(session, SessionInfo) else (None, session)
+
+    @property
+    def session(self) -> SessionInfo:
+        if self._session is None:
+            assert self._make is not None
+            self._session, self._make = self._make(), None
+        return self._session
+
+    def __repr__(self) -> str:
+        return f"Grant(session_id={self.session_id!r}, key={self.key!r})"
 
 
 @dataclass(frozen=True)
@@ -98,8 +118,10 @@ class TokenLedger(Protocol):
         threshold_ratio: float,
         now: datetime,
         lease_seconds: int,
+        minted_id: bool = False,
     ) -> Grant | list[KeyView]:
-        """Reserve `need` tokens on the key `pick` chooses and open a session on it."""
+        """Reserve `need` tokens on the key `pick` chooses and open a session on it. `minted_id`: `session_id` is
+        one Butler just made (`Context.new_id`), not text from outside, so the redaction hook skips it."""
         ...
 
     def pending_alerts(self) -> list[Alert]:

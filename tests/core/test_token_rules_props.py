@@ -75,6 +75,24 @@ def test_choice_never_exceeds_capacity_nor_picks_a_resting_key(
             assert chosen.scope != avoid
 
 
+@given(st.lists(key_views, max_size=12, unique_by=lambda k: k.key_id), st.integers(-5, 120_000),
+       st.none() | st.sampled_from(["groq", "openai", "nvidia", "anthropic"]),
+       st.none() | st.sampled_from(["s1", "s2"]), st.lists(st.text(alphabet="abcdefgh123", min_size=1, max_size=6)),
+       st.floats(0, 1))
+def test_choice_is_the_first_of_the_ranking_of_the_eligible_keys(
+    keys: list[selection.KeyView], need: int, preferred: str | None, avoid: str | None, exclude: list[str],
+    input_share: float,
+) -> None:
+    """The one-pass choice equals its definition: sort the keys that are enabled, not excluded, not resting and
+    have room (`eligible`) by `rank`'s order and take the first; nothing when none is eligible."""
+    chosen = selection.choose_key(keys, need, NOW, preferred_provider=preferred, avoid_scope=avoid,
+                                  exclude=exclude, input_share=input_share)
+    ranked = selection.rank(selection.eligible(keys, need, NOW, exclude), preferred_provider=preferred,
+                            avoid_scope=avoid, input_share=input_share)
+    assert chosen == (ranked[0] if ranked else None)
+    assert chosen is None or (chosen.remaining >= need and chosen.key_id not in exclude)
+
+
 @given(st.lists(key_views, min_size=1, max_size=8, unique_by=lambda k: k.key_id), st.integers(0, 50_000))
 def test_exclusion_is_respected(keys: list[selection.KeyView], need: int) -> None:
     chosen = selection.choose_key(keys, need, NOW, exclude=[keys[0].key_id])

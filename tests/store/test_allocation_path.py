@@ -7,6 +7,7 @@ import pytest
 
 from butler_skill.handlers import tokens as t
 from butler_skill.host.context import Context
+from butler_skill.store.protocol import Grant
 from butler_skill.store.timestamps import ts
 from tests.conftest import SECRETS, Clock
 
@@ -67,3 +68,47 @@ def test_a_failing_session_insert_takes_its_reservation_back_with_it(ctx: Contex
     assert ctx.ledger.totals(clock.now) == {"used": 0, "reserved": 1_000}
     assert alloc(ctx, 500).allocated == 500  # the ledger (and its connection) work on
     assert ctx.ledger.totals(clock.now) == {"used": 0, "reserved": 1_500}
+
+
+def test_the_hook_sees_each_outside_text_of_an_allocation_once_and_the_reserve_uses_what_it_made(
+        ctx: Context, clock: Clock) -> None:
+    """The label and the key id pass the hook in one check (the reserve reuses the key id it returned); Butler's
+    own days, stamps and the session id it minted never reach it; a session id a caller passes in does."""
+    seen: list[str] = []
+    real = ctx.db.redact
+    assert real is not None
+
+    def spy(text: str) -> str:
+        seen.append(text)
+        return real(text)
+
+    ctx.db.redact = spy
+    out = alloc(ctx, 1_000, label="nightly build")
+    assert sorted(seen) == sorted(["nightly build", out.key_id])
+    assert not any(text[:4].isdigit() for text in seen)  # no day, no timestamp
+    assert ctx.ledger.totals(clock.now) == {"used": 0, "reserved": 1_000}  # today's first: its counter row was made too
+    # Without a label or a task, the same three texts less the label.
+    seen.clear()
+    second = alloc(ctx, 1_000)
+    assert seen == [second.key_id]
+    # A session id from the caller is outside text: it passes the hook with the rest.
+    from butler_skill import sessions
+
+    seen.clear()
+    given = sessions.open_session(ctx, 1_000, session_id="ses_given_by_caller", label="x")
+    assert isinstance(given, Grant) and given.session.session_id == "ses_given_by_caller"
+    assert sorted(seen) == sorted(["ses_given_by_caller", "x", given.key.key_id])
+
+
+def test_a_grants_session_is_the_row_it_wrote_read_back(ctx: Context, clock: Clock) -> None:
+    """`Grant.session` is built when first read: the same SessionInfo the ledger reads back from the row, and
+    the grant's id and threshold are that session's."""
+    from butler_skill import sessions
+
+    grant = sessions.open_session(ctx, 4_000, label="docs pass", task_id=None)
+    assert isinstance(grant, Grant)
+    stored = ctx.ledger.session(grant.session_id)
+    assert grant.session == stored and grant.session is grant.session
+    assert (grant.session_id, grant.rotation_threshold, grant.key.key_id) == (
+        stored.session_id, stored.rotation_threshold, stored.key_id)
+    assert stored.held == stored.allocated == 4_000 and stored.state == "open" and stored.created_at == clock.now
