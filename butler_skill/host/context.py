@@ -26,10 +26,10 @@ def system_clock() -> datetime:
 
 
 def uuid_ids(prefix: str) -> str:
-    """Time-ordered ids (milliseconds, then 64 random bits): new rows append to the end of B-tree indexes."""
-    import secrets  # here, not at the top: it loads OpenSSL's hashes, which a read-only call never needs
-
-    return f"{prefix}_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(8)}"
+    """Time-ordered ids (milliseconds, then 64 random bits): new rows append to the end of B-tree indexes. The
+    random part is the OS's CSPRNG, exactly what `secrets.token_hex(8)` returns (`os.urandom(8).hex()`), without
+    importing `secrets` (it loads OpenSSL's hashes) or its call layers on every allocation."""
+    return f"{prefix}_{time.time_ns() // 1_000_000:012x}{os.urandom(8).hex()}"
 
 
 class Context:

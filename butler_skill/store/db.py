@@ -299,8 +299,11 @@ class Database:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             # isolation_level=None: we issue BEGIN ourselves so the lock mode is explicit.
+            # cached_statements: Butler runs about 140 distinct statements (its migrations another 56, once); with
+            # sqlite3's default of 128, a long-lived server that used every tool could push the allocation's own
+            # prepared statements out and prepare them again.
             conn = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None,
-                                   check_same_thread=True)
+                                   check_same_thread=True, cached_statements=512)
             try:
                 conn.row_factory = sqlite3.Row
                 conn.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
