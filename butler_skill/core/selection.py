@@ -8,14 +8,14 @@ choice is deterministic. A rotation away from a rate limit puts keys of the fail
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class KeyView:
-    """What the rule needs to know about a key right now. (A plain dataclass: built on every allocation.)"""
+class KeyView(NamedTuple):
+    """What the rule needs to know about a key right now. Immutable (a NamedTuple: built for every key on every
+    allocation, and a frozen dataclass spent 1.3 µs per key in `object.__setattr__`); `_replace` makes a changed
+    copy."""
 
     key_id: str
     provider: str

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -130,7 +130,7 @@ class TaskStore:
             pick_ = pick(views, share)
             if pick_ is None or share > pick_.remaining:
                 raise _no_room(share, views, now)
-            views[index[pick_.key_id]] = replace(pick_, reserved=pick_.reserved + share)
+            views[index[pick_.key_id]] = pick_._replace(reserved=pick_.reserved + share)
             totals[pick_.key_id] = totals.get(pick_.key_id, 0) + share
             chosen.append(pick_.key_id)
         for key_id, total in totals.items():

@@ -6,6 +6,7 @@ import os
 import time
 from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -179,3 +180,14 @@ def test_naive_datetimes_are_refused() -> None:
 
     with pytest.raises(ValueError):
         utc_day(datetime(2026, 1, 1))
+
+
+@given(key_views, st.integers(0, 1_000))
+def test_a_key_view_cannot_be_changed_in_place_only_copied(view: selection.KeyView, more: int) -> None:
+    """A rule sees the figures the ledger read; what it changes is a copy (`_replace`, as the task store's
+    planning does), the view it was handed stays as read."""
+    with pytest.raises(AttributeError):
+        view.reserved = view.reserved + more  # type: ignore[misc]
+    copy = view._replace(reserved=view.reserved + more)
+    assert copy.reserved == view.reserved + more and copy.key_id == view.key_id
+    assert copy.remaining == max(0, view.tokens_per_day - view.used - view.reserved - more)
