@@ -230,7 +230,7 @@ class Gateway:
                 f"Butler: no key serving {binding.model or 'any model'} can take {hold.need} tokens now "
                 f"(largest available: {largest_available(grant, now)}; keys may be resting after a provider "
                 "refused them). Lower max_tokens, try again later, or add keys."))
-        hold.session_id, hold.key_id = grant.session.session_id, grant.session.key_id
+        hold.session_id, hold.key_id = grant.session_id, grant.key.key_id
         return hold
 
     async def _forward(self, fmt: Format, body: dict[str, Any], hold: Hold,
