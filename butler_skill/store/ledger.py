@@ -26,6 +26,7 @@ from butler_skill.core.selection import KeyView
 from butler_skill.core.usage import Usage
 from butler_skill.errors import Conflict, UnknownSession
 from butler_skill.models import Alert, Event, ResolvedKey, RotationReason, SessionInfo
+from butler_skill.store import reads
 from butler_skill.store.db import Database, execute_last, execute_own, redact_values
 from butler_skill.store.protocol import Grant, Picker, Rotation, UsageOutcome
 from butler_skill.store.timestamps import parse_ts, ts
@@ -52,8 +53,7 @@ class Ledger:
     def costs_today(self, now: datetime) -> dict[str, Decimal]:
         """USD per key today, exact (from the integer pico-USD counters)."""
         with self.db.read() as conn:
-            rows = conn.execute("SELECT key_id, cost_pusd FROM key_day_counters WHERE day = ?", (utc_day(now),))
-            return {r["key_id"]: from_pico(int(r["cost_pusd"])) for r in rows}
+            return reads.costs_today(conn, now)
 
     def costs_by_key(self) -> dict[str, Decimal]:
         """LLM cost recorded per key over all days, exact (the treasury derives prepaid credit from it)."""
@@ -83,25 +83,11 @@ class Ledger:
 
     def pending_alerts(self) -> list[Alert]:
         with self.db.read() as conn:
-            rows = conn.execute(
-                "SELECT * FROM alerts WHERE resolved_at IS NULL ORDER BY created_at, id"
-            ).fetchall()
-        return [
-            Alert(alert_id=r["id"], kind=r["kind"], session_id=r["session_id"], key_id=r["key_id"],
-                  message=r["message"], created_at=parse_ts(r["created_at"]))
-            for r in rows
-        ]
+            return [Alert.model_validate(a) for a in reads.pending_alerts(conn)]
 
     def events(self, kind: str | None = None, limit: int = 20) -> list[Event]:
-        sql = "SELECT * FROM events" + (" WHERE kind = ?" if kind else "") + " ORDER BY seq DESC LIMIT ?"
-        args: tuple[Any, ...] = (kind, limit) if kind else (limit,)
         with self.db.read() as conn:
-            rows = conn.execute(sql, args).fetchall()
-        return [
-            Event(seq=r["seq"], at=parse_ts(r["at"]), kind=r["kind"], session_id=r["session_id"],
-                  key_id=r["key_id"], data=json.loads(r["data"]))
-            for r in rows
-        ]
+            return [Event.model_validate(e) for e in reads.events(conn, kind, limit)]
 
     def totals(self, now: datetime) -> dict[str, int]:
         """Sum of used and reserved today over all keys: what the ledger reports as granted."""
