@@ -50,7 +50,7 @@ class SubTaskRow:
     priority: str
     weight_bp: int
     estimated_tokens: int
-    share: int
+    share: int  # this round's share (a retry replaces it)
     depends_on: tuple[str, ...]
     session_id: str
     key_id: str
@@ -59,6 +59,7 @@ class SubTaskRow:
     error: str | None
     attempts: int
     tokens_used: int
+    planned_share: int  # the share it was planned with: what every retry is capped at
 
 
 @dataclass(frozen=True)
@@ -108,10 +109,10 @@ class TaskStore:
                 s = item.spec
                 conn.execute(
                     "INSERT INTO subtasks(task_id, id, position, title, text, kind, priority, weight_bp,"
-                    " estimated_tokens, share, depends_on, session_id, status, updated_at)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,'pending',?)",
+                    " estimated_tokens, share, planned_share, depends_on, session_id, status, updated_at)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,'pending',?)",
                     (task_id, s.id, position, s.title, s.text, s.kind, s.priority, s.weight_bp, s.estimated_tokens,
-                     item.share, json.dumps(list(s.depends_on)), item.session_id, stamp),
+                     item.share, item.share, json.dumps(list(s.depends_on)), item.session_id, stamp),
                 )
 
     @staticmethod
@@ -307,4 +308,5 @@ def _subtask(r: sqlite3.Row) -> SubTaskRow:
         share=r["share"], depends_on=tuple(json.loads(r["depends_on"])), session_id=r["session_id"],
         key_id=r["key_id"], status=r["status"], output=r["output"], error=r["error"], attempts=r["attempts"],
         tokens_used=int(r["tokens_used"]),
+        planned_share=r["planned_share"] if r["planned_share"] is not None else r["share"],
     )

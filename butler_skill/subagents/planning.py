@@ -54,9 +54,10 @@ def plan_task(
 def replan_failed(ctx: Context, task_id: str, failed: Sequence[SubTaskRow], remaining_budget: int,
                   preferred_provider: str | None = None) -> list[SubTaskRow]:
     """Fresh shares for failed sub-tasks out of what the task's budget has left."""
-    # Each retry is capped at its original share (core/allocation.retry_shares): never the whole budget left.
-    # Sub-tasks that used more than their shares can leave the budget below zero: nothing to split then.
-    items = [(s.estimated_tokens, s.priority, s.share) for s in failed]
+    # Each retry is capped at its planned share (core/allocation.retry_shares), not at the last round's: never
+    # the whole budget left. Sub-tasks that used more than their shares can leave the budget below zero: nothing
+    # to split then.
+    items = [(s.estimated_tokens, s.priority, s.planned_share) for s in failed]
     shares = retry_shares(max(0, remaining_budget), items)  # type: ignore[arg-type]
     if not failed or not shares_usable(shares):
         raise NoCapacity(f"{remaining_budget} tokens left in the budget cannot cover {len(failed)} retries",

@@ -91,3 +91,27 @@ def test_a_retry_gets_its_original_share_not_the_whole_budget_left(ctx: Context)
     assert retry["retried"] == ["st-1"] and retry["remaining_budget"] > shares["st-1"]
     assert [a["tokens"] for a in retry["agents"]] == [shares["st-1"]]
     assert committed(ctx, plan["task_id"]) <= 20_000
+
+
+def test_a_second_retry_is_capped_by_the_planned_share_not_by_the_first_retrys(ctx: Context) -> None:
+    # The first retry of st-1 gets little (st-1 spent most of its share, the others still hold theirs); then st-2
+    # finishes under its share and frees tokens. The second retry may take st-1's planned share again: the cap is
+    # what was planned, which the first retry must not have overwritten.
+    plan = ok(call_tool("plan_agents", {"name": "memo", "description": DESCRIPTION, "budget": 20_000}, ctx))
+    shares = {a["sub_task_id"]: a["tokens"] for a in plan["agents"]}
+    by_id = {a["sub_task_id"]: a for a in plan["agents"]}
+    spent = shares["st-1"] * 9 // 10
+    ok(call_tool("submit_result", {"session_id": by_id["st-1"]["session_id"], "status": "failed",
+                                   "usage": {"output_tokens": spent}}, ctx))
+    first = ok(call_tool("retry_failed_tasks", {"task_id": plan["task_id"]}, ctx))
+    assert first["retried"] == ["st-1"]
+    (first_share,) = [a["tokens"] for a in first["agents"]]
+    assert 0 < first_share < shares["st-1"]
+    ok(call_tool("submit_result", {"session_id": by_id["st-2"]["session_id"], "status": "success",
+                                   "usage": {"output_tokens": 50}}, ctx))
+    ok(call_tool("submit_result", {"session_id": first["agents"][0]["session_id"], "status": "failed",
+                                   "usage": {"output_tokens": 1}}, ctx))
+    second = ok(call_tool("retry_failed_tasks", {"task_id": plan["task_id"]}, ctx))
+    assert second["remaining_budget"] > shares["st-1"]
+    assert [a["tokens"] for a in second["agents"]] == [shares["st-1"]]
+    assert committed(ctx, plan["task_id"]) <= 20_000
