@@ -69,7 +69,7 @@ def butler_cost(provider: str, model: str, wire: str, raw: dict[str, Any]) -> De
     key = resolve_key(KeyConfig.model_validate({"id": "k", "provider": provider, "model": model,
                                                 "limits": {"tokens_per_day": 1}}))
     u = Usage.from_anthropic(raw) if wire == "anthropic" else Usage.from_openai(raw)
-    return call_cost(u.figures(), model_prices(key), reported=u.cost_usd, upstream=u.upstream_cost_usd, byok=u.byok)
+    return call_cost(u, model_prices(key), reported=u.cost_usd, upstream=u.upstream_cost_usd, byok=u.byok)
 
 
 def litellm_cost(provider: str, model: str, wire: str, raw: dict[str, Any]) -> Decimal | None:
@@ -127,7 +127,7 @@ def main() -> int:
     n = 20_000
     for _ in range(n):
         u = Usage.from_anthropic(raw)
-        call_cost(u.figures(), prices, reported=u.cost_usd)
+        call_cost(u, prices, reported=u.cost_usd)
     took = (time.perf_counter() - start) / n
     print(f"{exact}/{len(CASES)} cases exact to the pico-dollar; parse + price one Anthropic usage: "
           f"{took * 1e6:.1f} µs")

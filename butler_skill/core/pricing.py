@@ -76,7 +76,7 @@ class ModelPrices(BaseModel):
 
 
 class UsageFigures(BaseModel):
-    """The countable parts of one call (what `usage_cost` prices). Mirrors the adapters' `Usage`."""
+    """The countable parts of one call (what `usage_cost` prices); `core.usage.Usage` extends it."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -112,7 +112,7 @@ def call_cost(u: UsageFigures, p: ModelPrices, *, reported: Decimal | None = Non
 def cost_of(usage: Usage, prices: ModelPrices) -> Decimal:
     """USD for one call's `usage` at a key's prices (`config.model_prices`): the provider's own reported
     cost wins (plus the upstream bill under OpenRouter BYOK), else the table's prices."""
-    return call_cost(usage.figures(), prices, reported=usage.cost_usd, upstream=usage.upstream_cost_usd,
+    return call_cost(usage, prices, reported=usage.cost_usd, upstream=usage.upstream_cost_usd,
                      byok=usage.byok)
 
 

@@ -28,26 +28,20 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import ConfigDict, Field, computed_field
 
 from butler_skill.core.pricing import UsageFigures, money
 
 __all__ = ["Usage"]
 
 
-class Usage(BaseModel):
-    """Token usage of one call, normalised (see the module doc)."""
+class Usage(UsageFigures):
+    """Token usage of one call, normalised (see the module doc): the parts `core.pricing` prices, plus what a
+    provider reports beside them."""
 
     model_config = ConfigDict(frozen=True)
 
-    input_tokens: int = Field(default=0, ge=0)
-    output_tokens: int = Field(default=0, ge=0)
-    cache_read_tokens: int = Field(default=0, ge=0)
-    cache_write_tokens: int = Field(default=0, ge=0, description="all cache writes (5-minute and 1-hour)")
-    cache_write_1h_tokens: int = Field(default=0, ge=0, description="the 1-hour part of cache_write_tokens")
     reasoning_tokens: int = Field(default=0, ge=0)
-    web_search_requests: int = Field(default=0, ge=0, description="server-side searches, billed per request")
-    tool_fees_usd: Decimal = Field(default=Decimal(0), ge=0, description="other server-side tool fees, as billed")
     total_tokens: int = Field(default=0, ge=0)
     cost_usd: Decimal | None = Field(default=None, description="cost the provider reported (OpenRouter), exact")
     upstream_cost_usd: Decimal | None = Field(
@@ -92,14 +86,6 @@ class Usage(BaseModel):
             upstream_cost_usd=money(upstream_cost_usd) if upstream_cost_usd is not None else None,
             byok=byok,
             estimated=estimated,
-        )
-
-    def figures(self) -> UsageFigures:
-        """The parts ``core.pricing`` prices."""
-        return UsageFigures.model_construct(  # already validated as a Usage
-            input_tokens=self.input_tokens, output_tokens=self.output_tokens, cache_read_tokens=self.cache_read_tokens,
-            cache_write_tokens=self.cache_write_tokens, cache_write_1h_tokens=self.cache_write_1h_tokens,
-            web_search_requests=self.web_search_requests, tool_fees_usd=self.tool_fees_usd,
         )
 
     @classmethod

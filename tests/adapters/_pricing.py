@@ -13,6 +13,6 @@ def price(u: Usage, pin: float | str, pout: float | str, read: float | str | Non
     def opt(x: float | str | None) -> Decimal | None:
         return money(x) if x is not None else None
 
-    return usage_cost(u.figures(), ModelPrices(input_per_m=money(pin), output_per_m=money(pout),
+    return usage_cost(u, ModelPrices(input_per_m=money(pin), output_per_m=money(pout),
                                                cache_read_per_m=opt(read), cache_write_per_m=opt(write),
                                                cache_write_1h_per_m=opt(write_1h)))
