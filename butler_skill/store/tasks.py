@@ -246,11 +246,6 @@ class TaskStore:
         with self.db.read() as conn:
             return sessions_in(conn, session_ids)
 
-    def release_session(self, session_id: str, now: datetime) -> None:
-        """Give back what a sub-task's session still holds (timeouts, cancellation, the end of a run)."""
-        with self.db.write() as conn:
-            release_session_in(conn, session_id, now)
-
 
 @dataclass(frozen=True)
 class AttemptRecord:

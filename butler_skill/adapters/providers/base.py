@@ -90,9 +90,6 @@ class RateLimitInfo(BaseModel):
     reset_requests_at: datetime | None = None
     reset_tokens_at: datetime | None = None
 
-    def is_empty(self) -> bool:
-        return not any(v is not None for v in self.model_dump().values())
-
 
 class CompletionResult(BaseModel):
     model_config = ConfigDict(frozen=True)
