@@ -88,6 +88,11 @@ class UsageFigures(BaseModel):
     web_search_requests: int = Field(default=0, ge=0)
     tool_fees_usd: Decimal = Field(default=Decimal(0), ge=0, description="other per-call fees, as reported")
 
+    @property
+    def counted_tokens(self) -> int:
+        """What a call counts against a token budget: input, output, cache reads and cache writes."""
+        return self.input_tokens + self.output_tokens + self.cache_read_tokens + self.cache_write_tokens
+
 
 def usage_cost(u: UsageFigures, p: ModelPrices) -> Decimal:
     """USD for one call from its figures and prices, exact. The 1-hour writes are taken out of the writes

@@ -81,7 +81,7 @@ class Usage(UsageFigures):
             reasoning_tokens=min(reasoning_tokens, output_tokens),
             web_search_requests=web_search_requests,
             tool_fees_usd=money(tool_fees_usd),
-            total_tokens=input_tokens + cache_read_tokens + cache_write_tokens + output_tokens,
+            total_tokens=input_tokens + output_tokens + cache_read_tokens + cache_write_tokens,
             cost_usd=money(cost_usd) if cost_usd is not None else None,
             upstream_cost_usd=money(upstream_cost_usd) if upstream_cost_usd is not None else None,
             byok=byok,

@@ -290,7 +290,7 @@ class Gateway:
             # Usage, the end of the request's own session and the token's settlement: one write transaction.
             with sessions.transaction(ctx) as tx:
                 sessions.commit(tx, hold.session_id, request_id, usage, key_id=key.id)
-                self._release_unbound(tx, hold, used=_total(usage))
+                self._release_unbound(tx, hold, used=usage.counted_tokens)
         except BaseException:
             self._release(hold)  # the usage could not be counted: still give back what the request held
             raise
@@ -332,10 +332,6 @@ class Gateway:
 class _Opened:
     upstream: Upstream
     raw_content: bytes
-
-
-def _total(u: Usage) -> int:
-    return u.input_tokens + u.output_tokens + u.cache_read_tokens + u.cache_write_tokens
 
 
 class RelayStream(Response):

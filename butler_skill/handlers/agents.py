@@ -209,7 +209,13 @@ def submit_result(ctx: Context, inp: SubmitResultInput) -> SubmitResultOutput:
     if row is None:
         raise UnknownSession(f"no sub-task has session {inp.session_id!r}", session_id=inp.session_id)
     u = inp.usage
-    total = u.input_tokens + u.output_tokens + u.cache_read_tokens + u.cache_write_tokens
+    usage = Usage.of(
+        input_tokens=u.input_tokens, output_tokens=u.output_tokens, cache_read_tokens=u.cache_read_tokens,
+        cache_write_tokens=u.cache_write_tokens, cache_write_1h_tokens=u.cache_write_1h_tokens,
+        web_search_requests=u.web_search_requests, tool_fees_usd=u.tool_fees, cost_usd=u.cost,
+        upstream_cost_usd=u.upstream_cost, byok=u.byok,
+    )
+    total = usage.counted_tokens
     if row.status in FINAL:
         # One report per sub-task run: the same report again changes nothing; a different one is refused.
         if row.status != inp.status:
@@ -220,12 +226,7 @@ def submit_result(ctx: Context, inp: SubmitResultInput) -> SubmitResultOutput:
         duplicate = True
     else:
         now = ctx.now()
-        sessions.settle(ctx, inp.session_id, inp.request_id or f"result:{inp.session_id}", Usage.of(
-            input_tokens=u.input_tokens, output_tokens=u.output_tokens, cache_read_tokens=u.cache_read_tokens,
-            cache_write_tokens=u.cache_write_tokens, cache_write_1h_tokens=u.cache_write_1h_tokens,
-            web_search_requests=u.web_search_requests, tool_fees_usd=u.tool_fees, cost_usd=u.cost,
-            upstream_cost_usd=u.upstream_cost, byok=u.byok,
-        ), close=True)
+        sessions.settle(ctx, inp.session_id, inp.request_id or f"result:{inp.session_id}", usage, close=True)
         key_id = ctx.ledger.session(inp.session_id).key_id
         store.record_attempt(task_id=row.task_id, st_id=row.id, key_id=key_id, outcome=inp.status,
                              request_id=inp.request_id, tokens=total, error=inp.error, started=now, ended=now)

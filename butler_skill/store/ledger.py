@@ -312,7 +312,7 @@ def commit_usage_in(conn: sqlite3.Connection, *, request_id: str, session_id: st
     pusd = to_pico(money(cost_usd))
     upstream_pusd = to_pico(usage.upstream_cost_usd) if usage.upstream_cost_usd is not None else None
     cost_real = float(from_pico(pusd))
-    total = input_tokens + output_tokens + cache_read_tokens + cache_write_tokens
+    total = usage.counted_tokens
     prior = conn.execute("SELECT * FROM usage_records WHERE request_id = ?", (request_id,)).fetchone()
     if prior is not None:
         figures = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",

@@ -213,7 +213,7 @@ class _Run:
         # One settlement per call: the attempt number keeps calls apart even when a provider repeats its response
         # ids (sessions.commit scopes every id by its session, so other sub-tasks never collide either).
         request_id = f"{attempt}/" + sessions.provider_request_id(key.id, result.request_id, "no-id")
-        tokens = u.input_tokens + u.output_tokens + u.cache_read_tokens + u.cache_write_tokens
+        tokens = u.counted_tokens
         if result.interrupted:
             # A cut answer is not a result: settled pessimistically, kept as output, reported failed
             # ("interrupted: ...") so aggregation counts it and retry_failed_tasks can run it again.
