@@ -127,7 +127,8 @@ def scoped_request_id(session_id: str, request_id: str) -> str:
 def commit(ctx: Context, session_id: str, request_id: str, usage: Usage, *, key_id: str | None = None,
            now: datetime | None = None) -> Committed:
     """Price `usage` exactly at the key it was spent on and settle it, idempotently by request id within
-    the session. Nothing else happens (no alert, no rotation): for a caller that ends the session itself."""
+    the session. Besides an `overrun` alert when the key-day goes past its limit, nothing else happens (no
+    threshold alert, no rotation): for a caller that ends the session itself."""
     key = key_of(ctx, key_id or ctx.ledger.session(session_id).key_id)
     cost = pricing.cost_of(usage, model_prices(key))
     _plausible(usage, cost, key.id)
