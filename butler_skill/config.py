@@ -39,6 +39,7 @@ ENV_VARS: dict[str, str] = {
     "BUTLER_BUSY_TIMEOUT_MS": "How long to wait for another process's lock on the ledger before answering "
                               "storage_error (default 30000).",
     "BUTLER_READ_PATHS": "Folders (os.pathsep-separated) prd_path may read besides the working directory.",
+    "BUTLER_DATABASE_URL": "postgresql://... to keep the ledger on PostgreSQL, shared by many hosts (default: SQLite).",
 }
 
 

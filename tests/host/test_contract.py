@@ -89,3 +89,10 @@ def test_skill_md_tool_table_matches_manifest() -> None:
     _, body = _skill_md()
     listed = re.findall(r"^\| `butler__([a-z_]+)` \|", body, flags=re.M)
     assert listed == [t.name for t in load_manifest().tools]
+
+
+def test_readme_environment_table_lists_every_variable_butler_reads() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("**Environment**"):readme.index("## How it works")]
+    listed = set(re.findall(r"^\| `(BUTLER_[A-Z_]+)` \|", table, flags=re.M))
+    assert set(ENV_VARS) <= listed, sorted(set(ENV_VARS) - listed)
