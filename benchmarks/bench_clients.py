@@ -101,6 +101,35 @@ async def butler_adapter(url: str, c: int) -> tuple[Any, Any]:
     return post, backend.aclose
 
 
+async def lean_client(url: str, c: int) -> tuple[Any, Any]:
+    """Butler's lean client (``adapters/providers/lean.py``: asyncio Protocol + llhttp) alone: POST, read, json."""
+    from butler_skill.adapters.providers.lean import LeanBackend
+
+    backend = LeanBackend(max_connections=c)
+    body = json.dumps(BODY).encode()
+    headers = {"content-type": "application/json", "authorization": "Bearer sk-bench-not-a-secret"}
+
+    async def post() -> None:
+        r = await backend.post(url, body, headers, 60.0)
+        json.loads(r.content)
+
+    return post, backend.aclose
+
+
+async def butler_adapter_lean(url: str, c: int) -> tuple[Any, Any]:
+    """Butler's OpenAI-compatible adapter over the lean client: what the sub-agent runner calls now."""
+    from butler_skill.adapters.providers.lean import LeanBackend
+    from butler_skill.adapters.providers.openai_compat import OpenAICompatClient
+
+    backend = LeanBackend(max_connections=c)
+    client = OpenAICompatClient(backend, url.removesuffix("/chat/completions"), "sk-bench-not-a-secret")
+
+    async def post() -> None:
+        await client.complete("m", BODY["messages"], 16)
+
+    return post, backend.aclose
+
+
 async def httpx_over_aiohttp(url: str, c: int) -> tuple[Any, Any]:
     """httpx's API over an aiohttp connection pool, as a transport (what wrapping aiohttp in httpx would cost)."""
     import aiohttp
@@ -182,8 +211,10 @@ async def run_client(make: Any, url: str, n: int, c: int, rounds: int) -> list[t
 
 
 CLIENTS = {
-    "aiohttp, one session (Butler's client)": aiohttp_session,
-    "Butler's OpenAI adapter over aiohttp": butler_adapter,
+    "Butler's lean client (asyncio Protocol + llhttp)": lean_client,
+    "Butler's OpenAI adapter over the lean client (Butler's client)": butler_adapter_lean,
+    "aiohttp, one session": aiohttp_session,
+    "Butler's OpenAI adapter over aiohttp (Butler's client before)": butler_adapter,
     "plain asyncio streams, HTTP/1.1 (floor)": asyncio_streams,
     "httpx, Butler's former sharded pools": httpx_sharded,
     "httpx, one pool": httpx_one_pool,

@@ -97,7 +97,11 @@ class HttpBackend(Protocol):
 
 def json_bytes(body: Any) -> bytes:
     """A request body as httpx's ``json=`` encodes it (compact, UTF-8, no NaN)."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    return _ENCODE(body).encode("utf-8")
+
+
+# One encoder for every body: json.dumps with any option builds a new JSONEncoder on each call.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
 class LineSplitter:
