@@ -13,7 +13,7 @@ about 0.4 ms of CPU a request and slows every client alike; the default is tests
 loop); best and median of the rounds. Clients run in turn, each round of each client interleaved with the others.
 
 Run: .venv/bin/python benchmarks/bench_clients.py [--n 1000] [--c 100] [--latency-ms 50] [--rounds 5]
-     [--server fast|threaded]
+     [--server fast|threaded] [--only TEXT]
 """
 
 from __future__ import annotations
@@ -237,7 +237,9 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--server", choices=("fast", "threaded"), default="fast")
+    parser.add_argument("--only", default="", help="run only the clients whose name contains this text")
     args = parser.parse_args()
+    clients = {name: make for name, make in CLIENTS.items() if args.only.lower() in name.lower()}
     print(f"machine: {machine()}")
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     server = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "bench_subagents.py"), "--serve",
@@ -249,9 +251,9 @@ def main() -> None:
         base = server.stdout.readline().strip()
         url = base.rstrip("/") + "/chat/completions"
         ideal = args.n / args.c * args.latency_ms
-        results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in CLIENTS}
+        results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in clients}
         for _ in range(args.rounds):  # one round of each client in turn, so load on the machine hits all alike
-            for name, make in CLIENTS.items():
+            for name, make in clients.items():
                 results[name] += asyncio.run(run_client(make, url, args.n, args.c, 1))
         print(f"\n{args.n:,} POSTs, at most {args.c} in flight, provider latency {args.latency_ms} ms "
               f"(ideal {ideal:.0f} ms), {args.rounds} rounds, {args.server} fake provider")
