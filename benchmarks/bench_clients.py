@@ -13,7 +13,7 @@ about 0.4 ms of CPU a request and slows every client alike; the default is tests
 loop); best and median of the rounds. Clients run in turn, each round of each client interleaved with the others.
 
 Run: .venv/bin/python benchmarks/bench_clients.py [--n 1000] [--c 100] [--latency-ms 50] [--rounds 5]
-     [--server fast|threaded] [--only TEXT]
+     [--server fast|threaded] [--only "TEXT|TEXT"]
 """
 
 from __future__ import annotations
@@ -237,9 +237,11 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--server", choices=("fast", "threaded"), default="fast")
-    parser.add_argument("--only", default="", help="run only the clients whose name contains this text")
+    parser.add_argument("--only", default="", help="run only the clients whose name contains one of these "
+                        "texts, separated by |")
     args = parser.parse_args()
-    clients = {name: make for name, make in CLIENTS.items() if args.only.lower() in name.lower()}
+    wanted = [w.strip().lower() for w in args.only.split("|")]
+    clients = {name: make for name, make in CLIENTS.items() if any(w in name.lower() for w in wanted)}
     print(f"machine: {machine()}")
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     server = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "bench_subagents.py"), "--serve",
