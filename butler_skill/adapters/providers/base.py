@@ -469,7 +469,7 @@ class StreamState:
 class ChatClient:
     """The send / classify / stream skeleton both wire formats share. Subclasses fill in the hooks.
 
-    The HTTP client is injected: an ``HttpBackend`` (``adapters/providers/http.py``: aiohttp for real providers)
+    The HTTP client is injected: an ``HttpBackend`` (``adapters/providers/http.py``: the lean client for real providers)
     or an ``httpx.AsyncClient`` (its transport decides whether the network is real); the client keeps no global
     state. ``clock`` is only used to turn an HTTP-date Retry-After into seconds when the
     response has no ``Date`` header.

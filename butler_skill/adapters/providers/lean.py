@@ -17,8 +17,8 @@ What it does:
 * ``Content-Length``, chunked and read-until-close answers; 1xx interim answers are skipped;
 * SSE streams line by line (``LineSplitter``), with flow control (reading pauses while 256 KiB wait unread);
 * ``timeout_s`` per step, as the other backends: waiting for a pooled connection, connecting (TLS included), and
-  each wait for the next byte of the answer; the caller bounds the whole call (``ChatClient.complete`` does, with
-  ``asyncio.timeout``);
+  each wait for the next byte of the answer (one watchdog notices a silence within a tenth of ``timeout_s`` after
+  it, at most a second); the caller bounds the whole call (``ChatClient.complete`` does, with ``asyncio.timeout``);
 * an answer body above ``max_body_bytes`` (64 MiB) is a transport error, not memory exhaustion;
 * ``Accept-Encoding: identity``: completions are small JSON and SSE streams, where compression saves little
   bandwidth, costs CPU on both ends and makes the server buffer events; a server that compresses anyway
