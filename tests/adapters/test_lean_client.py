@@ -315,6 +315,32 @@ def test_a_reused_connection_dropped_before_any_answer_is_retried_once_on_a_new_
     assert [r.conn for r in s.requests] == [0, 0, 1]
 
 
+def test_the_retry_takes_a_new_connection_not_another_stale_one(run: Any) -> None:
+    # Two pooled connections, both dropped by the server's idle timeout: the retry must not pick the other one.
+    def handler(conn: RawConn) -> None:
+        if conn.index < 2:
+            if conn.read_request() is not None:
+                time.sleep(0.05)  # both requests of the first wave in flight together: two connections
+                conn.send(answer(b'{"n":1}'))
+            if conn.read_request() is not None:
+                conn.close()
+            return
+        while conn.read_request() is not None:
+            conn.send(answer(b'{"n":2}'))
+
+    with RawServer(handler) as s:
+        async def main() -> list[bytes]:
+            backend = LeanBackend()
+            try:
+                first = await asyncio.gather(post(backend, s.url()), post(backend, s.url()))
+                return [r.content for r in first] + [(await post(backend, s.url())).content]
+            finally:
+                await backend.aclose()
+
+        assert run(main) == [b'{"n":1}', b'{"n":1}', b'{"n":2}']
+    assert sorted(r.conn for r in s.requests[:2]) == [0, 1] and [r.conn for r in s.requests[2:]] in ([0, 2], [1, 2])
+
+
 def test_a_new_connection_dropped_before_any_answer_is_not_retried(run: Any) -> None:
     def handler(conn: RawConn) -> None:
         if conn.read_request() is not None:

@@ -435,10 +435,14 @@ class _Pool:
     def size(self) -> int:
         return len(self.idle) + len(self.busy) + self.opening
 
-    async def acquire(self, timeout_s: float) -> _Connection:
+    async def acquire(self, timeout_s: float, fresh: bool = False) -> _Connection:
+        """A connection for one exchange: the most recently used idle one, else a new one while fewer than
+        ``limit`` are open, else the next one given back. ``fresh``: a new connection (idle ones make room)."""
         while True:
             idle = self.idle
-            while idle:
+            while idle and fresh and self.size >= self.limit:
+                idle.pop(0)._close()
+            while idle and not fresh:
                 conn = idle.pop()
                 if conn.open and self.loop.time() - conn.last < self.keepalive:
                     conn.reused = True
@@ -734,7 +738,7 @@ class LeanBackend:
     async def _exchange(self, pool: _Pool, request: bytes, timeout_s: float,
                         stream: bool) -> tuple[_Connection, object, Any]:
         for attempt in (0, 1):
-            conn = await pool.acquire(timeout_s)
+            conn = await pool.acquire(timeout_s, fresh=attempt == 1)
             waiter = conn.start(request, stream, timeout_s)
             try:
                 return conn, waiter, await waiter
@@ -746,14 +750,13 @@ class LeanBackend:
                 # (RFC 9112 9.3.1), where its idle timeout fired as our request was on the wire. Sending a POST
                 # again is safe here: an HTTP/1.1 server closes a connection only between requests, and once it
                 # has closed, the kernel discards what arrives (answering RST), so the request never reached the
-                # server's application and was not processed (nor billed). Only once, only on a connection that
-                # had served an answer before (a new connection failing is reported), and a pooled connection
-                # the server had visibly closed, or that sat idle past `keepalive_s`, is never picked at all.
+                # server's application and was not processed (nor billed). Only once, on a new connection (the
+                # same idle timeout may have closed the other pooled ones), only after a connection that had
+                # served an answer before (a new connection failing is reported); a pooled connection the server
+                # had visibly closed, or that sat idle past `keepalive_s`, is never picked at all.
                 # (A server that read a request and then vanished without a byte looks the same; Butler settles
                 # whatever the second answer reports, so at worst one extra completion is billed and recorded.)
-                if attempt:
-                    raise HttpTransportError("ServerDisconnected") from None
-        raise AssertionError("unreachable")  # pragma: no cover
+        raise AssertionError("unreachable")  # pragma: no cover - a new connection is never stale
 
     def _lookup(self, url: str) -> _Route:
         if self._closing is not None:
