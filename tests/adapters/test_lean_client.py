@@ -129,6 +129,24 @@ def test_answer_delimited_by_close_and_interim_1xx_answers(run: Any) -> None:
     assert s.connections == 2 and stats["idle"] == 0
 
 
+def test_bytes_after_a_whole_answer_retire_the_connection(run: Any) -> None:
+    # One answer, then (in the same write) the start of another nobody asked for: the first is delivered, the
+    # connection is out of step and is not reused.
+    with RawServer(serve_forever(answer(b'{"n":1}') + b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")) as s:
+        async def main() -> list[bytes]:
+            backend = LeanBackend()
+            try:
+                out = [(await post(backend, s.url())).content]
+                await asyncio.sleep(0.05)
+                out.append((await post(backend, s.url())).content)
+                return out
+            finally:
+                await backend.aclose()
+
+        assert run(main) == [b'{"n":1}', b'{"n":1}']
+    assert s.connections == 2
+
+
 def test_connection_close_answer_is_not_reused(run: Any) -> None:
     with RawServer(serve_forever(answer(b"{}", headers="connection: close\r\n"))) as s:
         async def main() -> None:

@@ -151,12 +151,16 @@ class _Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._fail(HttpTransportError("HttpParserUpgrade"))
+            error = HttpTransportError("HttpParserUpgrade")
         except httptools.HttpParserError:
-            if self.error is None:
-                self._fail(HttpTransportError("HttpParserError"))
-            else:  # a callback refused the answer (too large, unknown encoding) and said why
-                self._fail(self.error)
+            # A callback may have refused the answer (too large, unknown encoding) and said why.
+            error = self.error or HttpTransportError("HttpParserError")
+        else:
+            return
+        if self.state == _HEAD or self.state == _BODY:
+            self._fail(error)
+        else:  # more bytes after a whole answer (already handed over): the connection is out of step
+            self._close()
 
     def eof_received(self) -> bool:
         return False  # close our side too; connection_lost follows
@@ -176,6 +180,8 @@ class _Connection(asyncio.Protocol):
 
     # ------------------------------------------------------------------------------------ llhttp events
     def on_message_begin(self) -> None:
+        if self.state != _HEAD and self.state != _BODY:
+            raise HttpTransportError("UnexpectedAnswer")  # stops llhttp: an answer nobody asked for
         self.raw = {}
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -297,7 +303,7 @@ class _Connection(asyncio.Protocol):
     def _fail(self, error: HttpError) -> None:
         """The exchange failed: report it and close (the connection's state is unknown now). A whole answer's
         connection goes back to the pool (to be dropped) at once; a stream's when its owner lets go of it."""
-        if self.state == _DONE:
+        if self.state != _HEAD and self.state != _BODY:
             return
         self.state = _DONE
         self.error = error
