@@ -1,9 +1,10 @@
 """Which HTTP client can carry 1,000 sub-tasks at maxConcurrent 100 on a 50 ms provider (issue 12)?
 
 The ideal is 500 ms (ten waves of 50 ms). Butler's sub-task loop cannot be faster than the HTTP client under it,
-so this measures bare clients on the same fake provider (its own process, OpenAI wire format): aiohttp with one
-session (what Butler's adapters use for real providers since issue 12), Butler's own adapter over it (request
-body, headers, rate-limit headers, usage: one `OpenAICompatClient.complete` per request), httpx with Butler's
+so this measures bare clients on the same fake provider (its own process, OpenAI wire format): Butler's lean client
+(`adapters/providers/lean.py`, what its adapters use for real providers) alone and under Butler's own adapter
+(request body, headers, rate-limit headers, usage: one `OpenAICompatClient.complete` per request), aiohttp with one
+session (the client before, still the one for proxied URLs) alone and under the same adapter, httpx with Butler's
 former sharded pools (8 connections each), httpx with one pool of 100, httpx's API over an aiohttp transport,
 and a plain asyncio-streams HTTP/1.1 client written here (keep-alive pool, Content-Length bodies only, no TLS,
 no proxy, no chunked answers: not a client anyone should ship, but the floor of what any Python client can cost).
