@@ -25,7 +25,7 @@ from butler_skill.core.limits import MAX_CALL_COST_USD, MAX_CALL_TOKENS, plausib
 from butler_skill.core.usage import Usage
 from butler_skill.errors import NoCapacity, ProviderError, UnknownKey
 from butler_skill.models import Alert, ResolvedKey, RotationReason, SessionInfo
-from butler_skill.store.ledger import commit_usage_in, key_view_in, raise_alert_in
+from butler_skill.store.ledger import UsageReport, commit_usage_in, commit_usages_in, key_view_in, raise_alert_in
 from butler_skill.store.protocol import Grant, Rotation, UsageOutcome
 
 if TYPE_CHECKING:
@@ -159,12 +159,78 @@ def commit_in(ctx: Context, conn: Connection, session_id: str, request_id: str, 
         view = key_view_in(conn, key, now)
         if reporting.key_overrun(view):
             alert_id = ctx.new_id("alr")
-            message = _overrun_message(key, view, outcome.session, now)
+            message = _overrun_message(key, view, outcome.session.session_id, outcome.session.state, now)
             if raise_alert_in(conn, alert_id=alert_id, session_id=session_id, key_id=outcome.session.key_id,
                               kind="overrun", message=message, now=now):
                 alert = Alert(alert_id=alert_id, kind="overrun", session_id=session_id,
                               key_id=outcome.session.key_id, message=message, created_at=now)
     return Committed(outcome, cost, alert)
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """One usage report of a group (`commit_group_in`): `commit_in`'s arguments, and `close`: end the session after
+    it, giving back what it still holds (the sub-agent runner's settlement ends its sub-task)."""
+
+    session_id: str
+    request_id: str
+    usage: Usage
+    key: ResolvedKey
+    now: datetime
+    close: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """What one report of a group did: a duplicate or not, the session's tokens used right after it, its exact
+    cost, and the `overrun` alert it raised."""
+
+    duplicate: bool
+    used: int
+    cost: Decimal
+    alert: Alert | None = None
+
+
+def commit_group_in(ctx: Context, conn: Connection, reports: Sequence[Report]) -> list[Counted | Exception]:
+    """`commit_in` (then, with `close`, the session's release) for each report in order, inside the caller's write
+    transaction, with a few statements for the whole group (`store.ledger.commit_usages_in`): the ledger ends
+    exactly as settling them one by one would. Per report what it did, or the exception settling it alone would
+    raise (an implausible report, a conflicting request id, an unknown session: it then changed nothing). Raises
+    when the group cannot be settled in one pass (the caller then settles it one by one)."""
+    out: list[Counted | Exception | None] = [None] * len(reports)
+    costs: list[Decimal] = []
+    todo: list[UsageReport] = []
+    where: list[int] = []
+    lease = ctx.config.lease_seconds
+    for i, r in enumerate(reports):
+        cost = pricing.cost_of(r.usage, model_prices(r.key))
+        try:
+            _plausible(r.usage, cost, r.key.id)
+        except ProviderError as exc:
+            out[i] = exc
+            continue
+        costs.append(cost)
+        where.append(i)
+        todo.append(UsageReport(scoped_request_id(r.session_id, r.request_id), r.session_id, r.usage, cost, r.now,
+                                lease, r.key.tokens_per_day, r.key.id, r.close))
+    group = commit_usages_in(conn, todo)
+    for i, cost, done in zip(where, costs, group.results, strict=True):
+        if isinstance(done, Exception):
+            out[i] = done
+            continue
+        alert = None
+        if done.overrun:  # the key-day went past the key's limit with this report: the same alert `commit_in` raises
+            r = reports[i]
+            view = selection.KeyView(r.key.id, r.key.provider, r.key.scope, r.key.tokens_per_day, done.counted, 0,
+                                     r.key.price_in_per_m, r.key.price_out_per_m, None, r.key.enabled)
+            alert_id = ctx.new_id("alr")
+            message = _overrun_message(r.key, view, r.session_id, done.session.state, r.now)
+            if raise_alert_in(conn, alert_id=alert_id, session_id=r.session_id, key_id=done.session.key_id,
+                              kind="overrun", message=message, now=r.now):
+                alert = Alert(alert_id=alert_id, kind="overrun", session_id=r.session_id,
+                              key_id=done.session.key_id, message=message, created_at=r.now)
+        out[i] = Counted(done.duplicate, done.session.used, cost, alert)
+    return out  # type: ignore[return-value]
 
 
 def _plausible(usage: Usage, cost: Decimal, key_id: str) -> None:
@@ -182,14 +248,14 @@ def _key_day_overrun(ctx: Context, key: ResolvedKey, session: SessionInfo, now: 
     view = ctx.ledger.key_view(key, now)
     if not reporting.key_overrun(view):
         return None
-    return _alert(ctx, session, "overrun", now, _overrun_message(key, view, session, now))
+    return _alert(ctx, session, "overrun", now, _overrun_message(key, view, session.session_id, session.state, now))
 
 
-def _overrun_message(key: ResolvedKey, view: selection.KeyView, session: SessionInfo, now: datetime) -> str:
-    late = " after its lease expired" if session.state == "expired" else ""
+def _overrun_message(key: ResolvedKey, view: selection.KeyView, session_id: str, state: str, now: datetime) -> str:
+    late = " after its lease expired" if state == "expired" else ""
     return (f"key {key.id} counted {view.used + view.reserved} tokens on {utc_day(now)}, "
             f"{reporting.key_overrun(view)} past its daily limit of {key.tokens_per_day}: session "
-            f"{session.session_id} reported usage{late} beyond what it held")
+            f"{session_id} reported usage{late} beyond what it held")
 
 
 def _alert(ctx: Context, session: SessionInfo, kind: str, now: datetime, message: str) -> Alert | None:

@@ -17,7 +17,7 @@ from butler_skill.core.decomposition import SubTaskSpec
 from butler_skill.core.selection import KeyView, largest_available
 from butler_skill.errors import NoCapacity, UnknownTask
 from butler_skill.models import ResolvedKey, SessionInfo
-from butler_skill.store.db import Database
+from butler_skill.store.db import Database, execute_own, executemany_own, redact_values
 from butler_skill.store.ledger import (
     expire_leases_in,
     insert_session_in,
@@ -276,6 +276,64 @@ def finish_in(conn: sqlite3.Connection, *, task_id: str, st_id: str, session_id:
         " attempts = COALESCE(?, attempts) WHERE task_id = ? AND id = ?",
         (status, output, error, ts(now), n, task_id, st_id),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """One sub-task's end for `end_subtasks_in`: `finish_in`'s arguments but the session."""
+
+    task_id: str
+    st_id: str
+    status: str
+    now: datetime
+    output: str | None = None
+    error: str | None = None
+    attempt: AttemptRecord | None = None
+
+
+_END_SUBTASK = ("UPDATE subtasks SET status = ?, output = COALESCE(?, output), error = ?, updated_at = ?,"
+                " attempts = COALESCE(?, attempts) WHERE task_id = ? AND id = ?")
+_INSERT_ATTEMPT = ("INSERT INTO attempts(task_id, subtask_id, n, key_id, outcome, request_id, tokens, error,"
+                   " started_at, ended_at) VALUES (?,?,?,?,?,?,?,?,?,?)")
+
+
+def end_subtasks_in(conn: sqlite3.Connection, finishes: Sequence[Finish]) -> None:
+    """`finish_in` for several sub-tasks at once, in order, their sessions already released by the ledger
+    (`store.ledger.commit_usages_in` with `close`): one read of the attempt numbers so far, one `executemany` for
+    the attempts (each numbered on from its sub-task's last) and one for the sub-tasks' rows. The texts from
+    outside (ids, the model's output, errors, request ids) pass the redaction hook in one check; the statuses,
+    outcomes and timestamps are Butler's own."""
+    if not finishes:
+        return
+    texts = redact_values(conn, [t for f in finishes for t in (
+        f.task_id, f.st_id, f.output, f.error,
+        *((f.attempt.key_id, f.attempt.request_id, f.attempt.error) if f.attempt is not None else (None,) * 3))])
+    last: dict[tuple[str, str], int] = {}
+    by_task: dict[str, list[str]] = {}
+    for i, f in enumerate(finishes):
+        if f.attempt is not None:
+            by_task.setdefault(texts[7 * i], []).append(texts[7 * i + 1])
+    for task_id, st_ids in by_task.items():
+        ids = list(dict.fromkeys(st_ids))
+        for j in range(0, len(ids), 500):
+            part = ids[j:j + 500]
+            for r in execute_own(conn, "SELECT subtask_id, MAX(n) AS n FROM attempts WHERE task_id = ? AND subtask_id"
+                                 f" IN ({','.join('?' * len(part))}) GROUP BY subtask_id", [task_id, *part]):
+                last[(task_id, r["subtask_id"])] = int(r["n"] or 0)
+    attempts: list[tuple[Any, ...]] = []
+    ends: list[tuple[Any, ...]] = []
+    for i, f in enumerate(finishes):
+        task_id, st_id, output, error, key_id, request_id, a_error = texts[7 * i:7 * i + 7]
+        n = None
+        a = f.attempt
+        if a is not None:
+            n = last[(task_id, st_id)] = last.get((task_id, st_id), 0) + 1
+            attempts.append((task_id, st_id, n, key_id, a.outcome, request_id, a.tokens, a_error, ts(a.started),
+                             ts(a.ended)))
+        ends.append((f.status, output, error, ts(f.now), n, task_id, st_id))
+    if attempts:
+        executemany_own(conn, _INSERT_ATTEMPT, attempts)
+    executemany_own(conn, _END_SUBTASK, ends)
 
 
 def _record_attempt(conn: sqlite3.Connection, a: AttemptRecord, task_id: str, st_id: str) -> int:

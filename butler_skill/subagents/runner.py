@@ -23,7 +23,7 @@ from butler_skill.core import inflight
 from butler_skill.core.prompts import subtask_prompt
 from butler_skill.models import ResolvedKey, SessionInfo
 from butler_skill.store.ledger import expire_leases_in
-from butler_skill.store.tasks import AttemptRecord, SubTaskRow, TaskStore, finish_in
+from butler_skill.store.tasks import AttemptRecord, Finish, SubTaskRow, TaskStore, end_subtasks_in, finish_in
 from butler_skill.subagents.batching import BatchedReads, GroupCommit
 from butler_skill.subagents.clients import ClientFactory
 
@@ -92,7 +92,7 @@ class _Run:
         # run on another core while the loop carries on with the network); PostgreSQL's run in the loop.
         sqlite = ctx.db.dialect == "sqlite"
         self.writes = GroupCommit(ctx.db, prepare=lambda conn: expire_leases_in(conn, ctx.now()), thread=sqlite,
-                                  close_connection=ctx.db.close if sqlite else None)
+                                  close_connection=ctx.db.close if sqlite else None, bulk=self.settle_group)
         self.sessions: BatchedReads[str, SessionInfo] = BatchedReads(self.store.sessions, ctx.ledger.session)
 
     def emit(self, st: SubTaskRow, status: ProgressStatus, **kw: object) -> None:
@@ -107,6 +107,15 @@ class _Run:
         self.status[st.id] = status
         if output is not None:
             self.outputs[st.id] = output
+
+    def settle_group(self, conn: Connection, payloads: list[tuple[sessions.Report, Finish]]) -> list[tuple[bool, Any]]:
+        """The settlements of one group transaction, set-oriented: every report's usage and its session's release
+        (`sessions.commit_group_in`), then the sub-tasks' attempts and statuses (`end_subtasks_in`), for those
+        whose usage settled; per settlement its `Counted` or the exception that left it unwritten."""
+        counted = sessions.commit_group_in(self.ctx, conn, [report for report, _ in payloads])
+        end_subtasks_in(conn, [finish for (_, finish), c in zip(payloads, counted, strict=True)
+                               if not isinstance(c, Exception)])
+        return [(not isinstance(c, Exception), c) for c in counted]
 
     async def run(self) -> None:
         rows = self.store.subtasks(self.task.id)
@@ -226,18 +235,22 @@ class _Run:
             record = AttemptRecord(key_id=key.id, outcome="success", request_id=request_id, tokens=tokens, error=note,
                                    started=started, ended=now)
 
-        def write(conn: Connection) -> sessions.Committed:
+        def write(conn: Connection) -> sessions.Counted:  # this settlement alone (if the group's bulk step fails)
             committed = sessions.commit_in(self.ctx, conn, st.session_id, request_id, u, key=key, now=now)
             finish_in(conn, task_id=self.task.id, st_id=st.id, session_id=st.session_id, status=status, now=now,
                       output=result.text, error=error, attempt=record)
-            return committed
+            return sessions.Counted(committed.outcome.duplicate, committed.outcome.session.used, committed.cost,
+                                    committed.alert)
 
-        def written(_: sessions.Committed) -> None:
+        def written(_: sessions.Counted) -> None:
             self.status[st.id] = status
             self.outputs[st.id] = result.text
 
-        committed = await self.writes.write(write, written)
-        used = committed.outcome.session.used
+        # The same settlement, for the group's set-oriented write (settle_group): usage, then the sub-task's end.
+        payload = (sessions.Report(st.session_id, request_id, u, key, now, close=True),
+                   Finish(self.task.id, st.id, status, now, result.text, error, record))
+        counted = await self.writes.write(write, written, payload=payload)
+        used = counted.used
         if result.interrupted:
             self.emit(st, "interrupted", key_id=key.id, attempt=attempt, tokens=used, message=error or "")
         else:
