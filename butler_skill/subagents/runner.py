@@ -12,7 +12,9 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -92,7 +94,8 @@ class _Run:
         # run on another core while the loop carries on with the network); PostgreSQL's run in the loop.
         sqlite = ctx.db.dialect == "sqlite"
         self.writes = GroupCommit(ctx.db, prepare=lambda conn: expire_leases_in(conn, ctx.now()), thread=sqlite,
-                                  close_connection=ctx.db.close if sqlite else None, bulk=self.settle_group)
+                                  close_connection=ctx.db.close if sqlite else None,
+                                  bulk=partial(settle_group, ctx))
         self.sessions: BatchedReads[str, SessionInfo] = BatchedReads(self.store.sessions, ctx.ledger.session)
 
     def emit(self, st: SubTaskRow, status: ProgressStatus, **kw: object) -> None:
@@ -107,15 +110,6 @@ class _Run:
         self.status[st.id] = status
         if output is not None:
             self.outputs[st.id] = output
-
-    def settle_group(self, conn: Connection, payloads: list[tuple[sessions.Report, Finish]]) -> list[tuple[bool, Any]]:
-        """The settlements of one group transaction, set-oriented: every report's usage and its session's release
-        (`sessions.commit_group_in`), then the sub-tasks' attempts and statuses (`end_subtasks_in`), for those
-        whose usage settled; per settlement its `Counted` or the exception that left it unwritten."""
-        counted = sessions.commit_group_in(self.ctx, conn, [report for report, _ in payloads])
-        end_subtasks_in(conn, [finish for (_, finish), c in zip(payloads, counted, strict=True)
-                               if not isinstance(c, Exception)])
-        return [(not isinstance(c, Exception), c) for c in counted]
 
     async def run(self) -> None:
         rows = self.store.subtasks(self.task.id)
@@ -235,26 +229,50 @@ class _Run:
             record = AttemptRecord(key_id=key.id, outcome="success", request_id=request_id, tokens=tokens, error=note,
                                    started=started, ended=now)
 
-        def write(conn: Connection) -> sessions.Counted:  # this settlement alone (if the group's bulk step fails)
-            committed = sessions.commit_in(self.ctx, conn, st.session_id, request_id, u, key=key, now=now)
-            finish_in(conn, task_id=self.task.id, st_id=st.id, session_id=st.session_id, status=status, now=now,
-                      output=result.text, error=error, attempt=record)
-            return sessions.Counted(committed.outcome.duplicate, committed.outcome.session.used, committed.cost,
-                                    committed.alert)
+        # Written with the others of its group transaction (settle_group), or alone if that fails (settle_one).
+        payload = Settlement(sessions.Report(st.session_id, request_id, u, key, now, close=True),
+                             Finish(self.task.id, st.id, status, now, result.text, error, record))
 
         def written(_: sessions.Counted) -> None:
             self.status[st.id] = status
             self.outputs[st.id] = result.text
 
-        # The same settlement, for the group's set-oriented write (settle_group): usage, then the sub-task's end.
-        payload = (sessions.Report(st.session_id, request_id, u, key, now, close=True),
-                   Finish(self.task.id, st.id, status, now, result.text, error, record))
-        counted = await self.writes.write(write, written, payload=payload)
+        counted = await self.writes.write(partial(settle_one, self.ctx, payload=payload), written, payload=payload)
         used = counted.used
         if result.interrupted:
             self.emit(st, "interrupted", key_id=key.id, attempt=attempt, tokens=used, message=error or "")
         else:
             self.emit(st, "success", key_id=key.id, attempt=attempt, tokens=used, message=record.error or "")
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """A sub-task's last call settled and its end: the usage report (its session released after it) and the
+    sub-task's status, output and attempt."""
+
+    report: sessions.Report
+    finish: Finish
+
+
+def settle_one(ctx: Context, conn: Connection, payload: Settlement) -> sessions.Counted:
+    """One settlement in the caller's transaction, statement by statement (`sessions.commit_in`, `finish_in`):
+    what a group falls back to when its set-oriented write fails."""
+    r, f = payload.report, payload.finish
+    committed = sessions.commit_in(ctx, conn, r.session_id, r.request_id, r.usage, key=r.key, now=r.now)
+    finish_in(conn, task_id=f.task_id, st_id=f.st_id, session_id=r.session_id, status=f.status, now=f.now,
+              output=f.output, error=f.error, attempt=f.attempt)
+    return sessions.Counted(committed.outcome.duplicate, committed.outcome.session.used, committed.cost,
+                            committed.alert)
+
+
+def settle_group(ctx: Context, conn: Connection, payloads: list[Settlement]) -> list[tuple[bool, Any]]:
+    """The settlements of one group transaction, set-oriented, leaving the ledger as `settle_one` for each in
+    turn would: every report's usage and its session's release (`sessions.commit_group_in`), then the sub-tasks'
+    attempts and statuses (`end_subtasks_in`) of those whose usage settled; per settlement (True, its `Counted`)
+    or (False, the exception that left it unwritten)."""
+    counted = sessions.commit_group_in(ctx, conn, [p.report for p in payloads])
+    end_subtasks_in(conn, [p.finish for p, c in zip(payloads, counted, strict=True) if not isinstance(c, Exception)])
+    return [(not isinstance(c, Exception), c) for c in counted]
 
 
 def run_in_loop(main: Coroutine[Any, Any, T]) -> T:
