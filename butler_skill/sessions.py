@@ -23,9 +23,17 @@ from butler_skill.core import inflight, pricing, reporting, rotation, selection
 from butler_skill.core.days import utc_day
 from butler_skill.core.limits import MAX_CALL_COST_USD, MAX_CALL_TOKENS, plausible_call
 from butler_skill.core.usage import Usage
-from butler_skill.errors import NoCapacity, ProviderError, UnknownKey
+from butler_skill.errors import NoCapacity, ProviderError, UnknownKey, UnknownSession
 from butler_skill.models import Alert, ResolvedKey, RotationReason, SessionInfo
-from butler_skill.store.ledger import UsageReport, commit_usage_in, commit_usages_in, key_view_in, raise_alert_in
+from butler_skill.store.ledger import (
+    UsageReport,
+    commit_usage_in,
+    commit_usages_in,
+    expire_leases_in,
+    key_view_in,
+    raise_alert_in,
+    sessions_in,
+)
 from butler_skill.store.protocol import Grant, Rotation, UsageOutcome
 
 if TYPE_CHECKING:
@@ -128,19 +136,17 @@ def commit(ctx: Context, session_id: str, request_id: str, usage: Usage, *, key_
            now: datetime | None = None) -> Committed:
     """Price `usage` exactly at the key it was spent on and settle it, idempotently by request id within
     the session. Besides an `overrun` alert when the key-day goes past its limit, nothing else happens (no
-    threshold alert, no rotation): for a caller that ends the session itself."""
-    key = key_of(ctx, key_id or ctx.ledger.session(session_id).key_id)
-    cost = pricing.cost_of(usage, model_prices(key))
-    _plausible(usage, cost, key.id)
+    threshold alert, no rotation): for a caller that ends the session itself. `commit_in` in a write transaction
+    of its own (stale leases expired first): the usage and its alert commit together or not at all."""
     now = now or ctx.now()
-    outcome = ctx.ledger.commit_usage(request_id=scoped_request_id(session_id, request_id), session_id=session_id,
-                                      usage=usage, cost_usd=cost, now=now, lease_seconds=ctx.config.lease_seconds,
-                                      key_limit=key.tokens_per_day)
-    alert = None
-    # Only a settlement that left the key-day counting more than its limit reads the key's figures for the alert.
-    if not outcome.duplicate and (outcome.key_day_counted or 0) > key.tokens_per_day:
-        alert = _key_day_overrun(ctx, key, outcome.session, now)
-    return Committed(outcome, cost, alert)
+    with ctx.db.write() as conn:
+        expire_leases_in(conn, now)
+        if key_id is None:
+            found = sessions_in(conn, [session_id]).get(session_id)
+            if found is None:
+                raise UnknownSession(f"no session {session_id!r}", session_id=session_id)
+            key_id = found.key_id
+        return commit_in(ctx, conn, session_id, request_id, usage, key=key_of(ctx, key_id), now=now)
 
 
 def commit_in(ctx: Context, conn: Connection, session_id: str, request_id: str, usage: Usage, *,
@@ -240,15 +246,6 @@ def _plausible(usage: Usage, cost: Decimal, key_id: str) -> None:
     if not plausible_call(usage, cost):
         raise ProviderError(f"implausible usage reported on key {key_id}: a figure over {MAX_CALL_TOKENS} tokens "
                             f"or a cost outside 0..{MAX_CALL_COST_USD:g} USD; nothing was settled", key_id=key_id)
-
-
-def _key_day_overrun(ctx: Context, key: ResolvedKey, session: SessionInfo, now: datetime) -> Alert | None:
-    """Usage is counted honestly even past a key's limit (a late report, or more than was held); the
-    key-day then never ends past its limit in silence: an `overrun` alert names the key and the figures."""
-    view = ctx.ledger.key_view(key, now)
-    if not reporting.key_overrun(view):
-        return None
-    return _alert(ctx, session, "overrun", now, _overrun_message(key, view, session.session_id, session.state, now))
 
 
 def _overrun_message(key: ResolvedKey, view: selection.KeyView, session_id: str, state: str, now: datetime) -> str:
