@@ -208,8 +208,12 @@ def commit_group_in(ctx: Context, conn: Connection, reports: Sequence[Report]) -
     todo: list[UsageReport] = []
     where: list[int] = []
     lease = ctx.config.lease_seconds
+    prices: dict[str, pricing.ModelPrices] = {}
     for i, r in enumerate(reports):
-        cost = pricing.cost_of(r.usage, model_prices(r.key))
+        key_prices = prices.get(r.key.id)
+        if key_prices is None:
+            key_prices = prices[r.key.id] = model_prices(r.key)
+        cost = pricing.cost_of(r.usage, key_prices)
         try:
             _plausible(r.usage, cost, r.key.id)
         except ProviderError as exc:
@@ -230,12 +234,12 @@ def commit_group_in(ctx: Context, conn: Connection, reports: Sequence[Report]) -
             view = selection.KeyView(r.key.id, r.key.provider, r.key.scope, r.key.tokens_per_day, done.counted, 0,
                                      r.key.price_in_per_m, r.key.price_out_per_m, None, r.key.enabled)
             alert_id = ctx.new_id("alr")
-            message = _overrun_message(r.key, view, r.session_id, done.session.state, r.now)
-            if raise_alert_in(conn, alert_id=alert_id, session_id=r.session_id, key_id=done.session.key_id,
+            message = _overrun_message(r.key, view, r.session_id, done.state, r.now)
+            if raise_alert_in(conn, alert_id=alert_id, session_id=r.session_id, key_id=done.key_id,
                               kind="overrun", message=message, now=r.now):
                 alert = Alert(alert_id=alert_id, kind="overrun", session_id=r.session_id,
-                              key_id=done.session.key_id, message=message, created_at=r.now)
-        out[i] = Counted(done.duplicate, done.session.used, cost, alert)
+                              key_id=done.key_id, message=message, created_at=r.now)
+        out[i] = Counted(done.duplicate, done.used, cost, alert)
     return out  # type: ignore[return-value]
 
 

@@ -28,7 +28,7 @@ Pure: no clock, no I/O (the days, timestamps and lease deadlines are passed in).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from butler_skill.errors import Conflict, UnknownSession
 
@@ -39,9 +39,9 @@ class Unsupported(Exception):
     """Settling the group in one pass would break a rule the database enforces; settle it one by one."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SessionState:
-    """The columns of a session row that settling reads or writes."""
+    """The columns of a session row that settling reads or writes (`settle_in_order` works on copies)."""
 
     key_id: str
     state: str  # open / closed / expired
@@ -55,6 +55,11 @@ class SessionState:
     lease_expires_at: str
     updated_at: str
     closed_at: str | None
+
+    def copy(self) -> SessionState:
+        return SessionState(self.key_id, self.state, self.leg_day, self.leg_granted, self.leg_held, self.leg_used,
+                            self.used, self.cost_pusd, self.cost_usd, self.lease_expires_at, self.updated_at,
+                            self.closed_at)
 
 
 @dataclass(slots=True)
@@ -102,13 +107,14 @@ class Report:
 
 @dataclass(frozen=True, slots=True)
 class Settled:
-    """What one report did: a duplicate, or usage counted on `key_id`'s `day` (the record to insert), and the
-    session's row right after the usage (before any close). `overrun` > 0: the key-day of `view_key_id` counts
-    `counted` tokens, `overrun` past its limit, after this report (raise the `overrun` alert)."""
+    """What one report did: a duplicate, or usage counted on `key_id`'s `day` (the record to insert); the session's
+    tokens used and state right after the usage (before any close). `overrun` > 0: the key-day of `view_key_id`
+    counts `counted` tokens, `overrun` past its limit, after this report (raise the `overrun` alert)."""
 
     duplicate: bool
     key_id: str
-    session: SessionState
+    used: int
+    state: str
     counted: int = 0
     overrun: int = 0
 
@@ -140,11 +146,10 @@ def settle_in_order(reports: Sequence[Report], sessions: Mapping[str, SessionSta
                     counters: Mapping[tuple[str, str], Counter], priors: Mapping[str, Prior]) -> GroupSettlement:
     """Settle `reports` one after the other on the given state (sessions by id, counters by (key, day): those of
     `touched_counters`, absent ones having no row yet; earlier usage records by request id)."""
-    live: dict[str, SessionState] = dict(sessions)
-    cnt: dict[tuple[str, str], Counter] = {k: replace(c) for k, c in counters.items()}
-    start = {k: replace(c) for k, c in counters.items()}
+    live: dict[str, SessionState] = {}  # each session's copy, changed in place as its reports settle
+    cnt = {k: Counter(c.used, c.reserved, c.cost_pusd, c.cost_usd, c.exists, c.created) for k, c in counters.items()}
+    start = {k: Counter(c.used, c.reserved, c.cost_pusd, c.cost_usd, c.exists, c.created) for k, c in counters.items()}
     seen: dict[str, Prior] = dict(priors)
-    changed: dict[str, SessionState] = {}
     results: list[Settled | Exception] = []
 
     def counter(key: tuple[str, str]) -> Counter:
@@ -153,10 +158,6 @@ def settle_in_order(reports: Sequence[Report], sessions: Mapping[str, SessionSta
             c = cnt[key] = Counter(exists=False)
             start[key] = Counter(exists=False)
         return c
-
-    def create(c: Counter) -> None:
-        if not c.exists:
-            c.exists = c.created = True
 
     def reserve_less(c: Counter, n: int) -> None:
         if c.exists:  # an UPDATE of a row that is not there changes nothing
@@ -167,21 +168,21 @@ def settle_in_order(reports: Sequence[Report], sessions: Mapping[str, SessionSta
     for r in reports:
         prior = seen.get(r.request_id)
         s = live.get(r.session_id)
+        if s is None:
+            found = sessions.get(r.session_id)
+            s = found.copy() if found is not None else None
+        if prior is not None and (prior.session_id != r.session_id or prior.figures != r.figures):
+            results.append(Conflict(f"request {r.request_id} was already settled with different usage",
+                                    request_id=r.request_id))
+            continue
+        if s is None:
+            results.append(UnknownSession(f"no session {r.session_id!r}", session_id=r.session_id))
+            continue
+        live[r.session_id] = s
         if prior is not None:
-            if prior.session_id != r.session_id or prior.figures != r.figures:
-                results.append(Conflict(f"request {r.request_id} was already settled with different usage",
-                                        request_id=r.request_id))
-                continue
-            if s is None:
-                results.append(UnknownSession(f"no session {r.session_id!r}", session_id=r.session_id))
-                continue
-            results.append(Settled(True, s.key_id, s))
+            results.append(Settled(True, s.key_id, s.used, s.state))
         else:
-            if s is None:
-                results.append(UnknownSession(f"no session {r.session_id!r}", session_id=r.session_id))
-                continue
-            # Work on copies: a report that fails part-way must leave nothing (there is no failure past this
-            # point except Unsupported, which abandons the whole pass).
+            # Nothing fails past this point but Unsupported, which abandons the whole pass.
             if s.leg_day != r.day:  # carry: the earlier day's hold goes back; an open session holds it again today
                 held = s.leg_held
                 reserve_less(counter((s.key_id, s.leg_day)), held)
@@ -192,14 +193,15 @@ def settle_in_order(reports: Sequence[Report], sessions: Mapping[str, SessionSta
                     else:
                         today = counter((s.key_id, r.day))
                         if not today.exists:
-                            create(today)
+                            today.exists = today.created = True
                         if today.used + today.reserved + held <= r.limit:
                             today.reserved += held
                             carried = held
-                s = replace(s, leg_day=r.day, leg_held=carried)
+                s.leg_day, s.leg_held = r.day, carried
             consumed = min(r.total, s.leg_held)
             c = counter((s.key_id, r.day))
-            create(c)
+            if not c.exists:
+                c.exists = c.created = True
             if c.reserved - consumed < 0:
                 raise Unsupported("a counter's reserved figure would go below zero")
             c.used += r.total
@@ -207,19 +209,23 @@ def settle_in_order(reports: Sequence[Report], sessions: Mapping[str, SessionSta
             c.cost_usd = c.cost_usd + r.cost_usd
             c.cost_pusd += r.pusd
             counted = c.used + c.reserved
-            s = replace(s, used=s.used + r.total, cost_usd=s.cost_usd + r.cost_usd, cost_pusd=s.cost_pusd + r.pusd,
-                        leg_held=s.leg_held - consumed, leg_used=s.leg_used + r.total,
-                        lease_expires_at=r.lease if s.state == "open" else s.lease_expires_at, updated_at=r.stamp)
+            s.used += r.total
+            s.cost_usd = s.cost_usd + r.cost_usd
+            s.cost_pusd += r.pusd
+            s.leg_held -= consumed
+            s.leg_used += r.total
+            if s.state == "open":
+                s.lease_expires_at = r.lease
+            s.updated_at = r.stamp
             overrun = 0
             if r.limit is not None and counted > r.limit:
                 view = cnt.get((r.view_key_id, r.day))
                 if view is not None and view.exists:
                     overrun = max(0, view.used + view.reserved - r.limit)
                     counted = view.used + view.reserved
-            results.append(Settled(False, s.key_id, s, counted, overrun))
+            results.append(Settled(False, s.key_id, s.used, s.state, counted, overrun))
             seen[r.request_id] = Prior(r.session_id, r.figures)
         if r.close and s.state == "open":  # the sub-task's end: give back what is held, to its own day; close
             reserve_less(counter((s.key_id, s.leg_day)), s.leg_held)
-            s = replace(s, leg_held=0, state="closed", closed_at=r.stamp, updated_at=r.stamp)
-        live[r.session_id] = changed[r.session_id] = s
-    return GroupSettlement(results, changed, {k: v for k, v in cnt.items() if v.exists or v.created}, start)
+            s.leg_held, s.state, s.closed_at, s.updated_at = 0, "closed", r.stamp, r.stamp
+    return GroupSettlement(results, live, {k: v for k, v in cnt.items() if v.exists}, start)

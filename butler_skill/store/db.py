@@ -157,6 +157,13 @@ def redact_values(conn: Any, values: Sequence[Any]) -> Sequence[Any]:
     return own(values) if own is not None else values
 
 
+def redact_texts(conn: Any, texts: Sequence[str | None]) -> dict[Any, Any]:
+    """Each distinct text of `texts` (None passes) as the connection's redaction hook leaves it, by text: one check
+    of them all, each once however often it recurs (a group of writes repeats its task and key ids)."""
+    distinct = list(dict.fromkeys(texts))
+    return dict(zip(distinct, redact_values(conn, distinct), strict=True))
+
+
 class _RedactingConnection:
     """A write transaction's connection whose statements see only redacted text parameters."""
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
@@ -29,7 +29,14 @@ from butler_skill.core.usage import Usage
 from butler_skill.errors import Conflict, UnknownSession
 from butler_skill.models import Alert, Event, ResolvedKey, RotationReason, SessionInfo
 from butler_skill.store import reads
-from butler_skill.store.db import Database, execute_last, execute_own, executemany_own, redact_values
+from butler_skill.store.db import (
+    Database,
+    execute_last,
+    execute_own,
+    executemany_own,
+    redact_texts,
+    redact_values,
+)
 from butler_skill.store.protocol import Grant, Picker, Rotation, UsageOutcome
 from butler_skill.store.timestamps import parse_ts, ts
 
@@ -403,19 +410,22 @@ def commit_usages_in(conn: sqlite3.Connection, reports: Sequence[UsageReport]) -
 
     Redaction: the texts from outside (request ids, session ids, key ids) pass the hook once, all in one check,
     as each statement's parameters would; the days and timestamps are Butler's own."""
-    ids = redact_values(conn, [t for r in reports for t in (r.request_id, r.session_id, r.key_id)])
+    clean = redact_texts(conn, [t for r in reports for t in (r.request_id, r.session_id, r.key_id)])
     items: list[settlement.Report] = []
-    for i, r in enumerate(reports):
+    stamps: dict[datetime, str] = {}
+    for r in reports:
         u = r.usage
         pusd = to_pico(money(r.cost_usd))
-        stamp = ts(r.now)
+        stamp = stamps.get(r.now)
+        if stamp is None:
+            stamp = stamps[r.now] = ts(r.now)
         items.append(settlement.Report(
-            request_id=ids[3 * i], session_id=ids[3 * i + 1],
+            request_id=clean[r.request_id], session_id=clean[r.session_id],
             figures=(u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
                      u.cache_write_1h_tokens, u.web_search_requests),
             total=u.counted_tokens, pusd=pusd, cost_usd=float(from_pico(pusd)), day=stamp[:10] if stamp[4] == "-"
             else utc_day(r.now), stamp=stamp, lease=ts(r.now + timedelta(seconds=r.lease_seconds)),
-            limit=r.key_limit, view_key_id=ids[3 * i + 2], close=r.close))
+            limit=r.key_limit, view_key_id=clean[r.key_id], close=r.close))
     sessions = _session_states(conn, [r.session_id for r in items])
     priors = _priors(conn, [r.request_id for r in items])
     counters = _counters(conn, settlement.touched_counters(items, sessions))
@@ -468,9 +478,10 @@ def _session_states(conn: sqlite3.Connection, session_ids: Sequence[str]) -> dic
                 cost_pusd=int(r["cost_pusd"]), cost_usd=float(r["cost_usd"]), lease_expires_at=r["lease_expires_at"],
                 updated_at=r["updated_at"], closed_at=r["closed_at"])
     # Key ids read back are texts from outside too (a statement's parameter passes the hook): as `execute` would.
-    keys = list({s.key_id for s in found.values()})
-    clean = dict(zip(keys, redact_values(conn, keys), strict=True))
-    return {sid: s if clean[s.key_id] == s.key_id else replace(s, key_id=clean[s.key_id]) for sid, s in found.items()}
+    clean = redact_texts(conn, [s.key_id for s in found.values()])
+    for s in found.values():
+        s.key_id = clean[s.key_id]
+    return found
 
 
 def _priors(conn: sqlite3.Connection, request_ids: Sequence[str]) -> dict[str, settlement.Prior]:

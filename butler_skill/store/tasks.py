@@ -17,7 +17,7 @@ from butler_skill.core.decomposition import SubTaskSpec
 from butler_skill.core.selection import KeyView, largest_available
 from butler_skill.errors import NoCapacity, UnknownTask
 from butler_skill.models import ResolvedKey, SessionInfo
-from butler_skill.store.db import Database, execute_own, executemany_own, redact_values
+from butler_skill.store.db import Database, execute_own, executemany_own, redact_texts
 from butler_skill.store.ledger import (
     expire_leases_in,
     insert_session_in,
@@ -305,14 +305,22 @@ def end_subtasks_in(conn: sqlite3.Connection, finishes: Sequence[Finish]) -> Non
     outcomes and timestamps are Butler's own."""
     if not finishes:
         return
-    texts = redact_values(conn, [t for f in finishes for t in (
+    clean = redact_texts(conn, [t for f in finishes for t in (
         f.task_id, f.st_id, f.output, f.error,
-        *((f.attempt.key_id, f.attempt.request_id, f.attempt.error) if f.attempt is not None else (None,) * 3))])
+        *((f.attempt.key_id, f.attempt.request_id, f.attempt.error) if f.attempt is not None else ()))])
+    stamps: dict[datetime, str] = {}
+
+    def stamp(moment: datetime) -> str:
+        text = stamps.get(moment)
+        if text is None:
+            text = stamps[moment] = ts(moment)
+        return text
+
     last: dict[tuple[str, str], int] = {}
     by_task: dict[str, list[str]] = {}
-    for i, f in enumerate(finishes):
+    for f in finishes:
         if f.attempt is not None:
-            by_task.setdefault(texts[7 * i], []).append(texts[7 * i + 1])
+            by_task.setdefault(clean[f.task_id], []).append(clean[f.st_id])
     for task_id, st_ids in by_task.items():
         ids = list(dict.fromkeys(st_ids))
         for j in range(0, len(ids), 500):
@@ -322,15 +330,15 @@ def end_subtasks_in(conn: sqlite3.Connection, finishes: Sequence[Finish]) -> Non
                 last[(task_id, r["subtask_id"])] = int(r["n"] or 0)
     attempts: list[tuple[Any, ...]] = []
     ends: list[tuple[Any, ...]] = []
-    for i, f in enumerate(finishes):
-        task_id, st_id, output, error, key_id, request_id, a_error = texts[7 * i:7 * i + 7]
+    for f in finishes:
+        task_id, st_id = clean[f.task_id], clean[f.st_id]
         n = None
         a = f.attempt
         if a is not None:
             n = last[(task_id, st_id)] = last.get((task_id, st_id), 0) + 1
-            attempts.append((task_id, st_id, n, key_id, a.outcome, request_id, a.tokens, a_error, ts(a.started),
-                             ts(a.ended)))
-        ends.append((f.status, output, error, ts(f.now), n, task_id, st_id))
+            attempts.append((task_id, st_id, n, clean[a.key_id], a.outcome, clean[a.request_id], a.tokens,
+                             clean[a.error], stamp(a.started), stamp(a.ended)))
+        ends.append((f.status, clean[f.output], clean[f.error], stamp(f.now), n, task_id, st_id))
     if attempts:
         executemany_own(conn, _INSERT_ATTEMPT, attempts)
     executemany_own(conn, _END_SUBTASK, ends)
