@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from butler_skill.core.decomposition import SubTaskSpec
 from butler_skill.core.selection import KeyView, largest_available
@@ -60,6 +60,14 @@ class SubTaskRow:
     attempts: int
     tokens_used: int
     planned_share: int  # the share it was planned with: what every retry is capped at
+
+
+class SessionLeg(NamedTuple):
+    """What the runner reads of a sub-task's session before each call: its key, its share, what it still holds."""
+
+    key_id: str
+    allocated: int
+    held: int
 
 
 @dataclass(frozen=True)
@@ -240,6 +248,18 @@ class TaskStore:
         with self.db.read() as conn:
             return [dict(r) for r in conn.execute(
                 "SELECT * FROM attempts WHERE task_id = ? ORDER BY subtask_id, n", (task_id,))]
+
+    def session_legs(self, session_ids: Sequence[str]) -> dict[str, SessionLeg]:
+        """Several sessions' key, share and hold in one read (those of every sub-task starting together)."""
+        found: dict[str, SessionLeg] = {}
+        ids = list(dict.fromkeys(session_ids))
+        with self.db.read() as conn:
+            for i in range(0, len(ids), 500):
+                part = ids[i:i + 500]
+                for r in conn.execute("SELECT id, key_id, allocated, leg_held FROM sessions"
+                                      f" WHERE id IN ({','.join('?' * len(part))})", part):
+                    found[r["id"]] = SessionLeg(r["key_id"], int(r["allocated"]), int(r["leg_held"]))
+        return found
 
     def sessions(self, session_ids: Sequence[str]) -> dict[str, SessionInfo]:
         """Several sessions in one read (the runner reads those of every sub-task starting together)."""

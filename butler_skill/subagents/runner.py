@@ -23,9 +23,18 @@ from butler_skill import sessions
 from butler_skill.adapters.providers.base import CompletionResult, ProviderFailure, estimate_prompt_tokens
 from butler_skill.core import inflight
 from butler_skill.core.prompts import subtask_prompt
-from butler_skill.models import ResolvedKey, SessionInfo
+from butler_skill.errors import UnknownSession
+from butler_skill.models import ResolvedKey
 from butler_skill.store.ledger import expire_leases_in
-from butler_skill.store.tasks import AttemptRecord, Finish, SubTaskRow, TaskStore, end_subtasks_in, finish_in
+from butler_skill.store.tasks import (
+    AttemptRecord,
+    Finish,
+    SessionLeg,
+    SubTaskRow,
+    TaskStore,
+    end_subtasks_in,
+    finish_in,
+)
 from butler_skill.subagents.batching import BatchedReads, GroupCommit
 from butler_skill.subagents.clients import ClientFactory
 
@@ -96,7 +105,9 @@ class _Run:
         self.writes = GroupCommit(ctx.db, prepare=lambda conn: expire_leases_in(conn, ctx.now()), thread=sqlite,
                                   close_connection=ctx.db.close if sqlite else None,
                                   bulk=partial(settle_group, ctx))
-        self.sessions: BatchedReads[str, SessionInfo] = BatchedReads(self.store.sessions, ctx.ledger.session)
+        # What an attempt needs of its session (key, share, what it still holds): plain rows, no SessionInfo.
+        self.sessions: BatchedReads[str, SessionLeg] = BatchedReads(self.store.session_legs, _no_session)
+        self.policy = options.policy()  # one RetryPolicy for the run (a pydantic model: not one per sub-task)
 
     def emit(self, st: SubTaskRow, status: ProgressStatus, **kw: object) -> None:
         if self.progress is not None:
@@ -151,7 +162,7 @@ class _Run:
 
     async def attempts(self, st: SubTaskRow) -> None:
         attempt, rate_limits = 0, 0
-        policy = self.options.policy()
+        policy = self.policy
         while True:
             attempt += 1
             session = await self.sessions.get(st.session_id)
@@ -243,6 +254,10 @@ class _Run:
             self.emit(st, "interrupted", key_id=key.id, attempt=attempt, tokens=used, message=error or "")
         else:
             self.emit(st, "success", key_id=key.id, attempt=attempt, tokens=used, message=record.error or "")
+
+
+def _no_session(session_id: str) -> SessionLeg:
+    raise UnknownSession(f"no session {session_id!r}", session_id=session_id)
 
 
 @dataclass(frozen=True, slots=True)
