@@ -173,7 +173,7 @@ def commit_in(ctx: Context, conn: Connection, session_id: str, request_id: str, 
     return Committed(outcome, cost, alert)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # one per settlement: not frozen (a frozen dataclass takes five times as long to build)
 class Report:
     """One usage report of a group (`commit_group_in`): `commit_in`'s arguments, and `close`: end the session after
     it, giving back what it still holds (the sub-agent runner's settlement ends its sub-task)."""
@@ -186,7 +186,7 @@ class Report:
     close: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Counted:
     """What one report of a group did: a duplicate or not, the session's tokens used right after it, its exact
     cost, and the `overrun` alert it raised."""

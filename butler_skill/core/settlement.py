@@ -74,7 +74,7 @@ class Counter:
     created: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Prior:
     """A usage record already in the ledger: whose it is and what it said."""
 
@@ -82,7 +82,7 @@ class Prior:
     figures: Figures
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # one per report (not frozen: a frozen dataclass takes five times as long to build)
 class Report:
     """One usage report to settle (then, with `close`, the end of its session).
 
@@ -105,7 +105,7 @@ class Report:
     close: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Settled:
     """What one report did: a duplicate, or usage counted on `key_id`'s `day` (the record to insert); the session's
     tokens used and state right after the usage (before any close). `overrun` > 0: the key-day of `view_key_id`

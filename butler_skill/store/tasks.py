@@ -267,7 +267,7 @@ class TaskStore:
             return sessions_in(conn, session_ids)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: one is made per call, and a frozen dataclass takes five times as long to build
 class AttemptRecord:
     """One call made for a sub-task: which key, what came back, when."""
 
@@ -298,7 +298,7 @@ def finish_in(conn: sqlite3.Connection, *, task_id: str, st_id: str, session_id:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Finish:
     """One sub-task's end for `end_subtasks_in`: `finish_in`'s arguments but the session."""
 

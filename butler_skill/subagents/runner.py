@@ -37,6 +37,7 @@ from butler_skill.store.tasks import (
 )
 from butler_skill.subagents.batching import BatchedReads, GroupCommit
 from butler_skill.subagents.clients import ClientFactory
+from butler_skill.subagents.slots import Slots
 
 if TYPE_CHECKING:
     from sqlite3 import Connection
@@ -94,7 +95,7 @@ class _Run:
         self.progress = progress
         self.jitter = jitter
         self.keys = {k.id: k for k in ctx.config.resolved()}
-        self.slots = asyncio.Semaphore(options.maxConcurrent)
+        self.slots = Slots(options.maxConcurrent)  # (asyncio.Semaphore's release scans its queue: slots.py)
         self.outputs: dict[str, str] = {}
         self.status: dict[str, str] = {}
         self.done: dict[str, asyncio.Event] = {}
@@ -260,7 +261,7 @@ def _no_session(session_id: str) -> SessionLeg:
     raise UnknownSession(f"no session {session_id!r}", session_id=session_id)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Settlement:
     """A sub-task's last call settled and its end: the usage report (its session released after it) and the
     sub-task's status, output and attempt."""

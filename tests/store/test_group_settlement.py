@@ -13,7 +13,9 @@ settlement answered, must be equal.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -219,28 +221,25 @@ def test_a_failing_bulk_step_falls_back_to_one_by_one_and_isolates_the_bad_row(c
                      " VALUES ('ses-bad', 'st-bad', 'task-1', 'alpha-2', 900, 0.75, ?, 900, 900, ?, 'open', ?, ?)",
                      (DAY, ts(NOW + timedelta(hours=1)), ts(NOW), ts(NOW)))
         conn.execute("INSERT INTO subtasks(task_id, id, position, title, text, kind, priority, weight_bp,"
-                     " estimated_tokens, share, planned_share, depends_on, session_id, status, updated_at) VALUES"
-                     " ('task-1', 'st-bad', 9, 't', 'x', 'general', 'normal', 1, 1, 1, 1, '[]', 'ses-bad', 'pending', ?)",
+                     " estimated_tokens, share, planned_share, depends_on, session_id, status, updated_at) VALUES ("
+                     "'task-1', 'st-bad', 9, 't', 'x', 'general', 'normal', 1, 1, 1, 1, '[]', 'ses-bad', 'pending', ?)",
                      (ts(NOW),))  # and no counter for alpha-2 reserves its 900 tokens
     reports = [{"session": i, "request": 0, "input": 100, "output": 50, "implausible": False, "later_s": 0,
                 "other_key": False, "status": "success", "estimated": False} for i in range(4)]
     items = payloads(ctx, specs, reports)
-    bad = payloads(ctx, specs + [{"key": 1}], [{**reports[0], "session": 4}])[0]
-    bad = Settlement(sessions.Report("ses-bad", "r0", bad.report.usage, bad.report.key, NOW, close=True),
-                     Finish("task-1", "st-bad", "success", NOW, "out", None, bad.finish.attempt))
-    items.insert(2, bad)
+    alpha_2 = next(k for k in ctx.config.resolved() if k.id == "alpha-2")
+    attempt = AttemptRecord(key_id="alpha-2", outcome="success", request_id="r0", tokens=150, error=None,
+                            started=NOW, ended=NOW)
+    items.insert(2, Settlement(
+        sessions.Report("ses-bad", "r0", Usage(input_tokens=100, output_tokens=50), alpha_2, NOW, close=True),
+        Finish("task-1", "st-bad", "success", NOW, "out", None, attempt)))
 
     async def go() -> tuple[GroupCommit, list[Any]]:
-        import asyncio
-        from functools import partial
-
         group = GroupCommit(ctx.db, bulk=partial(settle_group, ctx))
         answers = await asyncio.gather(*(group.write(partial(settle_one, ctx, payload=p), payload=p)
                                          for p in items), return_exceptions=True)
         await group.aclose()
         return group, answers
-
-    import asyncio
 
     group, answers = asyncio.run(go())
     assert group.fallbacks == 1 and group.batches == [5]
@@ -269,9 +268,6 @@ def test_a_group_in_the_runner_takes_the_set_oriented_path(ctx: Context) -> None
     items = payloads(ctx, specs, reports)
 
     async def go() -> tuple[GroupCommit, list[Any]]:
-        import asyncio
-        from functools import partial
-
         sqlite = ctx.db.dialect == "sqlite"
         group = GroupCommit(ctx.db, bulk=partial(settle_group, ctx), thread=sqlite,
                             close_connection=ctx.db.close if sqlite else None)
@@ -282,8 +278,6 @@ def test_a_group_in_the_runner_takes_the_set_oriented_path(ctx: Context) -> None
         answers = await asyncio.gather(*(group.write(fail, payload=p) for p in items))
         await group.aclose()
         return group, answers
-
-    import asyncio
 
     group, answers = asyncio.run(go())
     assert group.fallbacks == 0 and [a.used for a in answers] == [500] * 5
