@@ -165,7 +165,8 @@ def commit_in(ctx: Context, conn: Connection, session_id: str, request_id: str, 
         view = key_view_in(conn, key, now)
         if reporting.key_overrun(view):
             alert_id = ctx.new_id("alr")
-            message = _overrun_message(key, view, outcome.session.session_id, outcome.session.state, now)
+            message = _overrun_message(key, view.used + view.reserved, reporting.key_overrun(view),
+                                       outcome.session.session_id, outcome.session.state, now)
             if raise_alert_in(conn, alert_id=alert_id, session_id=session_id, key_id=outcome.session.key_id,
                               kind="overrun", message=message, now=now):
                 alert = Alert(alert_id=alert_id, kind="overrun", session_id=session_id,
@@ -231,10 +232,8 @@ def commit_group_in(ctx: Context, conn: Connection, reports: Sequence[Report]) -
         alert = None
         if done.overrun:  # the key-day went past the key's limit with this report: the same alert `commit_in` raises
             r = reports[i]
-            view = selection.KeyView(r.key.id, r.key.provider, r.key.scope, r.key.tokens_per_day, done.counted, 0,
-                                     r.key.price_in_per_m, r.key.price_out_per_m, None, r.key.enabled)
             alert_id = ctx.new_id("alr")
-            message = _overrun_message(r.key, view, r.session_id, done.state, r.now)
+            message = _overrun_message(r.key, done.counted, done.overrun, r.session_id, done.state, r.now)
             if raise_alert_in(conn, alert_id=alert_id, session_id=r.session_id, key_id=done.key_id,
                               kind="overrun", message=message, now=r.now):
                 alert = Alert(alert_id=alert_id, kind="overrun", session_id=r.session_id,
@@ -252,10 +251,10 @@ def _plausible(usage: Usage, cost: Decimal, key_id: str) -> None:
                             f"or a cost outside 0..{MAX_CALL_COST_USD:g} USD; nothing was settled", key_id=key_id)
 
 
-def _overrun_message(key: ResolvedKey, view: selection.KeyView, session_id: str, state: str, now: datetime) -> str:
+def _overrun_message(key: ResolvedKey, counted: int, over: int, session_id: str, state: str, now: datetime) -> str:
     late = " after its lease expired" if state == "expired" else ""
-    return (f"key {key.id} counted {view.used + view.reserved} tokens on {utc_day(now)}, "
-            f"{reporting.key_overrun(view)} past its daily limit of {key.tokens_per_day}: session "
+    return (f"key {key.id} counted {counted} tokens on {utc_day(now)}, "
+            f"{over} past its daily limit of {key.tokens_per_day}: session "
             f"{session_id} reported usage{late} beyond what it held")
 
 

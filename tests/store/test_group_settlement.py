@@ -285,3 +285,36 @@ def test_a_group_in_the_runner_takes_the_set_oriented_path(ctx: Context) -> None
         assert conn.execute("SELECT COUNT(*) AS n FROM attempts").fetchone()["n"] == 5
         assert conn.execute("SELECT SUM(reserved) AS r FROM key_day_counters").fetchone()["r"] == 0
         assert {r["status"] for r in conn.execute("SELECT status FROM subtasks")} == {"success"}
+
+
+def test_the_group_settlement_reads_no_history(ctx: Context) -> None:
+    """Every statement of a group settlement goes through an index (tests/store/test_bounded_reads.py's rule):
+    a settlement's cost does not grow with the ledger's history."""
+    if ctx.db.dialect != "sqlite":
+        pytest.skip("EXPLAIN QUERY PLAN is SQLite's (test_bounded_reads.py runs on SQLite for the same reason)")
+    specs = [{"key": i % 3, "state": "open", "leg_day": DAY, "held": 2_000, "used": 0, "lease_due": False,
+              "attempts": 1} for i in range(4)]
+    with ctx.db.write() as conn:
+        build(conn, specs, [{"session": 0, "request": 1, "input": 5, "output": 5}], {})
+    reports = [{"session": i, "request": i % 2, "input": 3_000, "output": 3_000, "implausible": False,
+                "later_s": 0 if i < 2 else 90, "other_key": False, "status": "success", "estimated": False}
+               for i in range(4)]
+    items = payloads(ctx, specs, reports)
+    statements: list[str] = []
+    raw = ctx.db._connection()  # type: ignore[attr-defined]
+    raw.set_trace_callback(statements.append)
+    try:
+        with ctx.db.write() as conn:
+            answers = settle_group(ctx, conn, items)
+    finally:
+        raw.set_trace_callback(None)
+    assert all(ok for ok, _ in answers)
+    explained = 0
+    for sql in dict.fromkeys(statements):
+        if not sql.lstrip().upper().startswith(("SELECT", "UPDATE", "INSERT", "DELETE")):
+            continue
+        explained += 1
+        for row in raw.execute("EXPLAIN QUERY PLAN " + sql):
+            detail = row["detail"]
+            assert not detail.startswith("SCAN ") or detail.split()[1] not in TABLES, (sql, detail)
+    assert explained >= 8
