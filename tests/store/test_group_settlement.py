@@ -287,11 +287,10 @@ def test_a_group_in_the_runner_takes_the_set_oriented_path(ctx: Context) -> None
         assert {r["status"] for r in conn.execute("SELECT status FROM subtasks")} == {"success"}
 
 
+@pytest.mark.backends("sqlite")  # EXPLAIN QUERY PLAN is SQLite's (as in test_bounded_reads.py)
 def test_the_group_settlement_reads_no_history(ctx: Context) -> None:
     """Every statement of a group settlement goes through an index (tests/store/test_bounded_reads.py's rule):
     a settlement's cost does not grow with the ledger's history."""
-    if ctx.db.dialect != "sqlite":
-        pytest.skip("EXPLAIN QUERY PLAN is SQLite's (test_bounded_reads.py runs on SQLite for the same reason)")
     specs = [{"key": i % 3, "state": "open", "leg_day": DAY, "held": 2_000, "used": 0, "lease_due": False,
               "attempts": 1} for i in range(4)]
     with ctx.db.write() as conn:
