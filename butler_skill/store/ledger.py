@@ -261,6 +261,7 @@ class Ledger:
                 _release_leg(conn, row)
                 conn.execute("UPDATE sessions SET state='closed', closed_at=?, updated_at=? WHERE id=?",
                              (ts(now), ts(now), session_id))
+                _spend_ended(conn, row)
                 conn.execute("UPDATE alerts SET resolved_at = ? WHERE session_id = ? AND resolved_at IS NULL",
                              (ts(now), session_id))
                 _event(conn, now, "closed", session_id, row["key_id"], {"used": row["used"]})
@@ -348,7 +349,10 @@ def commit_usage_in(conn: sqlite3.Connection, *, request_id: str, session_id: st
         _counter_row(conn, key_id, day)
         counter = conn.execute(settle, args).fetchone()
     # Usage after a session ended still counts against the key; only an open session renews its lease.
-    lease = ts(now + timedelta(seconds=lease_seconds)) if row["state"] == "open" else row["lease_expires_at"]
+    ended = row["state"] != "open"
+    lease = row["lease_expires_at"] if ended else ts(now + timedelta(seconds=lease_seconds))
+    if ended:  # an ended session's spend is in its day's rollup already: this usage joins it there
+        _spend_add(conn, row, 0, 0, total, pusd)
     row = conn.execute(
         "UPDATE sessions SET used = used + ?, cost_usd = cost_usd + ?, cost_pusd = cost_pusd + ?,"
         " leg_held = leg_held - ?, leg_used = leg_used + ?, lease_expires_at = ?, updated_at = ? WHERE id = ?"
@@ -437,7 +441,9 @@ def _views(conn: sqlite3.Connection, keys: Iterable[ResolvedKey], day: str, stam
     return views, due
 
 
-_RESERVE = ("UPDATE key_day_counters SET reserved = reserved + ?"
+# `grants` counts the grants made on the key-day: the dashboard's fingerprint sees a new session there
+# (store/reports.py), in the row this update writes anyway.
+_RESERVE = ("UPDATE key_day_counters SET reserved = reserved + ?, grants = grants + 1"
             " WHERE key_id = ? AND day = ? AND used + reserved + ? <= ?")
 
 
@@ -503,6 +509,30 @@ def _release_leg(conn: sqlite3.Connection, row: sqlite3.Row, *, closed_at: str |
     else:
         conn.execute("UPDATE sessions SET leg_held = 0, state = 'closed', closed_at = ?, updated_at = ? WHERE id = ?",
                      (closed_at, closed_at, row["id"]))
+        _spend_ended(conn, row)
+
+
+# What ended sessions spent, per UTC day they were opened on and per label or task (migration 0015): the dashboard's
+# 30-day spend reads these and the open sessions, never every session of the window (no index on created_at: an
+# allocation would write one more page for it).
+_SPEND = ("INSERT INTO session_spend_days(grp, day, name, sessions, allocated, used, cost_pusd) VALUES (?,?,?,?,?,?,?)"
+          " ON CONFLICT (grp, day, name) DO UPDATE SET sessions = session_spend_days.sessions + excluded.sessions,"
+          " allocated = session_spend_days.allocated + excluded.allocated,"
+          " used = session_spend_days.used + excluded.used,"
+          " cost_pusd = session_spend_days.cost_pusd + excluded.cost_pusd")
+
+
+def _spend_add(conn: sqlite3.Connection, row: sqlite3.Row, sessions: int, allocated: int, used: int,
+               cost_pusd: int) -> None:
+    task_id = row["task_id"]
+    group, name = ("label", row["label"] or "") if task_id is None else ("task", task_id)
+    # The label and task id are the ledger's own stored text (they passed the redaction hook on the way in).
+    execute_own(conn, _SPEND, (group, row["created_at"][:10], name, sessions, allocated, used, cost_pusd))
+
+
+def _spend_ended(conn: sqlite3.Connection, row: sqlite3.Row) -> None:
+    """Count an open session that ends now (closed, expired, released) in its day's spend, with what it used."""
+    _spend_add(conn, row, 1, int(row["allocated"]), int(row["used"]), int(row["cost_pusd"]))
 
 
 def _resting(keys: Sequence[ResolvedKey], key_id: str, whole_scope: bool) -> list[str]:
@@ -529,6 +559,7 @@ def _expire_leases(conn: sqlite3.Connection, now: datetime) -> int:
         _release_leg(conn, row)
         conn.execute("UPDATE sessions SET state='expired', closed_at=?, updated_at=? WHERE id=?",
                      (ts(now), ts(now), row["id"]))
+        _spend_ended(conn, row)
         _event(conn, now, "lease_expired", row["id"], row["key_id"], {"released": row["leg_held"]})
     return len(stale)
 

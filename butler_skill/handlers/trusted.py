@@ -1,0 +1,38 @@
+"""Output models built from values a handler's own code made, without validating them again.
+
+pydantic validates every field of a model it builds; for an answer whose every value the handler computed itself
+(ints, floats and strs it typed, models already validated) that check re-proves what the code says, and on the
+allocation path it cost about a tenth of the call (issue 12). `trusted` builds the same instance `model_validate`
+would, as `model_construct` does, in a few lines (`model_construct` walks every field's aliases and defaults, and
+is slower than validating). The tool boundary does not move: the host still validates every handler's dumped output
+against the tool's generated output schema (host/dispatch.validate_output), and a property test holds these
+outputs equal to validated ones over random inputs (tests/core/test_trusted_output.py).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+M = TypeVar("M", bound=BaseModel)
+_set = object.__setattr__
+
+
+@cache
+def _plain(cls: type[BaseModel]) -> bool:
+    """A model `trusted` may build by hand: no private attributes, no post-init hook, not a root model."""
+    return not (cls.__private_attributes__ or cls.__pydantic_post_init__ or cls.__pydantic_root_model__)
+
+
+def trusted(cls: type[M], values: dict[str, Any]) -> M:
+    """An instance of `cls` holding `values` as they are: every field given, each already of its field's type."""
+    if not _plain(cls) or len(values) != len(cls.model_fields):
+        return cls.model_validate(values)  # anything unusual takes the checked way
+    model = cls.__new__(cls)
+    _set(model, "__dict__", values)
+    _set(model, "__pydantic_fields_set__", set(values))
+    _set(model, "__pydantic_extra__", None)
+    _set(model, "__pydantic_private__", None)
+    return model
