@@ -29,7 +29,7 @@ from butler_skill.models import Alert, Event, ResolvedKey, RotationReason, Sessi
 from butler_skill.store import reads
 from butler_skill.store.db import Database, execute_last, execute_own, redact_values
 from butler_skill.store.protocol import Grant, Picker, Rotation, UsageOutcome
-from butler_skill.store.timestamps import parse_ts, ts
+from butler_skill.store.timestamps import later, parse_ts, ts
 
 # The rotation threshold of a new session, remembered per (tokens, ratio): the same few recur, and the exact
 # decimal floor costs more than the look-up.
@@ -121,7 +121,7 @@ class Ledger:
         """
         stamp = ts(now)
         day = stamp[:10] if stamp[4] == "-" else utc_day(now)  # the UTC day is the stamp's first ten characters
-        lease = ts(now + timedelta(seconds=lease_seconds))
+        lease = later(stamp, lease_seconds)
         with self.db.write() as conn:
             # One statement reads the counters, the running cooldowns and whether any lease is due; the expiry
             # pass (several statements) runs only when one is, and the views are then read again.
