@@ -100,7 +100,7 @@ def line_profile(ctx: Context, rounds: int) -> None:
         sid = ctx.new_id("ses")
         t0 = lap("clock, session id", t0)
         stamp = L.ts(now)
-        day, lease = stamp[:10], L.ts(now + timedelta(seconds=3600))
+        day, lease = stamp[:10], L.later(stamp, 3600)
         t0 = lap("timestamps", t0)
         w = led.db.write()
         conn = w.__enter__()
