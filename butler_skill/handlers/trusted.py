@@ -18,19 +18,23 @@ from pydantic import BaseModel
 
 M = TypeVar("M", bound=BaseModel)
 _set = object.__setattr__
+_new = object.__new__
 
 
 @cache
-def _plain(cls: type[BaseModel]) -> bool:
-    """A model `trusted` may build by hand: no private attributes, no post-init hook, not a root model."""
-    return not (cls.__private_attributes__ or cls.__pydantic_post_init__ or cls.__pydantic_root_model__)
+def _field_count(cls: type[BaseModel]) -> int:
+    """How many fields `cls` has when `trusted` may build it by hand (no private attributes, no post-init hook, not a
+    root model); -1 when it may not."""
+    if cls.__private_attributes__ or cls.__pydantic_post_init__ or cls.__pydantic_root_model__:
+        return -1
+    return len(cls.model_fields)
 
 
 def trusted(cls: type[M], values: dict[str, Any]) -> M:
     """An instance of `cls` holding `values` as they are: every field given, each already of its field's type."""
-    if not _plain(cls) or len(values) != len(cls.model_fields):
+    if len(values) != _field_count(cls):
         return cls.model_validate(values)  # anything unusual takes the checked way
-    model = cls.__new__(cls)
+    model = _new(cls)
     _set(model, "__dict__", values)
     _set(model, "__pydantic_fields_set__", set(values))
     _set(model, "__pydantic_extra__", None)
