@@ -72,10 +72,10 @@ def replay(folder: Path, label: str, drops: tuple[str, ...], reads: bool, insert
 def line_profile(ctx: Context, rounds: int) -> None:
     """Each step of one allocation timed where it runs; the steps mirror handler -> sessions -> Ledger."""
     from butler_skill.core import estimate as est
-    from butler_skill.handlers.trusted import trusted
     from butler_skill.models import SessionInfo
     from butler_skill.store.db import execute_last, execute_own, redact_values
     from butler_skill.store.protocol import Grant
+    from butler_skill.trusted import trusted
 
     clock = time.perf_counter_ns
     led = ctx.ledger

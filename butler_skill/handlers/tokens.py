@@ -29,10 +29,10 @@ from butler_skill.handlers.bounds import (
     both_given,
     given,
 )
-from butler_skill.handlers.trusted import trusted
 from butler_skill.models import Alert, Event, KeyState, RotationReason, SessionInfo
 from butler_skill.sessions import RotationOutcome
 from butler_skill.store.protocol import Grant
+from butler_skill.trusted import trusted
 
 if TYPE_CHECKING:
     from butler_skill.host.context import Context
@@ -127,7 +127,7 @@ def allocate_tokens(ctx: Context, inp: AllocateTokensInput) -> AllocateTokensOut
             requested=need, largest_available=largest, hint="split",
         )
     key = next(k for k in keys if k.id == result.key.key_id)
-    # Every value below is typed by the code that made it: built without validating again (handlers/trusted.py;
+    # Every value below is typed by the code that made it: built without validating again (butler_skill/trusted.py;
     # the host still checks the answer against the tool's output schema).
     return trusted(AllocateTokensOutput, {
         "success": True,

@@ -1,6 +1,6 @@
-"""allocate_tokens builds its answer without validating it again (handlers/trusted.py): over random keys, prices,
-PRDs, counts and labels, that answer is exactly what a validated model holds, and it passes the tool's generated
-output schema (the host checks that on every call too)."""
+"""allocate_tokens builds its answer, and a given count's estimate, without validating them again (trusted.py): over
+random keys, prices, PRDs, counts and labels, that answer is exactly what a validated model holds, and it passes the
+tool's generated output schema (the host checks that on every call too)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from butler_skill.config import write_keys_file
 from butler_skill.handlers import tokens as t
 from butler_skill.handlers.bounds import MAX_BUDGET_TOKENS
-from butler_skill.handlers.trusted import trusted
 from butler_skill.host.context import Context
 from butler_skill.host.dispatch import call_tool
 from butler_skill.host.validators import is_valid
+from butler_skill.trusted import trusted
 
 SCHEMA = str(Path(__file__).resolve().parents[2] / "schemas" / "allocate_tokens.output.json")
 price = st.one_of(st.just(0.0), st.floats(min_value=0, max_value=500, allow_nan=False, allow_infinity=False))
@@ -46,7 +46,8 @@ def test_the_answer_is_what_validation_would_make(key_specs: list[dict[str, obje
             checked = t.AllocateTokensOutput.model_validate(out.model_dump())
             assert json.dumps(checked.model_dump(mode="json")) == json.dumps(dumped)  # same values, same types
             assert checked == out and is_valid(SCHEMA, dumped)
-            assert {f: type(v) for f, v in out} == {f: type(v) for f, v in checked}  # 0, not 0.0, would differ
+            for built, valid in ((out, checked), (out.estimate, checked.estimate)):
+                assert {f: type(v) for f, v in built} == {f: type(v) for f, v in valid}  # 0 for 0.0 would differ
             # Through the host as well: it validates the dumped answer against the schema on every call.
             again = call_tool("allocate_tokens", ask, ctx)
             assert again["ok"] and is_valid(SCHEMA, again["result"])

@@ -1,12 +1,13 @@
-"""Output models built from values a handler's own code made, without validating them again.
+"""Models built from values Butler's own code made, without validating them again.
 
-pydantic validates every field of a model it builds; for an answer whose every value the handler computed itself
+pydantic validates every field of a model it builds; for an answer whose every value the code computed itself
 (ints, floats and strs it typed, models already validated) that check re-proves what the code says, and on the
-allocation path it cost about a tenth of the call (issue 12). `trusted` builds the same instance `model_validate`
-would, as `model_construct` does, in a few lines (`model_construct` walks every field's aliases and defaults, and
-is slower than validating). The tool boundary does not move: the host still validates every handler's dumped output
-against the tool's generated output schema (host/dispatch.validate_output), and a property test holds these
-outputs equal to validated ones over random inputs (tests/core/test_trusted_output.py).
+allocation path (its answer, and a given count's estimate) it cost about a tenth of the call (issue 12). `trusted`
+builds the same instance `model_validate` would, as `model_construct` does, in a few lines (`model_construct`
+walks every field's aliases and defaults, and is slower than validating). The tool boundary does not move: the
+host still validates every handler's dumped output against the tool's generated output schema
+(host/dispatch.validate_output), and a property test holds these outputs equal to validated ones over random
+inputs (tests/host/test_trusted_output.py).
 """
 
 from __future__ import annotations
