@@ -76,8 +76,8 @@ class Ledger:
         with self.db.read() as conn:
             rows = conn.execute(sql, args).fetchall()
         # Sorted here, by (created_at, id) as ORDER BY would (both databases compare this text byte by byte):
-        # asked to order, SQLite would walk sessions_created over every session ever opened to skip a sort of
-        # the few open ones, which it finds through the partial index of open leases.
+        # asked to order, SQLite could walk an index on created_at (there was one until migration 0015) over every
+        # session ever opened to skip a sort of the few open ones, found through the partial index of open leases.
         rows.sort(key=lambda r: (r["created_at"], r["id"]))
         return [_session(r) for r in rows]
 
