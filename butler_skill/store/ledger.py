@@ -430,7 +430,8 @@ def commit_usages_in(conn: sqlite3.Connection, reports: Sequence[UsageReport]) -
             total=u.counted_tokens, pusd=pusd, cost_usd=float(from_pico(pusd)), day=stamp[:10] if stamp[4] == "-"
             else utc_day(r.now), stamp=stamp, lease=ts(r.now + timedelta(seconds=r.lease_seconds)),
             limit=r.key_limit, view_key_id=clean[r.key_id], close=r.close))
-    sessions = _session_states(conn, [r.session_id for r in items])
+    sessions, spend_of = _session_states(conn, [r.session_id for r in items])
+    started = {sid: (st.state, st.used, st.cost_pusd) for sid, st in sessions.items()}
     priors = _priors(conn, [r.request_id for r in items])
     counters = _counters(conn, settlement.touched_counters(items, sessions))
     group = settlement.settle_in_order(items, sessions, counters, priors)
@@ -461,6 +462,7 @@ def commit_usages_in(conn: sqlite3.Connection, reports: Sequence[UsageReport]) -
                             u.cache_write_1h_tokens, u.web_search_requests))
     if records:
         executemany_own(conn, _INSERT_USAGE, records)
+    _spend_group(conn, group.sessions, started, spend_of)
     if group.sessions:
         executemany_own(conn, _SETTLE_SESSION, [
             (s.used, s.cost_usd, s.cost_pusd, s.leg_day, s.leg_held, s.leg_used, s.lease_expires_at, s.updated_at,
@@ -468,14 +470,45 @@ def commit_usages_in(conn: sqlite3.Connection, reports: Sequence[UsageReport]) -
     return group
 
 
-def _session_states(conn: sqlite3.Connection, session_ids: Sequence[str]) -> dict[str, settlement.SessionState]:
+def _spend_group(conn: sqlite3.Connection, ended: dict[str, settlement.SessionState],
+                 started: dict[str, tuple[str, int, int]], spend_of: dict[str, tuple[str, str, str, int]]) -> None:
+    """The spend rollups (migration 0015) as settling the group one by one leaves them: a session that ends in the
+    group counts once with all it used by the end (`_spend_ended` at its close, then `_spend_add` for any usage
+    after, sum to that); one that had ended before adds only what the group settled on it."""
+    adds: dict[tuple[str, str, str], list[int]] = {}
+    for sid, s in ended.items():
+        was_state, was_used, was_pusd = started[sid]
+        grp, day, name, allocated = spend_of[sid]
+        if was_state == "open" and s.state != "open":
+            figures = (1, allocated, s.used, s.cost_pusd)
+        elif was_state != "open" and (s.used, s.cost_pusd) != (was_used, was_pusd):
+            figures = (0, 0, s.used - was_used, s.cost_pusd - was_pusd)
+        else:
+            continue
+        total = adds.setdefault((grp, day, name), [0, 0, 0, 0])
+        for i, v in enumerate(figures):
+            total[i] += v
+    if adds:
+        # The label and task id are the ledger's own stored text (they passed the redaction hook on the way in).
+        executemany_own(conn, _SPEND, [(grp, day, name, *figures) for (grp, day, name), figures in adds.items()])
+
+
+def _session_states(conn: sqlite3.Connection, session_ids: Sequence[str]
+                    ) -> tuple[dict[str, settlement.SessionState], dict[str, tuple[str, str, str, int]]]:
+    """The sessions' settlement state, and per session what its spend rollup is filed under (group, the day it was
+    opened, label or task id) with what it was allocated."""
     found: dict[str, settlement.SessionState] = {}
+    spend_of: dict[str, tuple[str, str, str, int]] = {}
     ids = list(dict.fromkeys(session_ids))
     for i in range(0, len(ids), 500):
         part = ids[i:i + 500]
         for r in execute_own(conn, "SELECT id, key_id, state, leg_day, leg_granted, leg_held, leg_used, used,"
-                             " cost_pusd, cost_usd, lease_expires_at, updated_at, closed_at FROM sessions"
+                             " cost_pusd, cost_usd, lease_expires_at, updated_at, closed_at, label, task_id,"
+                             " created_at, allocated FROM sessions"
                              f" WHERE id IN ({','.join('?' * len(part))})", part):
+            task_id = r["task_id"]
+            spend_of[r["id"]] = (("label", r["created_at"][:10], r["label"] or "", int(r["allocated"]))
+                                 if task_id is None else ("task", r["created_at"][:10], task_id, int(r["allocated"])))
             found[r["id"]] = settlement.SessionState(
                 key_id=r["key_id"], state=r["state"], leg_day=r["leg_day"], leg_granted=int(r["leg_granted"]),
                 leg_held=int(r["leg_held"]), leg_used=int(r["leg_used"]), used=int(r["used"]),
@@ -485,7 +518,7 @@ def _session_states(conn: sqlite3.Connection, session_ids: Sequence[str]) -> dic
     clean = redact_texts(conn, [s.key_id for s in found.values()])
     for s in found.values():
         s.key_id = clean[s.key_id]
-    return found
+    return found, spend_of
 
 
 def _priors(conn: sqlite3.Connection, request_ids: Sequence[str]) -> dict[str, settlement.Prior]:
@@ -617,6 +650,10 @@ def _blank(k: ResolvedKey) -> KeyView:
 # (store/reports.py), in the row this update writes anyway.
 _RESERVE = ("UPDATE key_day_counters SET reserved = reserved + ?, grants = grants + 1"
             " WHERE key_id = ? AND day = ? AND used + reserved + ? <= ?")
+# A leg carried to a new day holds again but grants nothing new (and the group settlement, which carries legs in
+# `core.settlement`, counts no grant either).
+_RESERVE_CARRIED = ("UPDATE key_day_counters SET reserved = reserved + ?"
+                    " WHERE key_id = ? AND day = ? AND used + reserved + ? <= ?")
 
 
 def _reserve(conn: sqlite3.Connection, key: KeyView, need: int, now: datetime) -> bool:
@@ -624,17 +661,20 @@ def _reserve(conn: sqlite3.Connection, key: KeyView, need: int, now: datetime) -
     return _grant(conn, key.key_id, utc_day(now), need, key.tokens_per_day)
 
 
-def _grant(conn: sqlite3.Connection, key_id: str, day: str, need: int, limit: int, *, own: bool = False) -> bool:
-    """`own`: `key_id` already passed the redaction hook (`redact_values`), so the reserve skips it."""
+def _grant(conn: sqlite3.Connection, key_id: str, day: str, need: int, limit: int, *, own: bool = False,
+           carried: bool = False) -> bool:
+    """`own`: `key_id` already passed the redaction hook (`redact_values`), so the reserve skips it. `carried`: a
+    leg moved to a new day, not a grant."""
     if need <= 0:
         return True  # granting nothing cannot break a limit, even on a key a late report pushed past it
     args = (need, key_id, day, need, limit)
     run = execute_own if own else _execute
-    if run(conn, _RESERVE, args).rowcount == 1:
+    sql = _RESERVE_CARRIED if carried else _RESERVE
+    if run(conn, sql, args).rowcount == 1:
         return True
     # No row yet for this key and day (the first grant of the day): create it, then try once more.
     if _counter_row(conn, key_id, day, run):
-        return run(conn, _RESERVE, args).rowcount == 1
+        return run(conn, sql, args).rowcount == 1
     return False
 
 
@@ -656,7 +696,7 @@ def _carry_leg(conn: sqlite3.Connection, row: sqlite3.Row, day: str, key_limit: 
     held = row["leg_held"]
     _release_leg(conn, row)
     carried = held if row["state"] == "open" and key_limit is not None and _grant(
-        conn, row["key_id"], day, held, key_limit) else 0
+        conn, row["key_id"], day, held, key_limit, carried=True) else 0
     conn.execute("UPDATE sessions SET leg_day = ?, leg_held = ? WHERE id = ?", (day, carried, row["id"]))
 
 
@@ -696,6 +736,8 @@ _SPEND = ("INSERT INTO session_spend_days(grp, day, name, sessions, allocated, u
 
 def _spend_add(conn: sqlite3.Connection, row: sqlite3.Row, sessions: int, allocated: int, used: int,
                cost_pusd: int) -> None:
+    if not (sessions or allocated or used or cost_pusd):
+        return  # nothing to add (usage of 0 tokens after the end): no row of zeros
     task_id = row["task_id"]
     group, name = ("label", row["label"] or "") if task_id is None else ("task", task_id)
     # The label and task id are the ledger's own stored text (they passed the redaction hook on the way in).
