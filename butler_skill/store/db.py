@@ -132,6 +132,13 @@ def execute_own(conn: Any, sql: str, params: Sequence[Any]) -> Any:
     return (own or conn.execute)(sql, params)
 
 
+def executemany_own(conn: Any, sql: str, seq: Sequence[Sequence[Any]]) -> None:
+    """`execute_own` for many parameter rows (one prepared statement run for each): their texts are Butler's own
+    or already passed the hook (`redact_values`)."""
+    own = getattr(conn, "executemany_own", None) if not isinstance(conn, sqlite3.Connection) else None
+    (own or conn.executemany)(sql, seq)
+
+
 def execute_last(conn: Any, sql: str, params: Sequence[Any]) -> None:
     """The last statement of a write transaction, its result unread, its parameters Butler's own or already
     redacted (`redact_values`), as for `execute_own`. SQLite runs it at once; PostgreSQL sends it with the
@@ -148,6 +155,13 @@ def redact_values(conn: Any, values: Sequence[Any]) -> Sequence[Any]:
     for a statement run with `execute_own` that also carries text from outside."""
     own = getattr(conn, "redact_values", None) if not isinstance(conn, sqlite3.Connection) else None
     return own(values) if own is not None else values
+
+
+def redact_texts(conn: Any, texts: Sequence[str | None]) -> dict[Any, Any]:
+    """Each distinct text of `texts` (None passes) as the connection's redaction hook leaves it, by text: one check
+    of them all, each once however often it recurs (a group of writes repeats its task and key ids)."""
+    distinct = list(dict.fromkeys(texts))
+    return dict(zip(distinct, redact_values(conn, distinct), strict=True))
 
 
 class _RedactingConnection:
@@ -178,6 +192,10 @@ class _RedactingConnection:
         return self._params(values)
 
     execute_last = execute_own
+
+    def executemany_own(self, sql: str, seq: Any) -> sqlite3.Cursor:
+        """See `executemany_own` (module level): no redaction pass."""
+        return self._conn.executemany(sql, seq)
 
     def executemany(self, sql: str, seq: Any) -> sqlite3.Cursor:
         return self._conn.executemany(sql, (self._clean(p) for p in seq))

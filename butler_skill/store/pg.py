@@ -106,6 +106,12 @@ class PgConnection:
         self._not_after_last()
         return self._conn.execute(to_postgres_query(sql), tuple(params))
 
+    def executemany_own(self, sql: str, seq: Sequence[Sequence[Any]]) -> None:
+        """`execute_own` for many parameter rows (psycopg pipelines them; `store.db.executemany_own`)."""
+        self._not_after_last()
+        with self._conn.cursor() as cur:
+            cur.executemany(to_postgres_query(sql), [tuple(p) for p in seq])
+
     def commit(self) -> None:
         """COMMIT, after the statements `execute_last` kept, all in one round trip."""
         conn = self._conn
