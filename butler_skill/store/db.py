@@ -21,7 +21,7 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from importlib import resources
 from pathlib import Path
@@ -132,6 +132,17 @@ def execute_own(conn: Any, sql: str, params: Sequence[Any]) -> Any:
     return (own or conn.execute)(sql, params)
 
 
+def executemany_own(conn: Any, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+    """`execute_own` for many rows in one call (a plan's sessions and sub-tasks): every text parameter is Butler's
+    own or already passed the hook through `redact_values`. A failure on any row raises (the caller's transaction
+    then rolls back every row)."""
+    many = getattr(conn, "executemany_own", None) if not isinstance(conn, sqlite3.Connection) else None
+    if many is not None:
+        many(sql, rows)
+    else:
+        conn.executemany(sql, rows)
+
+
 def execute_last(conn: Any, sql: str, params: Sequence[Any]) -> None:
     """The last statement of a write transaction, its result unread, its parameters Butler's own or already
     redacted (`redact_values`), as for `execute_own`. SQLite runs it at once; PostgreSQL sends it with the
@@ -181,6 +192,10 @@ class _RedactingConnection:
 
     def executemany(self, sql: str, seq: Any) -> sqlite3.Cursor:
         return self._conn.executemany(sql, (self._clean(p) for p in seq))
+
+    def executemany_own(self, sql: str, seq: Any) -> sqlite3.Cursor:
+        """See `executemany_own` (module level): no redaction pass."""
+        return self._conn.executemany(sql, seq)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._conn, name)

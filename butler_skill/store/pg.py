@@ -22,7 +22,7 @@ after it has run `prepare_threshold` times on a connection, so the ledger's hot 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -105,6 +105,13 @@ class PgConnection:
         """A statement whose text parameters Butler made from the clock and numbers (`store.db.execute_own`)."""
         self._not_after_last()
         return self._conn.execute(to_postgres_query(sql), tuple(params))
+
+    def executemany_own(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Many rows of one statement whose text parameters are Butler's own or already redacted
+        (`store.db.executemany_own`); psycopg sends them in one pipeline."""
+        self._not_after_last()
+        with self._conn.cursor() as cursor:
+            cursor.executemany(to_postgres_query(sql), [tuple(r) for r in rows])
 
     def commit(self) -> None:
         """COMMIT, after the statements `execute_last` kept, all in one round trip."""

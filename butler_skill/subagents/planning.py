@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 from butler_skill.core import selection
 from butler_skill.core.allocation import retry_shares, shares_usable, split_budget, subtask_lease_seconds
-from butler_skill.core.decomposition import SubTaskSpec, decompose
+from butler_skill.core.decomposition import SubTaskSpec, decompose_plain
 from butler_skill.errors import NoCapacity
-from butler_skill.store.tasks import PlannedSubTask, SubTaskRow, TaskStore
+from butler_skill.store.tasks import PlannedSubTask, SubTaskRow, TaskRow, TaskStore
 
 if TYPE_CHECKING:
     from butler_skill.host.context import Context
@@ -19,7 +19,15 @@ def task_store(ctx: Context) -> TaskStore:
     return TaskStore(ctx.db)
 
 
-def plan_task(
+def plan_task(ctx: Context, *, name: str, description: str, budget: int, mode: str, options: dict[str, Any],
+              preferred_provider: str | None = None) -> tuple[str, list[SubTaskRow]]:
+    """`plan`, answering the task's id and its sub-tasks."""
+    task, rows = plan(ctx, name=name, description=description, budget=budget, mode=mode, options=options,
+                      preferred_provider=preferred_provider)
+    return task.id, rows
+
+
+def plan(
     ctx: Context,
     *,
     name: str,
@@ -28,8 +36,10 @@ def plan_task(
     mode: str,
     options: dict[str, Any],
     preferred_provider: str | None = None,
-) -> tuple[str, list[SubTaskRow]]:
-    specs = decompose(description, name)
+) -> tuple[TaskRow, list[SubTaskRow]]:
+    """Decompose, split and write the plan (every share reserved, or nothing): the task and its sub-tasks as the
+    ledger now holds them. Plain values throughout (the tool's input was validated at the boundary)."""
+    specs = decompose_plain(description, name)
     shares = split_budget(budget, [(s.estimated_tokens, s.priority) for s in specs])
     if not shares_usable(shares):
         # The sub-task count comes from the description's content, which no schema can bound: the budget
@@ -38,17 +48,14 @@ def plan_task(
                          path="/budget", subtasks=len(specs), requested=len(specs), largest_available=budget,
                          hint="raise the budget or merge sub-tasks")
     task_id = ctx.new_id("task")
-    planned = [PlannedSubTask(spec=s, share=share, session_id=ctx.new_id("ses")) for s, share in zip(specs, shares,
-                                                                                                       strict=True)]
+    planned = [PlannedSubTask(s, share, ctx.new_id("ses")) for s, share in zip(specs, shares, strict=True)]
     now = ctx.now()
     cfg = ctx.config
-    store = task_store(ctx)
-    store.create(
+    return task_store(ctx).create(
         task_id=task_id, name=name, description=description, budget=budget, mode=mode, options=options,
         planned=planned, keys=cfg.resolved(), pick=_picker(now, preferred_provider),
         threshold_ratio=cfg.rotation_threshold, now=now, lease_seconds=_lease(ctx, options),
     )
-    return task_id, store.subtasks(task_id)
 
 
 def replan_failed(ctx: Context, task_id: str, failed: Sequence[SubTaskRow], remaining_budget: int,
