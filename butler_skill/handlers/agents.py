@@ -40,19 +40,19 @@ class TaskResult(BaseModel):
     attempts: int
 
 
-def _result(row: SubTaskRow) -> dict[str, Any]:
-    """A `TaskResult` as plain values: the output model is validated once, with all of them."""
-    return {"taskId": row.task_id, "subTaskId": row.id, "status": row.status, "tokensUsed": row.tokens_used,
-            "error": row.error, "output": row.output, "key_id": row.key_id, "attempts": row.attempts}
+def _values(rows: list[SubTaskRow]) -> list[ResultValues]:
+    return [ResultValues(r.id, r.status, r.tokens_used, r.error, r.output, r.key_id, r.attempts) for r in rows]
 
 
-def _aggregate_values(task_id: str, rows: list[SubTaskRow]) -> dict[str, Any]:
-    return aggregate_values(task_id, [ResultValues(r.id, r.status, r.tokens_used, r.error, r.output, r.key_id,
-                                                   r.attempts) for r in rows])
+def _results(task_id: str, values: list[ResultValues]) -> list[dict[str, Any]]:
+    """Each sub-task's `TaskResult` as plain values: the output model is validated once, with all of them."""
+    return [{"taskId": task_id, "subTaskId": v.sub_task_id, "status": v.status, "tokensUsed": v.tokens_used,
+             "error": v.error, "output": v.output, "key_id": v.key_id, "attempts": v.attempts} for v in values]
 
 
-def _aggregate(task_id: str, rows: list[SubTaskRow]) -> TaskAggregate:
-    return TaskAggregate.model_validate(_aggregate_values(task_id, rows))
+def _answer(task_id: str, values: list[ResultValues]) -> dict[str, Any]:
+    """The results and the aggregate of a task, as plain values."""
+    return {"results": _results(task_id, values), "aggregate": aggregate_values(task_id, values)}
 
 
 # ---- plan_agents -------------------------------------------------------------------------------
@@ -174,13 +174,13 @@ def spawn_agent(ctx: Context, inp: SpawnAgentInput) -> SpawnAgentOutput:
                            options=inp.options.model_dump(exclude_none=True),
                            preferred_provider=inp.options.preferredProvider)
     _run(ctx, task_id, inp.options)
-    return _spawn_output(task_id, TaskStore(ctx.db).subtasks(task_id))
+    return spawn_output(ctx, task_id)
 
 
-def _spawn_output(task_id: str, rows: list[SubTaskRow]) -> SpawnAgentOutput:
-    """The answer from the rows as read: plain values, aggregated, and one validation of the whole."""
-    return SpawnAgentOutput.model_validate({"task_id": task_id, "results": [_result(r) for r in rows],
-                                            "aggregate": _aggregate_values(task_id, rows)})
+def spawn_output(ctx: Context, task_id: str) -> SpawnAgentOutput:
+    """The answer after a run: what it needs of each sub-task in one read (`TaskStore.results`), aggregated in
+    plain values, and one validation of the whole."""
+    return SpawnAgentOutput.model_validate({"task_id": task_id, **_answer(task_id, TaskStore(ctx.db).results(task_id))})
 
 
 # ---- submit_result -----------------------------------------------------------------------------
@@ -266,7 +266,7 @@ class AggregateInput(BaseModel):
 
 
 def aggregate_task_results(ctx: Context, inp: AggregateInput) -> TaskAggregate:
-    return _aggregate(inp.task_id, TaskStore(ctx.db).subtasks(inp.task_id))
+    return TaskAggregate.model_validate(aggregate_values(inp.task_id, TaskStore(ctx.db).results(inp.task_id)))
 
 
 # ---- retry_failed_tasks ------------------------------------------------------------------------
@@ -295,21 +295,18 @@ def retry_failed_tasks(ctx: Context, inp: RetryInput) -> RetryOutput:
     remaining = task.budget - store.task_committed(task.id)
     if not failed:
         return RetryOutput.model_validate({"task_id": task.id, "retried": [], "remaining_budget": remaining,
-                                           "results": [_result(r) for r in rows],
-                                           "aggregate": _aggregate_values(task.id, rows)})
+                                           **_answer(task.id, _values(rows))})
     preferred = task.options.get("preferredProvider")
     replan_failed(ctx, task.id, failed, remaining, preferred_provider=preferred)
     retried = [r.id for r in failed]
     if task.mode == "spawn":
         options = inp.options or SpawnOptions.model_validate(task.options)
         _run(ctx, task.id, options)
-        rows = store.subtasks(task.id)
         return RetryOutput.model_validate({"task_id": task.id, "retried": retried, "remaining_budget": remaining,
-                                           "results": [_result(r) for r in rows],
-                                           "aggregate": _aggregate_values(task.id, rows)})
+                                           **_answer(task.id, store.results(task.id))})
     rows = store.subtasks(task.id)
     timeout_s = int(task.options.get("runTimeoutSeconds", 300))
     again = set(retried)
     agents = [a for a in _planned(ctx, task, rows, timeout_s) if a["sub_task_id"] in again]
     return RetryOutput.model_validate({"task_id": task.id, "retried": retried, "remaining_budget": remaining,
-                                       "agents": agents, "aggregate": _aggregate_values(task.id, rows)})
+                                       "agents": agents, "aggregate": aggregate_values(task.id, _values(rows))})

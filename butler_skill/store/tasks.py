@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
+from butler_skill.core.aggregation import ResultValues
 from butler_skill.core.days import utc_day
 from butler_skill.core.decomposition import SubTaskPlan, SubTaskSpec
 from butler_skill.core.selection import KeyView, largest_available
@@ -214,15 +215,28 @@ class TaskStore:
         if not rows:
             self.task(task_id)  # raises UnknownTask when the task does not exist
             return []
-        key_of: dict[str, str] = {}
-        used: dict[str, int] = {}
-        for r in sessions:
-            key_of[r["id"]] = r["key_id"]
-            label = r["label"]
-            used[label] = used.get(label, 0) + r["used"]
+        key_of, used = _session_figures(sessions)
         out = [_subtask(r, key_of[r["session_id"]], used.get(r["id"], 0)) for r in rows if r["session_id"] in key_of]
         out.sort(key=_position)
         return out
+
+    def results(self, task_id: str) -> list[ResultValues]:
+        """What a task's answer needs of each sub-task (id, status, tokens, error, output, key, attempts), in plan
+        order: `subtasks` without the plan's columns (the read-back after a run of 1,000 reads only these)."""
+        with self.db.read() as conn:
+            rows = conn.execute("SELECT id, position, status, output, error, attempts, session_id FROM subtasks"
+                                " WHERE task_id = ?", (task_id,)).fetchall()
+            sessions = conn.execute("SELECT id, label, key_id, used FROM sessions WHERE task_id = ?",
+                                    (task_id,)).fetchall()
+        if not rows:
+            self.task(task_id)  # raises UnknownTask when the task does not exist
+            return []
+        key_of, used = _session_figures(sessions)
+        out = [(r["position"], ResultValues(r["id"], r["status"], int(used.get(r["id"], 0)), r["error"], r["output"],
+                                            key_of[r["session_id"]], r["attempts"]))
+               for r in rows if r["session_id"] in key_of]
+        out.sort(key=_first)
+        return [values for _, values in out]
 
     def subtask_by_session(self, session_id: str) -> SubTaskRow | None:
         with self.db.read() as conn:
@@ -334,6 +348,21 @@ def _deps_json(depends_on: Sequence[str]) -> str:
 
 def _position(row: SubTaskRow) -> int:
     return row.position
+
+
+def _first(pair: tuple[int, Any]) -> int:
+    return pair[0]
+
+
+def _session_figures(sessions: Sequence[Any]) -> tuple[dict[str, str], dict[str, int]]:
+    """(each session's key, the usage of every session summed by label, i.e. by sub-task: one per round)."""
+    key_of: dict[str, str] = {}
+    used: dict[str, int] = {}
+    for r in sessions:
+        key_of[r["id"]] = r["key_id"]
+        label = r["label"]
+        used[label] = used.get(label, 0) + r["used"]
+    return key_of, used
 
 
 def _subtask(r: sqlite3.Row, key_id: str, tokens_used: int) -> SubTaskRow:

@@ -132,6 +132,7 @@ def test_the_bulk_plan_writes_what_the_row_by_row_plan_wrote(ctx: Context, clock
         assert snapshot(conn) == tables  # every row and counter the row-by-row plan left
         assert [tuple(r) for r in rows] == old_rows(conn, task_id) == read_rows
     assert [tuple(r) for r in store.subtasks(task_id)] == read_rows
+    assert store.results(task_id) == [(r[1], r[14], r[18], r[16], r[15], r[13], r[17]) for r in read_rows]
     assert store.task(task_id) == task
     assert all(SECRET[4:20] not in (r.title + r.text) for r in rows)  # outside text went through the hook
 
@@ -184,3 +185,27 @@ def test_a_failure_half_way_through_the_bulk_write_leaves_nothing(ctx: Context, 
         assert snapshot(conn) == before  # no task, sub-task, session or reservation of the failed plan
     ctx.ids = ids
 
+
+
+def test_the_read_back_equals_the_previous_query_after_rounds_of_retries(ctx: Context) -> None:
+    """A sub-task's tokens are the usage of every session it had, its key that of its current one."""
+    from butler_skill.subagents.planning import replan_failed
+
+    task, _ = plan(ctx, name="rounds", description="\n".join(f"- Analyze part {i}" for i in range(6)),
+                      budget=6_000, mode="spawn", options={})
+    store = TaskStore(ctx.db)
+    for round_ in range(2):
+        current = store.subtasks(task.id)
+        with ctx.db.write() as conn:
+            for i, r in enumerate(current):
+                conn.execute("UPDATE sessions SET used = ? WHERE id = ?", (100 * (i + 1) + round_, r.session_id))
+                conn.execute("UPDATE subtasks SET status = ?, attempts = ?, output = ?, error = ? WHERE task_id = ?"
+                             " AND id = ?", ("failed" if i % 2 else "success", round_ + 1, f"out {i}",
+                                             "boom" if i % 2 else None, task.id, r.id))
+        failed = [r for r in store.subtasks(task.id) if r.status == "failed"]
+        replan_failed(ctx, task.id, failed, 3_000)
+    with ctx.db.read() as conn:
+        expected = old_rows(conn, task.id)
+    assert [tuple(r) for r in store.subtasks(task.id)] == expected
+    assert store.results(task.id) == [(r[1], r[14], r[18], r[16], r[15], r[13], r[17]) for r in expected]
+    assert any(r[3] == 3 and r[18] > 200 for r in expected)  # three rounds, usage summed over them
