@@ -48,7 +48,8 @@ def plan(
                          path="/budget", subtasks=len(specs), requested=len(specs), largest_available=budget,
                          hint="raise the budget or merge sub-tasks")
     task_id = ctx.new_id("task")
-    planned = [PlannedSubTask(s, share, ctx.new_id("ses")) for s, share in zip(specs, shares, strict=True)]
+    session_ids = ctx.new_ids("ses", len(specs))
+    planned = [PlannedSubTask(s, share, sid) for s, share, sid in zip(specs, shares, session_ids, strict=True)]
     now = ctx.now()
     cfg = ctx.config
     return task_store(ctx).create(
