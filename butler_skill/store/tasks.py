@@ -147,16 +147,27 @@ class TaskStore:
         nothing: raising rolls the plan back. The key id of each share, in order."""
         views = key_views_in(conn, keys, now)
         start = {v.key_id: v for v in views}
-        index = {v.key_id: i for i, v in enumerate(views)}
         totals: dict[str, int] = {}
         chosen: list[str] = []
-        for share in shares:
-            pick_ = pick(views, share)
-            if pick_ is None or share > pick_.remaining:
-                raise _no_room(share, views, now)
-            views[index[pick_.key_id]] = pick_._replace(reserved=pick_.reserved + share)
-            totals[pick_.key_id] = totals.get(pick_.key_id, 0) + share
-            chosen.append(pick_.key_id)
+        many = getattr(pick, "many", None)
+        if many is not None:  # the whole plan's choices in one pass (planning._Picker: the same choices)
+            picked, after = many(views, list(shares))
+            for share, i in zip(shares, picked, strict=False):
+                if i is None:
+                    raise _no_room(share, after, now)
+                key_id = views[i].key_id
+                totals[key_id] = totals.get(key_id, 0) + share
+                chosen.append(key_id)
+            views = after
+        else:
+            index = {v.key_id: i for i, v in enumerate(views)}
+            for share in shares:
+                pick_ = pick(views, share)
+                if pick_ is None or share > pick_.remaining:
+                    raise _no_room(share, views, now)
+                views[index[pick_.key_id]] = pick_._replace(reserved=pick_.reserved + share)
+                totals[pick_.key_id] = totals.get(pick_.key_id, 0) + share
+                chosen.append(pick_.key_id)
         for key_id, total in totals.items():
             if not reserve_in(conn, start[key_id], total, now):  # the same grant, summed: cannot refuse here
                 raise _no_room(total, views, now)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from butler_skill.core import selection
 from butler_skill.core.allocation import retry_shares, shares_usable, split_budget, subtask_lease_seconds
 from butler_skill.core.decomposition import SubTaskSpec, decompose_plain
+from butler_skill.core.share_keys import choose_share_keys
 from butler_skill.errors import NoCapacity
 from butler_skill.store.tasks import PlannedSubTask, SubTaskRow, TaskRow, TaskStore
 
@@ -83,11 +84,24 @@ def replan_failed(ctx: Context, task_id: str, failed: Sequence[SubTaskRow], rema
     return store.subtasks(task_id)
 
 
-def _picker(now: Any, preferred_provider: str | None) -> Any:
-    def pick(views: list[selection.KeyView], share: int) -> selection.KeyView | None:
-        return selection.choose_key(views, share, now, preferred_provider=preferred_provider)
+class _Picker:
+    """The key rule for a plan's shares: `choose_key` for one share (retries), `choose_share_keys` for a whole
+    plan (the same choices, share after share, in one pass)."""
 
-    return pick
+    def __init__(self, now: Any, preferred_provider: str | None) -> None:
+        self.now = now
+        self.preferred_provider = preferred_provider
+
+    def __call__(self, views: list[selection.KeyView], share: int) -> selection.KeyView | None:
+        return selection.choose_key(views, share, self.now, preferred_provider=self.preferred_provider)
+
+    def many(self, views: list[selection.KeyView], shares: list[int]) -> tuple[list[int | None],
+                                                                             list[selection.KeyView]]:
+        return choose_share_keys(views, shares, self.now, preferred_provider=self.preferred_provider)
+
+
+def _picker(now: Any, preferred_provider: str | None) -> _Picker:
+    return _Picker(now, preferred_provider)
 
 
 def _lease(ctx: Context, options: dict[str, Any]) -> int:
