@@ -123,6 +123,10 @@ class ResultValues(NamedTuple):
 
 
 def _id_key(sub_task_id: str) -> tuple[tuple[int, int | str], ...]:
+    """`_natural_key`'s id part. Butler's own ids ("st-12") directly: the split gives exactly these two parts."""
+    number = sub_task_id[3:]
+    if sub_task_id[:3] == "st-" and number.isascii() and number.isdigit():
+        return ((1, "st-"), (0, int(number)))
     return tuple((0, int(p)) if i % 2 else (1, p) for i, p in enumerate(_DIGITS.split(sub_task_id)) if p != "")
 
 

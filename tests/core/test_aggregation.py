@@ -106,3 +106,10 @@ def test_plain_aggregation_equals_the_definition(results: list[SubTaskResult], t
     expected = aggregate("t", results)
     assert plain == expected.model_dump(by_alias=True)
     assert TaskAggregate.model_validate(plain) == expected
+
+
+@given(st.from_regex(r"st-[0-9]{1,4}", fullmatch=True) | st.text(max_size=8))
+def test_the_id_shortcut_is_the_natural_key(sub_task_id: str) -> None:
+    from butler_skill.core.aggregation import _id_key, _natural_key
+
+    assert _id_key(sub_task_id) == _natural_key(SubTaskResult(sub_task_id=sub_task_id, status="success"))[0]
