@@ -50,6 +50,11 @@ def _results(task_id: str, values: list[ResultValues]) -> list[dict[str, Any]]:
              "error": v.error, "output": v.output, "key_id": v.key_id, "attempts": v.attempts} for v in values]
 
 
+def _aggregate(task_id: str, rows: list[SubTaskRow]) -> TaskAggregate:
+    """The aggregate of rows read with `TaskStore.subtasks` (the dashboard's task view)."""
+    return TaskAggregate.model_validate(aggregate_values(task_id, _values(rows)))
+
+
 def _answer(task_id: str, values: list[ResultValues]) -> dict[str, Any]:
     """The results and the aggregate of a task, as plain values."""
     return {"results": _results(task_id, values), "aggregate": aggregate_values(task_id, values)}
