@@ -160,8 +160,10 @@ def phases(n: int, runs: int, compare: str | None) -> None:
         if compare:
             ref = Path(tmp) / "ref"
             ref.mkdir()
-            archive = subprocess.run(["git", "-C", str(ROOT), "archive", compare, "butler_skill"], capture_output=True,
-                                     check=True).stdout
+            # The package and what its manifest links to (butler_skill/manifest/ holds links to these).
+            archive = subprocess.run(["git", "-C", str(ROOT), "archive", compare, "butler_skill", "schemas",
+                                      "skill.yaml"],
+                                     capture_output=True, check=True).stdout
             subprocess.run(["tar", "-x", "-C", str(ref)], input=archive, check=True)
             variants.insert(0, (compare, str(ref)))
         results: dict[str, list[dict[str, list[float]]]] = {name: [] for name, _ in variants}

@@ -177,7 +177,7 @@ def _run(ctx: Context, task_id: str, options: SpawnOptions) -> None:
 def spawn_agent(ctx: Context, inp: SpawnAgentInput) -> SpawnAgentOutput:
     task_id, _ = plan_task(ctx, name=inp.name, description=inp.description, budget=inp.budget, mode="spawn",
                            options=inp.options.model_dump(exclude_none=True),
-                           preferred_provider=inp.options.preferredProvider)
+                           preferred_provider=inp.options.preferredProvider, rows=False)
     _run(ctx, task_id, inp.options)
     return spawn_output(ctx, task_id)
 
