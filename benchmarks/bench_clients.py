@@ -13,7 +13,7 @@ about 0.4 ms of CPU a request and slows every client alike; the default is tests
 loop); best and median of the rounds. Clients run in turn, each round of each client interleaved with the others.
 
 Run: .venv/bin/python benchmarks/bench_clients.py [--n 1000] [--c 100] [--latency-ms 50] [--rounds 5]
-     [--server fast|threaded]
+     [--server fast|threaded] [--only "TEXT|TEXT"]
 """
 
 from __future__ import annotations
@@ -93,6 +93,35 @@ async def butler_adapter(url: str, c: int) -> tuple[Any, Any]:
     from butler_skill.adapters.providers.openai_compat import OpenAICompatClient
 
     backend = AiohttpBackend(max_connections=c)
+    client = OpenAICompatClient(backend, url.removesuffix("/chat/completions"), "sk-bench-not-a-secret")
+
+    async def post() -> None:
+        await client.complete("m", BODY["messages"], 16)
+
+    return post, backend.aclose
+
+
+async def lean_client(url: str, c: int) -> tuple[Any, Any]:
+    """Butler's lean client (``adapters/providers/lean.py``: asyncio Protocol + llhttp) alone: POST, read, json."""
+    from butler_skill.adapters.providers.lean import LeanBackend
+
+    backend = LeanBackend(max_connections=c)
+    body = json.dumps(BODY).encode()
+    headers = {"content-type": "application/json", "authorization": "Bearer sk-bench-not-a-secret"}
+
+    async def post() -> None:
+        r = await backend.post(url, body, headers, 60.0)
+        json.loads(r.content)
+
+    return post, backend.aclose
+
+
+async def butler_adapter_lean(url: str, c: int) -> tuple[Any, Any]:
+    """Butler's OpenAI-compatible adapter over the lean client: what the sub-agent runner calls now."""
+    from butler_skill.adapters.providers.lean import LeanBackend
+    from butler_skill.adapters.providers.openai_compat import OpenAICompatClient
+
+    backend = LeanBackend(max_connections=c)
     client = OpenAICompatClient(backend, url.removesuffix("/chat/completions"), "sk-bench-not-a-secret")
 
     async def post() -> None:
@@ -182,8 +211,10 @@ async def run_client(make: Any, url: str, n: int, c: int, rounds: int) -> list[t
 
 
 CLIENTS = {
-    "aiohttp, one session (Butler's client)": aiohttp_session,
-    "Butler's OpenAI adapter over aiohttp": butler_adapter,
+    "Butler's lean client (asyncio Protocol + llhttp)": lean_client,
+    "Butler's OpenAI adapter over the lean client (Butler's client)": butler_adapter_lean,
+    "aiohttp, one session": aiohttp_session,
+    "Butler's OpenAI adapter over aiohttp (Butler's client before)": butler_adapter,
     "plain asyncio streams, HTTP/1.1 (floor)": asyncio_streams,
     "httpx, Butler's former sharded pools": httpx_sharded,
     "httpx, one pool": httpx_one_pool,
@@ -206,7 +237,11 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--server", choices=("fast", "threaded"), default="fast")
+    parser.add_argument("--only", default="", help="run only the clients whose name contains one of these "
+                        "texts, separated by |")
     args = parser.parse_args()
+    wanted = [w.strip().lower() for w in args.only.split("|")]
+    clients = {name: make for name, make in CLIENTS.items() if any(w in name.lower() for w in wanted)}
     print(f"machine: {machine()}")
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     server = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "bench_subagents.py"), "--serve",
@@ -218,9 +253,9 @@ def main() -> None:
         base = server.stdout.readline().strip()
         url = base.rstrip("/") + "/chat/completions"
         ideal = args.n / args.c * args.latency_ms
-        results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in CLIENTS}
+        results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in clients}
         for _ in range(args.rounds):  # one round of each client in turn, so load on the machine hits all alike
-            for name, make in CLIENTS.items():
+            for name, make in clients.items():
                 results[name] += asyncio.run(run_client(make, url, args.n, args.c, 1))
         print(f"\n{args.n:,} POSTs, at most {args.c} in flight, provider latency {args.latency_ms} ms "
               f"(ideal {ideal:.0f} ms), {args.rounds} rounds, {args.server} fake provider")

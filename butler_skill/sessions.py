@@ -23,9 +23,17 @@ from butler_skill.core import inflight, pricing, reporting, rotation, selection
 from butler_skill.core.days import utc_day
 from butler_skill.core.limits import MAX_CALL_COST_USD, MAX_CALL_TOKENS, plausible_call
 from butler_skill.core.usage import Usage
-from butler_skill.errors import NoCapacity, ProviderError, UnknownKey
+from butler_skill.errors import NoCapacity, ProviderError, UnknownKey, UnknownSession
 from butler_skill.models import Alert, ResolvedKey, RotationReason, SessionInfo
-from butler_skill.store.ledger import commit_usage_in, key_view_in, raise_alert_in
+from butler_skill.store.ledger import (
+    UsageReport,
+    commit_usage_in,
+    commit_usages_in,
+    expire_leases_in,
+    key_view_in,
+    raise_alert_in,
+    sessions_in,
+)
 from butler_skill.store.protocol import Grant, Rotation, UsageOutcome
 
 if TYPE_CHECKING:
@@ -128,19 +136,17 @@ def commit(ctx: Context, session_id: str, request_id: str, usage: Usage, *, key_
            now: datetime | None = None) -> Committed:
     """Price `usage` exactly at the key it was spent on and settle it, idempotently by request id within
     the session. Besides an `overrun` alert when the key-day goes past its limit, nothing else happens (no
-    threshold alert, no rotation): for a caller that ends the session itself."""
-    key = key_of(ctx, key_id or ctx.ledger.session(session_id).key_id)
-    cost = pricing.cost_of(usage, model_prices(key))
-    _plausible(usage, cost, key.id)
+    threshold alert, no rotation): for a caller that ends the session itself. `commit_in` in a write transaction
+    of its own (stale leases expired first): the usage and its alert commit together or not at all."""
     now = now or ctx.now()
-    outcome = ctx.ledger.commit_usage(request_id=scoped_request_id(session_id, request_id), session_id=session_id,
-                                      usage=usage, cost_usd=cost, now=now, lease_seconds=ctx.config.lease_seconds,
-                                      key_limit=key.tokens_per_day)
-    alert = None
-    # Only a settlement that left the key-day counting more than its limit reads the key's figures for the alert.
-    if not outcome.duplicate and (outcome.key_day_counted or 0) > key.tokens_per_day:
-        alert = _key_day_overrun(ctx, key, outcome.session, now)
-    return Committed(outcome, cost, alert)
+    with ctx.db.write() as conn:
+        expire_leases_in(conn, now)
+        if key_id is None:
+            found = sessions_in(conn, [session_id]).get(session_id)
+            if found is None:
+                raise UnknownSession(f"no session {session_id!r}", session_id=session_id)
+            key_id = found.key_id
+        return commit_in(ctx, conn, session_id, request_id, usage, key=key_of(ctx, key_id), now=now)
 
 
 def commit_in(ctx: Context, conn: Connection, session_id: str, request_id: str, usage: Usage, *,
@@ -159,12 +165,81 @@ def commit_in(ctx: Context, conn: Connection, session_id: str, request_id: str, 
         view = key_view_in(conn, key, now)
         if reporting.key_overrun(view):
             alert_id = ctx.new_id("alr")
-            message = _overrun_message(key, view, outcome.session, now)
+            message = _overrun_message(key, view.used + view.reserved, reporting.key_overrun(view),
+                                       outcome.session.session_id, outcome.session.state, now)
             if raise_alert_in(conn, alert_id=alert_id, session_id=session_id, key_id=outcome.session.key_id,
                               kind="overrun", message=message, now=now):
                 alert = Alert(alert_id=alert_id, kind="overrun", session_id=session_id,
                               key_id=outcome.session.key_id, message=message, created_at=now)
     return Committed(outcome, cost, alert)
+
+
+@dataclass(slots=True)  # one per settlement: not frozen (a frozen dataclass takes five times as long to build)
+class Report:
+    """One usage report of a group (`commit_group_in`): `commit_in`'s arguments, and `close`: end the session after
+    it, giving back what it still holds (the sub-agent runner's settlement ends its sub-task)."""
+
+    session_id: str
+    request_id: str
+    usage: Usage
+    key: ResolvedKey
+    now: datetime
+    close: bool = False
+
+
+@dataclass(slots=True)
+class Counted:
+    """What one report of a group did: a duplicate or not, the session's tokens used right after it, its exact
+    cost, and the `overrun` alert it raised."""
+
+    duplicate: bool
+    used: int
+    cost: Decimal
+    alert: Alert | None = None
+
+
+def commit_group_in(ctx: Context, conn: Connection, reports: Sequence[Report]) -> list[Counted | Exception]:
+    """`commit_in` (then, with `close`, the session's release) for each report in order, inside the caller's write
+    transaction, with a few statements for the whole group (`store.ledger.commit_usages_in`): the ledger ends
+    exactly as settling them one by one would. Per report what it did, or the exception settling it alone would
+    raise (an implausible report, a conflicting request id, an unknown session: it then changed nothing). Raises
+    when the group cannot be settled in one pass (the caller then settles it one by one)."""
+    out: list[Counted | Exception | None] = [None] * len(reports)
+    costs: list[Decimal] = []
+    todo: list[UsageReport] = []
+    where: list[int] = []
+    lease = ctx.config.lease_seconds
+    prices: dict[str, pricing.ModelPrices] = {}
+    for i, r in enumerate(reports):
+        key_prices = prices.get(r.key.id)
+        if key_prices is None:
+            key_prices = prices[r.key.id] = model_prices(r.key)
+        cost = pricing.cost_of(r.usage, key_prices)
+        try:
+            _plausible(r.usage, cost, r.key.id)
+        except ProviderError as exc:
+            out[i] = exc
+            continue
+        costs.append(cost)
+        where.append(i)
+        todo.append(UsageReport(scoped_request_id(r.session_id, r.request_id), r.session_id, r.usage, cost, r.now,
+                                lease, r.key.tokens_per_day, r.key.id, r.close))
+    group = commit_usages_in(conn, todo)
+    for i, cost, done in zip(where, costs, group.results, strict=True):
+        if isinstance(done, Exception):
+            out[i] = done
+            continue
+        alert = None
+        if done.overrun:  # the key-day went past the key's limit with this report: the same alert `commit_in` raises
+            r = reports[i]
+            alert_id = ctx.new_id("alr")
+            message = _overrun_message(r.key, done.counted, done.overrun, r.session_id, done.state, r.now)
+            if raise_alert_in(conn, alert_id=alert_id, session_id=r.session_id, key_id=done.key_id,
+                              kind="overrun", message=message, now=r.now):
+                alert = Alert(alert_id=alert_id, kind="overrun", session_id=r.session_id,
+                              key_id=done.key_id, message=message, created_at=r.now)
+        out[i] = Counted(done.duplicate, done.used, cost, alert)
+    return out  # type: ignore[return-value]
 
 
 def _plausible(usage: Usage, cost: Decimal, key_id: str) -> None:
@@ -176,20 +251,11 @@ def _plausible(usage: Usage, cost: Decimal, key_id: str) -> None:
                             f"or a cost outside 0..{MAX_CALL_COST_USD:g} USD; nothing was settled", key_id=key_id)
 
 
-def _key_day_overrun(ctx: Context, key: ResolvedKey, session: SessionInfo, now: datetime) -> Alert | None:
-    """Usage is counted honestly even past a key's limit (a late report, or more than was held); the
-    key-day then never ends past its limit in silence: an `overrun` alert names the key and the figures."""
-    view = ctx.ledger.key_view(key, now)
-    if not reporting.key_overrun(view):
-        return None
-    return _alert(ctx, session, "overrun", now, _overrun_message(key, view, session, now))
-
-
-def _overrun_message(key: ResolvedKey, view: selection.KeyView, session: SessionInfo, now: datetime) -> str:
-    late = " after its lease expired" if session.state == "expired" else ""
-    return (f"key {key.id} counted {view.used + view.reserved} tokens on {utc_day(now)}, "
-            f"{reporting.key_overrun(view)} past its daily limit of {key.tokens_per_day}: session "
-            f"{session.session_id} reported usage{late} beyond what it held")
+def _overrun_message(key: ResolvedKey, counted: int, over: int, session_id: str, state: str, now: datetime) -> str:
+    late = " after its lease expired" if state == "expired" else ""
+    return (f"key {key.id} counted {counted} tokens on {utc_day(now)}, "
+            f"{over} past its daily limit of {key.tokens_per_day}: session "
+            f"{session_id} reported usage{late} beyond what it held")
 
 
 def _alert(ctx: Context, session: SessionInfo, kind: str, now: datetime, message: str) -> Alert | None:

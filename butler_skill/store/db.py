@@ -21,7 +21,7 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from importlib import resources
 from pathlib import Path
@@ -132,15 +132,11 @@ def execute_own(conn: Any, sql: str, params: Sequence[Any]) -> Any:
     return (own or conn.execute)(sql, params)
 
 
-def executemany_own(conn: Any, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-    """`execute_own` for many rows in one call (a plan's sessions and sub-tasks): every text parameter is Butler's
-    own or already passed the hook through `redact_values`. A failure on any row raises (the caller's transaction
-    then rolls back every row)."""
-    many = getattr(conn, "executemany_own", None) if not isinstance(conn, sqlite3.Connection) else None
-    if many is not None:
-        many(sql, rows)
-    else:
-        conn.executemany(sql, rows)
+def executemany_own(conn: Any, sql: str, seq: Sequence[Sequence[Any]]) -> None:
+    """`execute_own` for many parameter rows (one prepared statement run for each): their texts are Butler's own
+    or already passed the hook (`redact_values`)."""
+    own = getattr(conn, "executemany_own", None) if not isinstance(conn, sqlite3.Connection) else None
+    (own or conn.executemany)(sql, seq)
 
 
 def execute_last(conn: Any, sql: str, params: Sequence[Any]) -> None:
@@ -159,6 +155,13 @@ def redact_values(conn: Any, values: Sequence[Any]) -> Sequence[Any]:
     for a statement run with `execute_own` that also carries text from outside."""
     own = getattr(conn, "redact_values", None) if not isinstance(conn, sqlite3.Connection) else None
     return own(values) if own is not None else values
+
+
+def redact_texts(conn: Any, texts: Sequence[str | None]) -> dict[Any, Any]:
+    """Each distinct text of `texts` (None passes) as the connection's redaction hook leaves it, by text: one check
+    of them all, each once however often it recurs (a group of writes repeats its task and key ids)."""
+    distinct = list(dict.fromkeys(texts))
+    return dict(zip(distinct, redact_values(conn, distinct), strict=True))
 
 
 class _RedactingConnection:
@@ -190,12 +193,12 @@ class _RedactingConnection:
 
     execute_last = execute_own
 
-    def executemany(self, sql: str, seq: Any) -> sqlite3.Cursor:
-        return self._conn.executemany(sql, (self._clean(p) for p in seq))
-
     def executemany_own(self, sql: str, seq: Any) -> sqlite3.Cursor:
         """See `executemany_own` (module level): no redaction pass."""
         return self._conn.executemany(sql, seq)
+
+    def executemany(self, sql: str, seq: Any) -> sqlite3.Cursor:
+        return self._conn.executemany(sql, (self._clean(p) for p in seq))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._conn, name)

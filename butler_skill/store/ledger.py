@@ -14,11 +14,13 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
+from butler_skill.core import settlement
 from butler_skill.core.days import utc_day
 from butler_skill.core.pricing import from_pico, money, to_pico, usd
 from butler_skill.core.rotation import threshold_tokens
@@ -27,7 +29,14 @@ from butler_skill.core.usage import Usage
 from butler_skill.errors import Conflict, UnknownSession
 from butler_skill.models import Alert, Event, ResolvedKey, RotationReason, SessionInfo
 from butler_skill.store import reads
-from butler_skill.store.db import Database, execute_last, execute_own, redact_values
+from butler_skill.store.db import (
+    Database,
+    execute_last,
+    execute_own,
+    executemany_own,
+    redact_texts,
+    redact_values,
+)
 from butler_skill.store.protocol import Grant, Picker, Rotation, UsageOutcome
 from butler_skill.store.timestamps import parse_ts, ts
 
@@ -357,6 +366,146 @@ def commit_usage_in(conn: sqlite3.Connection, *, request_id: str, session_id: st
     ).fetchone()
     return UsageOutcome(False, _session(row), row["leg_used"], row["leg_granted"],
                         int(counter["used"]) + int(counter["reserved"]))
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReport:
+    """One report for `commit_usages_in`: what `commit_usage_in` takes, `key_id` the key it was priced on (whose
+    key-day the overrun check reads), and `close`: end the session after it (`release_session_in`)."""
+
+    request_id: str
+    session_id: str
+    usage: Usage
+    cost_usd: Decimal
+    now: datetime
+    lease_seconds: int
+    key_limit: int | None
+    key_id: str
+    close: bool = False
+
+
+_FIGURES = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens",
+            "web_search_requests")
+_INSERT_USAGE = (
+    "INSERT INTO usage_records(request_id, session_id, key_id, day, input_tokens, output_tokens,"
+    " cache_read_tokens, cache_write_tokens, total_tokens, cost_usd, cost_reported, estimated,"
+    " recorded_at, cost_pusd, upstream_cost_pusd, cache_write_1h_tokens, web_search_requests)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+_SETTLE_SESSION = (
+    "UPDATE sessions SET used = ?, cost_usd = ?, cost_pusd = ?, leg_day = ?, leg_held = ?, leg_used = ?,"
+    " lease_expires_at = ?, updated_at = ?, state = ?, closed_at = ? WHERE id = ?")
+_SETTLE_COUNTER = ("UPDATE key_day_counters SET used = used + ?, reserved = reserved + ?, cost_usd = ?,"
+                   " cost_pusd = cost_pusd + ? WHERE key_id = ? AND day = ?")
+
+
+def commit_usages_in(conn: sqlite3.Connection, reports: Sequence[UsageReport]) -> settlement.GroupSettlement:
+    """Settle `reports` in order inside the caller's write transaction (leases already expired), leaving the
+    ledger exactly as `commit_usage_in` (then `release_session_in` for those with `close`) one after the other
+    would, in a few statements for the whole group: one read each of the sessions, the earlier usage records
+    and the counters they touch; `core.settlement.settle_in_order` works the figures out; then one `executemany`
+    each for the new counter rows, the counters' changes (summed per key-day), the usage records and the
+    sessions' rows. Per report the `core.settlement.Settled`, or the exception settling it alone would raise
+    (it then changed nothing). Raises (writing nothing the caller's SAVEPOINT cannot undo) when the group cannot
+    be settled in one pass (`settlement.Unsupported`, a constraint): settle it one by one then.
+
+    Redaction: the texts from outside (request ids, session ids, key ids) pass the hook once, all in one check,
+    as each statement's parameters would; the days and timestamps are Butler's own."""
+    clean = redact_texts(conn, [t for r in reports for t in (r.request_id, r.session_id, r.key_id)])
+    items: list[settlement.Report] = []
+    stamps: dict[datetime, str] = {}
+    for r in reports:
+        u = r.usage
+        pusd = to_pico(money(r.cost_usd))
+        stamp = stamps.get(r.now)
+        if stamp is None:
+            stamp = stamps[r.now] = ts(r.now)
+        items.append(settlement.Report(
+            request_id=clean[r.request_id], session_id=clean[r.session_id],
+            figures=(u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
+                     u.cache_write_1h_tokens, u.web_search_requests),
+            total=u.counted_tokens, pusd=pusd, cost_usd=float(from_pico(pusd)), day=stamp[:10] if stamp[4] == "-"
+            else utc_day(r.now), stamp=stamp, lease=ts(r.now + timedelta(seconds=r.lease_seconds)),
+            limit=r.key_limit, view_key_id=clean[r.key_id], close=r.close))
+    sessions = _session_states(conn, [r.session_id for r in items])
+    priors = _priors(conn, [r.request_id for r in items])
+    counters = _counters(conn, settlement.touched_counters(items, sessions))
+    group = settlement.settle_in_order(items, sessions, counters, priors)
+    # The counters: rows this group creates, then each touched key-day's change once.
+    created = [key for key, c in group.counters.items() if c.created]
+    if created:
+        executemany_own(conn, "INSERT INTO key_day_counters(key_id, day) VALUES (?, ?)"
+                        " ON CONFLICT (key_id, day) DO NOTHING", created)
+    changes = []
+    for key, c in group.counters.items():
+        was = group.start.get(key) or settlement.Counter()
+        if not c.created and (c.used, c.reserved, c.cost_pusd, c.cost_usd) == (
+                was.used, was.reserved, was.cost_pusd, was.cost_usd):
+            continue
+        # The REAL column gets the very float the one-by-one additions leave (it is written, no longer read).
+        changes.append((c.used - was.used, c.reserved - was.reserved, c.cost_usd, c.cost_pusd - was.cost_pusd,
+                        key[0], key[1]))
+    if changes:
+        executemany_own(conn, _SETTLE_COUNTER, changes)
+    records = []
+    for r, item, done in zip(reports, items, group.results, strict=True):
+        if isinstance(done, settlement.Settled) and not done.duplicate:
+            u = r.usage
+            records.append((item.request_id, item.session_id, done.key_id, item.day, u.input_tokens, u.output_tokens,
+                            u.cache_read_tokens, u.cache_write_tokens, item.total, item.cost_usd,
+                            int(u.cost_usd is not None), int(u.estimated), item.stamp, item.pusd,
+                            to_pico(u.upstream_cost_usd) if u.upstream_cost_usd is not None else None,
+                            u.cache_write_1h_tokens, u.web_search_requests))
+    if records:
+        executemany_own(conn, _INSERT_USAGE, records)
+    if group.sessions:
+        executemany_own(conn, _SETTLE_SESSION, [
+            (s.used, s.cost_usd, s.cost_pusd, s.leg_day, s.leg_held, s.leg_used, s.lease_expires_at, s.updated_at,
+             s.state, s.closed_at, sid) for sid, s in group.sessions.items()])
+    return group
+
+
+def _session_states(conn: sqlite3.Connection, session_ids: Sequence[str]) -> dict[str, settlement.SessionState]:
+    found: dict[str, settlement.SessionState] = {}
+    ids = list(dict.fromkeys(session_ids))
+    for i in range(0, len(ids), 500):
+        part = ids[i:i + 500]
+        for r in execute_own(conn, "SELECT id, key_id, state, leg_day, leg_granted, leg_held, leg_used, used,"
+                             " cost_pusd, cost_usd, lease_expires_at, updated_at, closed_at FROM sessions"
+                             f" WHERE id IN ({','.join('?' * len(part))})", part):
+            found[r["id"]] = settlement.SessionState(
+                key_id=r["key_id"], state=r["state"], leg_day=r["leg_day"], leg_granted=int(r["leg_granted"]),
+                leg_held=int(r["leg_held"]), leg_used=int(r["leg_used"]), used=int(r["used"]),
+                cost_pusd=int(r["cost_pusd"]), cost_usd=float(r["cost_usd"]), lease_expires_at=r["lease_expires_at"],
+                updated_at=r["updated_at"], closed_at=r["closed_at"])
+    # Key ids read back are texts from outside too (a statement's parameter passes the hook): as `execute` would.
+    clean = redact_texts(conn, [s.key_id for s in found.values()])
+    for s in found.values():
+        s.key_id = clean[s.key_id]
+    return found
+
+
+def _priors(conn: sqlite3.Connection, request_ids: Sequence[str]) -> dict[str, settlement.Prior]:
+    found: dict[str, settlement.Prior] = {}
+    ids = list(dict.fromkeys(request_ids))
+    for i in range(0, len(ids), 500):
+        part = ids[i:i + 500]
+        for r in execute_own(conn, f"SELECT request_id, session_id, {', '.join(_FIGURES)} FROM usage_records"
+                             f" WHERE request_id IN ({','.join('?' * len(part))})", part):
+            found[r["request_id"]] = settlement.Prior(r["session_id"], tuple(int(r[f]) for f in _FIGURES))  # type: ignore[arg-type]
+    return found
+
+
+def _counters(conn: sqlite3.Connection, touched: set[tuple[str, str]]) -> dict[tuple[str, str], settlement.Counter]:
+    if not touched:
+        return {}
+    keys = sorted({k for k, _ in touched})
+    days = sorted({d for _, d in touched})
+    rows = execute_own(conn, "SELECT key_id, day, used, reserved, cost_usd, cost_pusd FROM key_day_counters"
+                       f" WHERE key_id IN ({','.join('?' * len(keys))}) AND day IN ({','.join('?' * len(days))})",
+                       [*keys, *days])
+    return {(r["key_id"], r["day"]): settlement.Counter(int(r["used"]), int(r["reserved"]), int(r["cost_pusd"]),
+                                                        float(r["cost_usd"]))
+            for r in rows if (r["key_id"], r["day"]) in touched}
 
 
 def raise_alert_in(conn: sqlite3.Connection, *, alert_id: str, session_id: str, key_id: str, kind: str,

@@ -22,7 +22,7 @@ after it has run `prepare_threshold` times on a connection, so the ledger's hot 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -106,12 +106,11 @@ class PgConnection:
         self._not_after_last()
         return self._conn.execute(to_postgres_query(sql), tuple(params))
 
-    def executemany_own(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        """Many rows of one statement whose text parameters are Butler's own or already redacted
-        (`store.db.executemany_own`); psycopg sends them in one pipeline."""
+    def executemany_own(self, sql: str, seq: Sequence[Sequence[Any]]) -> None:
+        """`execute_own` for many parameter rows (psycopg pipelines them; `store.db.executemany_own`)."""
         self._not_after_last()
-        with self._conn.cursor() as cursor:
-            cursor.executemany(to_postgres_query(sql), [tuple(r) for r in rows])
+        with self._conn.cursor() as cur:
+            cur.executemany(to_postgres_query(sql), [tuple(p) for p in seq])
 
     def commit(self) -> None:
         """COMMIT, after the statements `execute_last` kept, all in one round trip."""

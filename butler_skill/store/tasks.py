@@ -19,7 +19,7 @@ from butler_skill.core.decomposition import SubTaskPlan, SubTaskSpec
 from butler_skill.core.selection import KeyView, largest_available
 from butler_skill.errors import NoCapacity, UnknownTask
 from butler_skill.models import ResolvedKey, SessionInfo
-from butler_skill.store.db import Database, execute_own, executemany_own, redact_values
+from butler_skill.store.db import Database, execute_own, executemany_own, redact_texts, redact_values
 from butler_skill.store.ledger import (
     _INSERT_SESSION,
     expire_leases_in,
@@ -63,6 +63,14 @@ class SubTaskRow(NamedTuple):
     attempts: int
     tokens_used: int
     planned_share: int  # the share it was planned with: what every retry is capped at
+
+
+class SessionLeg(NamedTuple):
+    """What the runner reads of a sub-task's session before each call: its key, its share, what it still holds."""
+
+    key_id: str
+    allocated: int
+    held: int
 
 
 @dataclass(frozen=True)
@@ -296,13 +304,25 @@ class TaskStore:
             return [dict(r) for r in conn.execute(
                 "SELECT * FROM attempts WHERE task_id = ? ORDER BY subtask_id, n", (task_id,))]
 
+    def session_legs(self, session_ids: Sequence[str]) -> dict[str, SessionLeg]:
+        """Several sessions' key, share and hold in one read (those of every sub-task starting together)."""
+        found: dict[str, SessionLeg] = {}
+        ids = list(dict.fromkeys(session_ids))
+        with self.db.read() as conn:
+            for i in range(0, len(ids), 500):
+                part = ids[i:i + 500]
+                for r in conn.execute("SELECT id, key_id, allocated, leg_held FROM sessions"
+                                      f" WHERE id IN ({','.join('?' * len(part))})", part):
+                    found[r["id"]] = SessionLeg(r["key_id"], int(r["allocated"]), int(r["leg_held"]))
+        return found
+
     def sessions(self, session_ids: Sequence[str]) -> dict[str, SessionInfo]:
         """Several sessions in one read (the runner reads those of every sub-task starting together)."""
         with self.db.read() as conn:
             return sessions_in(conn, session_ids)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: one is made per call, and a frozen dataclass takes five times as long to build
 class AttemptRecord:
     """One call made for a sub-task: which key, what came back, when."""
 
@@ -331,6 +351,72 @@ def finish_in(conn: sqlite3.Connection, *, task_id: str, st_id: str, session_id:
         " attempts = COALESCE(?, attempts) WHERE task_id = ? AND id = ?",
         (status, output, error, ts(now), n, task_id, st_id),
     )
+
+
+@dataclass(slots=True)
+class Finish:
+    """One sub-task's end for `end_subtasks_in`: `finish_in`'s arguments but the session."""
+
+    task_id: str
+    st_id: str
+    status: str
+    now: datetime
+    output: str | None = None
+    error: str | None = None
+    attempt: AttemptRecord | None = None
+
+
+_END_SUBTASK = ("UPDATE subtasks SET status = ?, output = COALESCE(?, output), error = ?, updated_at = ?,"
+                " attempts = COALESCE(?, attempts) WHERE task_id = ? AND id = ?")
+_INSERT_ATTEMPT = ("INSERT INTO attempts(task_id, subtask_id, n, key_id, outcome, request_id, tokens, error,"
+                   " started_at, ended_at) VALUES (?,?,?,?,?,?,?,?,?,?)")
+
+
+def end_subtasks_in(conn: sqlite3.Connection, finishes: Sequence[Finish]) -> None:
+    """`finish_in` for several sub-tasks at once, in order, their sessions already released by the ledger
+    (`store.ledger.commit_usages_in` with `close`): one read of the attempt numbers so far, one `executemany` for
+    the attempts (each numbered on from its sub-task's last) and one for the sub-tasks' rows. The texts from
+    outside (ids, the model's output, errors, request ids) pass the redaction hook in one check; the statuses,
+    outcomes and timestamps are Butler's own."""
+    if not finishes:
+        return
+    clean = redact_texts(conn, [t for f in finishes for t in (
+        f.task_id, f.st_id, f.output, f.error,
+        *((f.attempt.key_id, f.attempt.request_id, f.attempt.error) if f.attempt is not None else ()))])
+    stamps: dict[datetime, str] = {}
+
+    def stamp(moment: datetime) -> str:
+        text = stamps.get(moment)
+        if text is None:
+            text = stamps[moment] = ts(moment)
+        return text
+
+    last: dict[tuple[str, str], int] = {}
+    by_task: dict[str, list[str]] = {}
+    for f in finishes:
+        if f.attempt is not None:
+            by_task.setdefault(clean[f.task_id], []).append(clean[f.st_id])
+    for task_id, st_ids in by_task.items():
+        ids = list(dict.fromkeys(st_ids))
+        for j in range(0, len(ids), 500):
+            part = ids[j:j + 500]
+            for r in execute_own(conn, "SELECT subtask_id, MAX(n) AS n FROM attempts WHERE task_id = ? AND subtask_id"
+                                 f" IN ({','.join('?' * len(part))}) GROUP BY subtask_id", [task_id, *part]):
+                last[(task_id, r["subtask_id"])] = int(r["n"] or 0)
+    attempts: list[tuple[Any, ...]] = []
+    ends: list[tuple[Any, ...]] = []
+    for f in finishes:
+        task_id, st_id = clean[f.task_id], clean[f.st_id]
+        n = None
+        a = f.attempt
+        if a is not None:
+            n = last[(task_id, st_id)] = last.get((task_id, st_id), 0) + 1
+            attempts.append((task_id, st_id, n, clean[a.key_id], a.outcome, clean[a.request_id], a.tokens,
+                             clean[a.error], stamp(a.started), stamp(a.ended)))
+        ends.append((f.status, clean[f.output], clean[f.error], stamp(f.now), n, task_id, st_id))
+    if attempts:
+        executemany_own(conn, _INSERT_ATTEMPT, attempts)
+    executemany_own(conn, _END_SUBTASK, ends)
 
 
 def _record_attempt(conn: sqlite3.Connection, a: AttemptRecord, task_id: str, st_id: str) -> int:

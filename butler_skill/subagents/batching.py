@@ -15,6 +15,12 @@ Guarantees, each the same as one transaction per write:
 * all or nothing on the transaction itself: if BEGIN or COMMIT fails (a locked or broken database), every writer
   of the batch gets that exception and none of their statements stays;
 * `prepare(conn)` runs first in every transaction (the ledger's rule: expire stale leases before any write);
+* set-oriented writes: a write handed over with a `payload` can be written together with the others of its kind
+  by `bulk(conn, payloads)` (the runner's settlements: a few statements for the whole group instead of a dozen
+  each), which answers per write its result or the exception writing it alone would raise (that write then
+  changed nothing). The whole bulk step runs in one SAVEPOINT: if it raises, it is undone and each of its writes
+  runs on its own, in its own SAVEPOINT, as above (`fallbacks` counts these), so one bad write still cannot
+  poison the others;
 * a writer cancelled while it waits (its sub-task timed out, the run was cancelled) is written at once, alone,
   before the cancellation goes on (or, when its transaction is already under way, waits for it to end): a
   provider answer that was paid for is never dropped.
@@ -41,6 +47,7 @@ class _Database(Protocol):
 class _Write(Generic[T]):
     work: Callable[[Any], T]
     after: Callable[[T], None] | None
+    payload: Any = None
     future: asyncio.Future[T] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -54,20 +61,25 @@ class GroupCommit:
     when done (it waits for the last transaction and closes the writer thread's connection)."""
 
     def __init__(self, db: _Database, prepare: Callable[[Any], object] | None = None, *, thread: bool = False,
-                 close_connection: Callable[[], None] | None = None) -> None:
+                 close_connection: Callable[[], None] | None = None,
+                 bulk: Callable[[Any, list[Any]], list[tuple[bool, Any]]] | None = None) -> None:
         self._db = db
         self._prepare = prepare
+        self._bulk = bulk
+        self.fallbacks = 0  # bulk steps that raised and were written one write at a time (read by tests)
         self._pending: list[_Write[Any]] = []
         self._writing: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="butler-writer") if thread else None
         self._close_connection = close_connection
         self.batches: list[int] = []  # the size of each transaction written (read by tests and benchmarks)
 
-    async def write(self, work: Callable[[Any], T], after: Callable[[T], None] | None = None) -> T:
+    async def write(self, work: Callable[[Any], T], after: Callable[[T], None] | None = None, *,
+                    payload: Any = None) -> T:
         """Run `work(conn)` in the next group transaction; its result once committed. `after(result)` runs in
         the loop's thread right after the commit, before the writer resumes (for state that must agree with
-        the ledger)."""
-        item: _Write[T] = _Write(work, after)
+        the ledger). With a `payload` (and a `bulk` writer), the write goes with the others that have one in
+        `bulk(conn, payloads)`; `work` is what writes it alone (if the bulk step fails), with the same result."""
+        item: _Write[T] = _Write(work, after, payload)
         self._pending.append(item)
         self._schedule()
         try:
@@ -113,20 +125,36 @@ class GroupCommit:
             with self._db.write() as conn:
                 if self._prepare is not None:
                     self._prepare(conn)
-                for item in batch:
-                    conn.execute("SAVEPOINT group_write")
-                    try:
-                        value = item.work(conn)
-                    except Exception as exc:  # this write only: undo its statements, keep the others
-                        conn.execute("ROLLBACK TO SAVEPOINT group_write")
-                        conn.execute("RELEASE SAVEPOINT group_write")
-                        results.append((item, False, exc))
-                    else:
-                        conn.execute("RELEASE SAVEPOINT group_write")
-                        results.append((item, True, value))
+                i = 0
+                while i < len(batch):
+                    if self._bulk is None or batch[i].payload is None:
+                        results.append(_write_one(conn, batch[i]))
+                        i += 1
+                        continue
+                    j = i + 1  # a run of writes with a payload, in the order they were handed over
+                    while j < len(batch) and batch[j].payload is not None:
+                        j += 1
+                    results.extend(self._write_bulk(conn, batch[i:j]))
+                    i = j
         except Exception as exc:  # the transaction itself failed: nothing of the batch was written
             return _Outcome(batch, None, exc)
         return _Outcome(batch, results, None)
+
+    def _write_bulk(self, conn: Any, run: list[_Write[Any]]) -> list[tuple[_Write[Any], bool, Any]]:
+        """`bulk` for a run of writes in one SAVEPOINT; if it raises, undo it and write each alone."""
+        assert self._bulk is not None
+        conn.execute("SAVEPOINT group_bulk")
+        try:
+            answers = self._bulk(conn, [item.payload for item in run])
+            if len(answers) != len(run):
+                raise RuntimeError(f"bulk writer answered {len(answers)} of {len(run)} writes")
+        except Exception:  # undone; the writes go one by one, each isolated from the others' failures
+            conn.execute("ROLLBACK TO SAVEPOINT group_bulk")
+            conn.execute("RELEASE SAVEPOINT group_bulk")
+            self.fallbacks += 1
+            return [_write_one(conn, item) for item in run]
+        conn.execute("RELEASE SAVEPOINT group_bulk")
+        return [(item, ok, value) for item, (ok, value) in zip(run, answers, strict=True)]
 
     def _finish(self, outcome: _Outcome) -> None:
         """In the loop's thread: run the `after`s and wake the writers."""
@@ -161,6 +189,19 @@ class GroupCommit:
                 await asyncio.get_running_loop().run_in_executor(self._executor, self._close_connection)
             self._executor.shutdown(wait=True)
             self._executor = None
+
+
+def _write_one(conn: Any, item: _Write[Any]) -> tuple[_Write[Any], bool, Any]:
+    """One write in its own SAVEPOINT: if it raises, only its own statements are undone."""
+    conn.execute("SAVEPOINT group_write")
+    try:
+        value = item.work(conn)
+    except Exception as exc:  # this write only: undo its statements, keep the others
+        conn.execute("ROLLBACK TO SAVEPOINT group_write")
+        conn.execute("RELEASE SAVEPOINT group_write")
+        return item, False, exc
+    conn.execute("RELEASE SAVEPOINT group_write")
+    return item, True, value
 
 
 @dataclass

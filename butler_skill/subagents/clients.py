@@ -1,5 +1,6 @@
-"""Which wire-format client speaks for a key: the demo transport in-process (httpx), aiohttp for real providers
-(``AiohttpBackend``; ``http="httpx"`` puts them on httpx with sharded pools instead, as before)."""
+"""Which wire-format client speaks for a key: the demo transport in-process (httpx), the lean HTTP/1.1 client for
+real providers (``LeanBackend``: asyncio Protocol + llhttp; a URL the environment sends through a proxy goes over
+aiohttp instead); ``http="aiohttp"`` or ``http="httpx"`` (sharded pools) put every real provider on those."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from butler_skill.adapters.providers.anthropic import AnthropicClient
 from butler_skill.adapters.providers.base import ChatClient
 from butler_skill.adapters.providers.demo import DemoFaults, DemoTransport
 from butler_skill.adapters.providers.http import AiohttpBackend, HttpBackend, HttpxBackend
+from butler_skill.adapters.providers.lean import LeanBackend
 from butler_skill.adapters.providers.openai_compat import OpenAICompatClient
 from butler_skill.models import ResolvedKey
 
@@ -104,13 +106,14 @@ class ShardedTransport(httpx.AsyncBaseTransport):
 class ClientFactory:
     """One pooled HTTP client for real providers, one demo transport for the demo provider.
 
-    `http`: "aiohttp" (default; one pool of 200 connections, C parser) or "httpx" (sharded httpcore pools).
+    `http`: "lean" (default; up to 200 connections per origin, llhttp, the TLS context built only when an https
+    origin is first used), "aiohttp" (one pool of 200 connections) or "httpx" (sharded httpcore pools).
     `transport`: an httpx transport for every provider (tests inject one); it implies httpx.
     """
 
     def __init__(self, config: ButlerConfig, *, demo_faults: DemoFaults | None = None,
                  transport: httpx.AsyncBaseTransport | None = None, run_id: str = "demo",
-                 http: Literal["aiohttp", "httpx"] = "aiohttp") -> None:
+                 http: Literal["lean", "aiohttp", "httpx"] = "lean") -> None:
         self.config = config
         # The demo numbers its answers per transport: a run-specific prefix keeps request ids unique in the ledger.
         self.demo = DemoTransport(demo_faults, id_prefix=run_id)
@@ -125,9 +128,12 @@ class ClientFactory:
             # more specific pattern than "all://" and keeps working as before (one pool, as do NO_PROXY hosts).
             self._http = HttpxBackend(httpx.AsyncClient(verify=tls, mounts={"all://": ShardedTransport(verify=tls)},
                                                         timeout=timeout, limits=limits))
-        else:
+        elif http == "aiohttp":
             # httpx's TLS context (certifi's CAs, or SSL_CERT_FILE): both clients trust the same authorities.
             self._http = AiohttpBackend(tls=httpx.create_ssl_context(), max_connections=200)
+        else:
+            # httpx's TLS context too, built on first https use (loading the CAs costs tens of ms).
+            self._http = LeanBackend(tls_factory=httpx.create_ssl_context, max_connections=200)
         self._demo_http = httpx.AsyncClient(transport=self.demo)
         self._clients: dict[tuple[object, ...], ChatClient] = {}
 

@@ -12,7 +12,9 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,11 +23,21 @@ from butler_skill import sessions
 from butler_skill.adapters.providers.base import CompletionResult, ProviderFailure, estimate_prompt_tokens
 from butler_skill.core import inflight
 from butler_skill.core.prompts import subtask_prompt
-from butler_skill.models import ResolvedKey, SessionInfo
+from butler_skill.errors import UnknownSession
+from butler_skill.models import ResolvedKey
 from butler_skill.store.ledger import expire_leases_in
-from butler_skill.store.tasks import AttemptRecord, SubTaskRow, TaskStore, finish_in
+from butler_skill.store.tasks import (
+    AttemptRecord,
+    Finish,
+    SessionLeg,
+    SubTaskRow,
+    TaskStore,
+    end_subtasks_in,
+    finish_in,
+)
 from butler_skill.subagents.batching import BatchedReads, GroupCommit
 from butler_skill.subagents.clients import ClientFactory
+from butler_skill.subagents.slots import Slots
 
 if TYPE_CHECKING:
     from sqlite3 import Connection
@@ -83,7 +95,7 @@ class _Run:
         self.progress = progress
         self.jitter = jitter
         self.keys = {k.id: k for k in ctx.config.resolved()}
-        self.slots = asyncio.Semaphore(options.maxConcurrent)
+        self.slots = Slots(options.maxConcurrent)  # (asyncio.Semaphore's release scans its queue: slots.py)
         self.outputs: dict[str, str] = {}
         self.status: dict[str, str] = {}
         self.done: dict[str, asyncio.Event] = {}
@@ -92,8 +104,11 @@ class _Run:
         # run on another core while the loop carries on with the network); PostgreSQL's run in the loop.
         sqlite = ctx.db.dialect == "sqlite"
         self.writes = GroupCommit(ctx.db, prepare=lambda conn: expire_leases_in(conn, ctx.now()), thread=sqlite,
-                                  close_connection=ctx.db.close if sqlite else None)
-        self.sessions: BatchedReads[str, SessionInfo] = BatchedReads(self.store.sessions, ctx.ledger.session)
+                                  close_connection=ctx.db.close if sqlite else None,
+                                  bulk=partial(settle_group, ctx))
+        # What an attempt needs of its session (key, share, what it still holds): plain rows, no SessionInfo.
+        self.sessions: BatchedReads[str, SessionLeg] = BatchedReads(self.store.session_legs, _no_session)
+        self.policy = options.policy()  # one RetryPolicy for the run (a pydantic model: not one per sub-task)
 
     def emit(self, st: SubTaskRow, status: ProgressStatus, **kw: object) -> None:
         if self.progress is not None:
@@ -148,7 +163,7 @@ class _Run:
 
     async def attempts(self, st: SubTaskRow) -> None:
         attempt, rate_limits = 0, 0
-        policy = self.options.policy()
+        policy = self.policy
         while True:
             attempt += 1
             session = await self.sessions.get(st.session_id)
@@ -226,22 +241,54 @@ class _Run:
             record = AttemptRecord(key_id=key.id, outcome="success", request_id=request_id, tokens=tokens, error=note,
                                    started=started, ended=now)
 
-        def write(conn: Connection) -> sessions.Committed:
-            committed = sessions.commit_in(self.ctx, conn, st.session_id, request_id, u, key=key, now=now)
-            finish_in(conn, task_id=self.task.id, st_id=st.id, session_id=st.session_id, status=status, now=now,
-                      output=result.text, error=error, attempt=record)
-            return committed
+        # Written with the others of its group transaction (settle_group), or alone if that fails (settle_one).
+        payload = Settlement(sessions.Report(st.session_id, request_id, u, key, now, close=True),
+                             Finish(self.task.id, st.id, status, now, result.text, error, record))
 
-        def written(_: sessions.Committed) -> None:
+        def written(_: sessions.Counted) -> None:
             self.status[st.id] = status
             self.outputs[st.id] = result.text
 
-        committed = await self.writes.write(write, written)
-        used = committed.outcome.session.used
+        counted = await self.writes.write(partial(settle_one, self.ctx, payload=payload), written, payload=payload)
+        used = counted.used
         if result.interrupted:
             self.emit(st, "interrupted", key_id=key.id, attempt=attempt, tokens=used, message=error or "")
         else:
             self.emit(st, "success", key_id=key.id, attempt=attempt, tokens=used, message=record.error or "")
+
+
+def _no_session(session_id: str) -> SessionLeg:
+    raise UnknownSession(f"no session {session_id!r}", session_id=session_id)
+
+
+@dataclass(slots=True)
+class Settlement:
+    """A sub-task's last call settled and its end: the usage report (its session released after it) and the
+    sub-task's status, output and attempt."""
+
+    report: sessions.Report
+    finish: Finish
+
+
+def settle_one(ctx: Context, conn: Connection, payload: Settlement) -> sessions.Counted:
+    """One settlement in the caller's transaction, statement by statement (`sessions.commit_in`, `finish_in`):
+    what a group falls back to when its set-oriented write fails."""
+    r, f = payload.report, payload.finish
+    committed = sessions.commit_in(ctx, conn, r.session_id, r.request_id, r.usage, key=r.key, now=r.now)
+    finish_in(conn, task_id=f.task_id, st_id=f.st_id, session_id=r.session_id, status=f.status, now=f.now,
+              output=f.output, error=f.error, attempt=f.attempt)
+    return sessions.Counted(committed.outcome.duplicate, committed.outcome.session.used, committed.cost,
+                            committed.alert)
+
+
+def settle_group(ctx: Context, conn: Connection, payloads: list[Settlement]) -> list[tuple[bool, Any]]:
+    """The settlements of one group transaction, set-oriented, leaving the ledger as `settle_one` for each in
+    turn would: every report's usage and its session's release (`sessions.commit_group_in`), then the sub-tasks'
+    attempts and statuses (`end_subtasks_in`) of those whose usage settled; per settlement (True, its `Counted`)
+    or (False, the exception that left it unwritten)."""
+    counted = sessions.commit_group_in(ctx, conn, [p.report for p in payloads])
+    end_subtasks_in(conn, [p.finish for p, c in zip(payloads, counted, strict=True) if not isinstance(c, Exception)])
+    return [(not isinstance(c, Exception), c) for c in counted]
 
 
 def run_in_loop(main: Coroutine[Any, Any, T]) -> T:

@@ -1,5 +1,6 @@
 """Fixtures for the provider adapter tests: the loopback fake LLM server, and the HTTP client the adapters use
-against it (every test on `fake_llm` runs once on httpx and once on aiohttp, Butler's client for real providers)."""
+against it (every test on `fake_llm` runs on httpx, on aiohttp (the proxy fallback) and on the lean client, Butler's
+client for real providers)."""
 
 from __future__ import annotations
 
@@ -10,16 +11,19 @@ import httpx
 import pytest
 
 from butler_skill.adapters.providers.http import AiohttpBackend, HttpBackend
+from butler_skill.adapters.providers.lean import LeanBackend
 from tests.servers.fake_llm import FakeLLM, start_fake_llm
 
-HTTP_CLIENTS = ("httpx", "aiohttp")
+HTTP_CLIENTS = ("httpx", "aiohttp", "lean")
 _client = {"kind": "httpx"}
 
 
 @asynccontextmanager
 async def loopback_http() -> AsyncIterator[HttpBackend | httpx.AsyncClient]:
     """The HTTP client of the running test's parameter (see `fake_llm`), closed afterwards."""
-    http: HttpBackend | httpx.AsyncClient = httpx.AsyncClient() if _client["kind"] == "httpx" else AiohttpBackend()
+    kind = _client["kind"]
+    http: HttpBackend | httpx.AsyncClient = (
+        httpx.AsyncClient() if kind == "httpx" else AiohttpBackend() if kind == "aiohttp" else LeanBackend())
     try:
         yield http
     finally:

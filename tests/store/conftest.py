@@ -43,9 +43,11 @@ def pg_url(pg_cluster: Cluster) -> str:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Every test here that takes `env` (or `ctx`, `harness`) runs on both backends, unless its module says
-    otherwise with `BACKENDS = ("sqlite",)` (tests that break or inspect the SQLite file itself)."""
+    otherwise with `BACKENDS = ("sqlite",)`, or one test with `@pytest.mark.backends("sqlite")` (tests that break or
+    inspect the SQLite file itself: on PostgreSQL they are not collected, so nothing is skipped)."""
     if "backend" in metafunc.fixturenames:
-        metafunc.parametrize("backend", getattr(metafunc.module, "BACKENDS", BACKENDS))
+        only = metafunc.definition.get_closest_marker("backends")
+        metafunc.parametrize("backend", only.args if only else getattr(metafunc.module, "BACKENDS", BACKENDS))
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""ClientFactory: aiohttp for real providers by default, httpx (sharded pools) on request, one client per key."""
+"""ClientFactory: the lean client for real providers by default, aiohttp or httpx (sharded pools) on request, one
+client per key."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from butler_skill.adapters.providers.http import AiohttpBackend, HttpxBackend
+from butler_skill.adapters.providers.lean import LeanBackend
 from butler_skill.host.context import Context
 from butler_skill.store.tasks import TaskStore
 from butler_skill.subagents.clients import ClientFactory
@@ -33,7 +35,7 @@ def make_ctx(tmp_path: Path, server: FakeLLM) -> Context:
     return Context(env={"HOME": str(tmp_path)}, keys_path=tmp_path / "keys.json", state_path=tmp_path / "s.db")
 
 
-@pytest.mark.parametrize("http", ["aiohttp", "httpx"])
+@pytest.mark.parametrize("http", ["lean", "aiohttp", "httpx", None])
 def test_a_run_on_either_client(tmp_path: Path, server: FakeLLM, http: str) -> None:
     ctx = make_ctx(tmp_path, server)
     try:
@@ -41,12 +43,14 @@ def test_a_run_on_either_client(tmp_path: Path, server: FakeLLM, http: str) -> N
                                mode="spawn", options={})
 
         async def go() -> type:
-            async with ClientFactory(ctx.config, http=http) as factory:  # type: ignore[arg-type]
+            kw = {} if http is None else {"http": http}
+            async with ClientFactory(ctx.config, **kw) as factory:  # type: ignore[arg-type]
                 await run_task(ctx, task_id, SpawnOptions(maxConcurrent=4), factory)
                 return type(factory._http)
 
         backend = asyncio.run(go())
-        assert backend is (AiohttpBackend if http == "aiohttp" else HttpxBackend)
+        assert backend is {"lean": LeanBackend, None: LeanBackend, "aiohttp": AiohttpBackend,
+                           "httpx": HttpxBackend}[http]
         rows = TaskStore(ctx.db).subtasks(task_id)
         assert [r.status for r in rows] == ["success"] * 4 and all(r.tokens_used == 120 for r in rows)
         assert len(server.requests) == 4

@@ -1,13 +1,15 @@
 """The HTTP the provider adapters need, behind one small interface: POST a JSON body and read the whole answer,
-or POST and read the answer's lines as they arrive (SSE). Two implementations:
+or POST and read the answer's lines as they arrive (SSE). Three implementations:
 
-* ``AiohttpBackend`` (the default for real providers): aiohttp's connection pool and its C HTTP/1.1 parser. At
-  100 requests in flight it spends about a fifth of httpx's CPU per request (``benchmarks/bench_clients.py``),
-  which is what let 1,000 sub-tasks at ``maxConcurrent`` 100 approach the provider's own pace.
+* ``LeanBackend`` (``lean.py``, the default for real providers): asyncio's Protocol/Transport and httptools' C
+  parser, about a third of aiohttp's CPU per request at 100 in flight (``benchmarks/bench_clients.py``). A URL
+  the environment sends through a proxy goes over ``AiohttpBackend`` instead.
+* ``AiohttpBackend``: aiohttp's connection pool and its C HTTP/1.1 parser (proxies; ``ClientFactory(http=
+  "aiohttp")``); about a fifth of httpx's CPU per request.
 * ``HttpxBackend``: any ``httpx.AsyncClient``, so an injected transport (the in-process demo provider,
   ``httpx.MockTransport`` in tests) keeps working unchanged.
 
-Both raise only ``HttpTimeout`` (no answer, or no next byte, within the time given) and ``HttpTransportError``
+All raise only ``HttpTimeout`` (no answer, or no next byte, within the time given) and ``HttpTransportError``
 (connection refused, reset, closed in the middle of a body) for network failures; an HTTP error status is an
 answer, not an exception. Header mappings are case-insensitive. ``timeout_s`` bounds each step (connect, waiting
 for a pooled connection, each read), as httpx's ``Timeout(t)`` does; callers bound the whole call themselves.
@@ -97,7 +99,11 @@ class HttpBackend(Protocol):
 
 def json_bytes(body: Any) -> bytes:
     """A request body as httpx's ``json=`` encodes it (compact, UTF-8, no NaN)."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    return _ENCODE(body).encode("utf-8")
+
+
+# One encoder for every body: json.dumps with any option builds a new JSONEncoder on each call.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
 class LineSplitter:

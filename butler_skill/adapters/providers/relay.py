@@ -146,7 +146,7 @@ async def open_upstream(client: ChatClient, body: dict[str, Any], *, stream: boo
     another key.
     """
     try:
-        response = await client._http.open(client._url(), json_bytes(body), client._headers(stream), timeout_s)
+        response = await client._http.open(client._url(), json_bytes(body), client.request_headers(stream), timeout_s)
     except HttpTimeout:
         raise client._failure("timeout", f"timeout: no answer within {timeout_s:g}s") from None
     except HttpTransportError as exc:
