@@ -9,7 +9,9 @@ sub-tasks.
 `--phases N` (issue 12): what spawn_agent spends before its first request and after its last for N sub-tasks (the
 bench_subagents.py task: "- Item i: say ok" items, three keys): opening a new ledger (bench_subagents.py's plan phase
 includes it: its ledger is new), the plan, then, once every sub-task is marked done, the read-back and the answer
-(rows, aggregate, output model). Each run in a fresh process; with `--compare GIT_REF`
+(rows, aggregate, output model). Each phase starts after a full garbage collection: otherwise a full collection of
+what earlier work left (about 55 ms in this process) falls into whichever phase crosses the collector's threshold,
+and moves between phases as their allocations change. Each run in a fresh process; with `--compare GIT_REF`
 the same in processes running GIT_REF's code (git archive), interleaved, wall and CPU medians side by side.
 
 Run: .venv/bin/python benchmarks/bench_plan.py [--phases 1000 [--runs 7] [--compare main]]
@@ -18,6 +20,7 @@ Run: .venv/bin/python benchmarks/bench_plan.py [--phases 1000 [--runs 7] [--comp
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sqlite3
@@ -130,10 +133,12 @@ def phases_worker(n: int, folder: Path) -> None:
     out = {}
     for label, items in (("warm", 100), ("run", n)):  # the warm-up: imports and code paths, as a long-lived host
         ctx = Context(env={"HOME": str(folder)}, keys_path=keys, state_path=folder / f"{label}.db")
+        gc.collect()
         c0, t0 = time.process_time(), time.perf_counter()
         ctx.db  # noqa: B018  open (and create) the ledger: bench_subagents.py's plan phase includes this
         ctx.config  # noqa: B018
         opened = [time.perf_counter() - t0, time.process_time() - c0]
+        gc.collect()
         c0, t0 = time.process_time(), time.perf_counter()
         task_id, _ = agents.plan_task(ctx, name="bench", description=text if label == "run" else
                                       "\n".join(f"- Item {i}: say ok" for i in range(items)), budget=items * 1_000,
@@ -143,6 +148,7 @@ def phases_worker(n: int, folder: Path) -> None:
             raw.execute("UPDATE sessions SET used = 900, leg_held = 0, state = 'closed' WHERE task_id = ?", (task_id,))
             raw.execute("UPDATE subtasks SET status = 'success', output = 'ok', attempts = 1 WHERE task_id = ?",
                         (task_id,))
+        gc.collect()
         c0, t0 = time.process_time(), time.perf_counter()
         answer = read_back(ctx, task_id)
         back = [time.perf_counter() - t0, time.process_time() - c0]
