@@ -38,7 +38,7 @@ from butler_skill.store.db import (
     redact_values,
 )
 from butler_skill.store.protocol import Grant, Picker, Rotation, UsageOutcome
-from butler_skill.store.timestamps import parse_ts, ts
+from butler_skill.store.timestamps import later, parse_ts, ts
 
 # The rotation threshold of a new session, remembered per (tokens, ratio): the same few recur, and the exact
 # decimal floor costs more than the look-up.
@@ -85,8 +85,8 @@ class Ledger:
         with self.db.read() as conn:
             rows = conn.execute(sql, args).fetchall()
         # Sorted here, by (created_at, id) as ORDER BY would (both databases compare this text byte by byte):
-        # asked to order, SQLite would walk sessions_created over every session ever opened to skip a sort of
-        # the few open ones, which it finds through the partial index of open leases.
+        # asked to order, SQLite could walk an index on created_at (there was one until migration 0015) over every
+        # session ever opened to skip a sort of the few open ones, found through the partial index of open leases.
         rows.sort(key=lambda r: (r["created_at"], r["id"]))
         return [_session(r) for r in rows]
 
@@ -130,7 +130,7 @@ class Ledger:
         """
         stamp = ts(now)
         day = stamp[:10] if stamp[4] == "-" else utc_day(now)  # the UTC day is the stamp's first ten characters
-        lease = ts(now + timedelta(seconds=lease_seconds))
+        lease = later(stamp, lease_seconds)
         with self.db.write() as conn:
             # One statement reads the counters, the running cooldowns and whether any lease is due; the expiry
             # pass (several statements) runs only when one is, and the views are then read again.
@@ -270,6 +270,7 @@ class Ledger:
                 _release_leg(conn, row)
                 conn.execute("UPDATE sessions SET state='closed', closed_at=?, updated_at=? WHERE id=?",
                              (ts(now), ts(now), session_id))
+                _spend_ended(conn, row)
                 conn.execute("UPDATE alerts SET resolved_at = ? WHERE session_id = ? AND resolved_at IS NULL",
                              (ts(now), session_id))
                 _event(conn, now, "closed", session_id, row["key_id"], {"used": row["used"]})
@@ -357,7 +358,10 @@ def commit_usage_in(conn: sqlite3.Connection, *, request_id: str, session_id: st
         _counter_row(conn, key_id, day)
         counter = conn.execute(settle, args).fetchone()
     # Usage after a session ended still counts against the key; only an open session renews its lease.
-    lease = ts(now + timedelta(seconds=lease_seconds)) if row["state"] == "open" else row["lease_expires_at"]
+    ended = row["state"] != "open"
+    lease = row["lease_expires_at"] if ended else ts(now + timedelta(seconds=lease_seconds))
+    if ended:  # an ended session's spend is in its day's rollup already: this usage joins it there
+        _spend_add(conn, row, 0, 0, total, pusd)
     row = conn.execute(
         "UPDATE sessions SET used = used + ?, cost_usd = cost_usd + ?, cost_pusd = cost_pusd + ?,"
         " leg_held = leg_held - ?, leg_used = leg_used + ?, lease_expires_at = ?, updated_at = ? WHERE id = ?"
@@ -426,7 +430,8 @@ def commit_usages_in(conn: sqlite3.Connection, reports: Sequence[UsageReport]) -
             total=u.counted_tokens, pusd=pusd, cost_usd=float(from_pico(pusd)), day=stamp[:10] if stamp[4] == "-"
             else utc_day(r.now), stamp=stamp, lease=ts(r.now + timedelta(seconds=r.lease_seconds)),
             limit=r.key_limit, view_key_id=clean[r.key_id], close=r.close))
-    sessions = _session_states(conn, [r.session_id for r in items])
+    sessions, spend_of = _session_states(conn, [r.session_id for r in items])
+    started = {sid: (st.state, st.used, st.cost_pusd) for sid, st in sessions.items()}
     priors = _priors(conn, [r.request_id for r in items])
     counters = _counters(conn, settlement.touched_counters(items, sessions))
     group = settlement.settle_in_order(items, sessions, counters, priors)
@@ -457,6 +462,7 @@ def commit_usages_in(conn: sqlite3.Connection, reports: Sequence[UsageReport]) -
                             u.cache_write_1h_tokens, u.web_search_requests))
     if records:
         executemany_own(conn, _INSERT_USAGE, records)
+    _spend_group(conn, group.sessions, started, spend_of)
     if group.sessions:
         executemany_own(conn, _SETTLE_SESSION, [
             (s.used, s.cost_usd, s.cost_pusd, s.leg_day, s.leg_held, s.leg_used, s.lease_expires_at, s.updated_at,
@@ -464,14 +470,45 @@ def commit_usages_in(conn: sqlite3.Connection, reports: Sequence[UsageReport]) -
     return group
 
 
-def _session_states(conn: sqlite3.Connection, session_ids: Sequence[str]) -> dict[str, settlement.SessionState]:
+def _spend_group(conn: sqlite3.Connection, ended: dict[str, settlement.SessionState],
+                 started: dict[str, tuple[str, int, int]], spend_of: dict[str, tuple[str, str, str, int]]) -> None:
+    """The spend rollups (migration 0015) as settling the group one by one leaves them: a session that ends in the
+    group counts once with all it used by the end (`_spend_ended` at its close, then `_spend_add` for any usage
+    after, sum to that); one that had ended before adds only what the group settled on it."""
+    adds: dict[tuple[str, str, str], list[int]] = {}
+    for sid, s in ended.items():
+        was_state, was_used, was_pusd = started[sid]
+        grp, day, name, allocated = spend_of[sid]
+        if was_state == "open" and s.state != "open":
+            figures = (1, allocated, s.used, s.cost_pusd)
+        elif was_state != "open" and (s.used, s.cost_pusd) != (was_used, was_pusd):
+            figures = (0, 0, s.used - was_used, s.cost_pusd - was_pusd)
+        else:
+            continue
+        total = adds.setdefault((grp, day, name), [0, 0, 0, 0])
+        for i, v in enumerate(figures):
+            total[i] += v
+    if adds:
+        # The label and task id are the ledger's own stored text (they passed the redaction hook on the way in).
+        executemany_own(conn, _SPEND, [(grp, day, name, *figures) for (grp, day, name), figures in adds.items()])
+
+
+def _session_states(conn: sqlite3.Connection, session_ids: Sequence[str]
+                    ) -> tuple[dict[str, settlement.SessionState], dict[str, tuple[str, str, str, int]]]:
+    """The sessions' settlement state, and per session what its spend rollup is filed under (group, the day it was
+    opened, label or task id) with what it was allocated."""
     found: dict[str, settlement.SessionState] = {}
+    spend_of: dict[str, tuple[str, str, str, int]] = {}
     ids = list(dict.fromkeys(session_ids))
     for i in range(0, len(ids), 500):
         part = ids[i:i + 500]
         for r in execute_own(conn, "SELECT id, key_id, state, leg_day, leg_granted, leg_held, leg_used, used,"
-                             " cost_pusd, cost_usd, lease_expires_at, updated_at, closed_at FROM sessions"
+                             " cost_pusd, cost_usd, lease_expires_at, updated_at, closed_at, label, task_id,"
+                             " created_at, allocated FROM sessions"
                              f" WHERE id IN ({','.join('?' * len(part))})", part):
+            task_id = r["task_id"]
+            spend_of[r["id"]] = (("label", r["created_at"][:10], r["label"] or "", int(r["allocated"]))
+                                 if task_id is None else ("task", r["created_at"][:10], task_id, int(r["allocated"])))
             found[r["id"]] = settlement.SessionState(
                 key_id=r["key_id"], state=r["state"], leg_day=r["leg_day"], leg_granted=int(r["leg_granted"]),
                 leg_held=int(r["leg_held"]), leg_used=int(r["leg_used"]), used=int(r["used"]),
@@ -481,7 +518,7 @@ def _session_states(conn: sqlite3.Connection, session_ids: Sequence[str]) -> dic
     clean = redact_texts(conn, [s.key_id for s in found.values()])
     for s in found.values():
         s.key_id = clean[s.key_id]
-    return found
+    return found, spend_of
 
 
 def _priors(conn: sqlite3.Connection, request_ids: Sequence[str]) -> dict[str, settlement.Prior]:
@@ -577,17 +614,46 @@ def _views(conn: sqlite3.Connection, keys: Iterable[ResolvedKey], day: str, stam
         else:
             due = True
     views: list[KeyView] = []
-    none = (0, 0)
+    blanks = _BLANKS
     for k in keys:
-        used, reserved = counters.get(k.id, none)
-        until = cooldowns.get(k.id)
-        views.append(KeyView(k.id, k.provider, k.scope, k.tokens_per_day, used, reserved, k.price_in_per_m,
-                             k.price_out_per_m, parse_ts(until) if until else None, k.enabled))
+        entry = blanks.get(id(k))
+        blank = entry[1] if entry is not None and entry[0] is k else _blank(k)
+        key_id = blank[0]
+        counter = counters.get(key_id)
+        until = cooldowns.get(key_id)
+        if counter is None and until is None:
+            views.append(blank)  # nothing counted today, not resting: the blank view is this key's view
+            continue
+        used, reserved = counter or (0, 0)
+        views.append(KeyView(key_id, blank[1], blank[2], blank[3], used, reserved, blank[6], blank[7],
+                             parse_ts(until) if until else None, blank[9]))
     return views, due
 
 
-_RESERVE = ("UPDATE key_day_counters SET reserved = reserved + ?"
+# Each key's view with nothing counted and no cooldown, made once per ResolvedKey (frozen; the configuration builds
+# them once) and shared (a KeyView is immutable): a view then takes its fixed fields from one tuple instead of seven
+# attribute reads of the key (most of the cost of the views at 1,000 keys). Keyed by the object's id, checked by
+# identity; emptied past a bound, so reloading the keys file many times cannot grow it without limit.
+_BLANKS: dict[int, tuple[ResolvedKey, KeyView]] = {}
+
+
+def _blank(k: ResolvedKey) -> KeyView:
+    if len(_BLANKS) >= 100_000:
+        _BLANKS.clear()
+    view = KeyView(k.id, k.provider, k.scope, k.tokens_per_day, 0, 0, k.price_in_per_m, k.price_out_per_m, None,
+                   k.enabled)
+    _BLANKS[id(k)] = (k, view)
+    return view
+
+
+# `grants` counts the grants made on the key-day: the dashboard's fingerprint sees a new session there
+# (store/reports.py), in the row this update writes anyway.
+_RESERVE = ("UPDATE key_day_counters SET reserved = reserved + ?, grants = grants + 1"
             " WHERE key_id = ? AND day = ? AND used + reserved + ? <= ?")
+# A leg carried to a new day holds again but grants nothing new (and the group settlement, which carries legs in
+# `core.settlement`, counts no grant either).
+_RESERVE_CARRIED = ("UPDATE key_day_counters SET reserved = reserved + ?"
+                    " WHERE key_id = ? AND day = ? AND used + reserved + ? <= ?")
 
 
 def _reserve(conn: sqlite3.Connection, key: KeyView, need: int, now: datetime) -> bool:
@@ -595,17 +661,20 @@ def _reserve(conn: sqlite3.Connection, key: KeyView, need: int, now: datetime) -
     return _grant(conn, key.key_id, utc_day(now), need, key.tokens_per_day)
 
 
-def _grant(conn: sqlite3.Connection, key_id: str, day: str, need: int, limit: int, *, own: bool = False) -> bool:
-    """`own`: `key_id` already passed the redaction hook (`redact_values`), so the reserve skips it."""
+def _grant(conn: sqlite3.Connection, key_id: str, day: str, need: int, limit: int, *, own: bool = False,
+           carried: bool = False) -> bool:
+    """`own`: `key_id` already passed the redaction hook (`redact_values`), so the reserve skips it. `carried`: a
+    leg moved to a new day, not a grant."""
     if need <= 0:
         return True  # granting nothing cannot break a limit, even on a key a late report pushed past it
     args = (need, key_id, day, need, limit)
     run = execute_own if own else _execute
-    if run(conn, _RESERVE, args).rowcount == 1:
+    sql = _RESERVE_CARRIED if carried else _RESERVE
+    if run(conn, sql, args).rowcount == 1:
         return True
     # No row yet for this key and day (the first grant of the day): create it, then try once more.
     if _counter_row(conn, key_id, day, run):
-        return run(conn, _RESERVE, args).rowcount == 1
+        return run(conn, sql, args).rowcount == 1
     return False
 
 
@@ -627,7 +696,7 @@ def _carry_leg(conn: sqlite3.Connection, row: sqlite3.Row, day: str, key_limit: 
     held = row["leg_held"]
     _release_leg(conn, row)
     carried = held if row["state"] == "open" and key_limit is not None and _grant(
-        conn, row["key_id"], day, held, key_limit) else 0
+        conn, row["key_id"], day, held, key_limit, carried=True) else 0
     conn.execute("UPDATE sessions SET leg_day = ?, leg_held = ? WHERE id = ?", (day, carried, row["id"]))
 
 
@@ -652,6 +721,32 @@ def _release_leg(conn: sqlite3.Connection, row: sqlite3.Row, *, closed_at: str |
     else:
         conn.execute("UPDATE sessions SET leg_held = 0, state = 'closed', closed_at = ?, updated_at = ? WHERE id = ?",
                      (closed_at, closed_at, row["id"]))
+        _spend_ended(conn, row)
+
+
+# What ended sessions spent, per UTC day they were opened on and per label or task (migration 0015): the dashboard's
+# 30-day spend reads these and the open sessions, never every session of the window (no index on created_at: an
+# allocation would write one more page for it).
+_SPEND = ("INSERT INTO session_spend_days(grp, day, name, sessions, allocated, used, cost_pusd) VALUES (?,?,?,?,?,?,?)"
+          " ON CONFLICT (grp, day, name) DO UPDATE SET sessions = session_spend_days.sessions + excluded.sessions,"
+          " allocated = session_spend_days.allocated + excluded.allocated,"
+          " used = session_spend_days.used + excluded.used,"
+          " cost_pusd = session_spend_days.cost_pusd + excluded.cost_pusd")
+
+
+def _spend_add(conn: sqlite3.Connection, row: sqlite3.Row, sessions: int, allocated: int, used: int,
+               cost_pusd: int) -> None:
+    if not (sessions or allocated or used or cost_pusd):
+        return  # nothing to add (usage of 0 tokens after the end): no row of zeros
+    task_id = row["task_id"]
+    group, name = ("label", row["label"] or "") if task_id is None else ("task", task_id)
+    # The label and task id are the ledger's own stored text (they passed the redaction hook on the way in).
+    execute_own(conn, _SPEND, (group, row["created_at"][:10], name, sessions, allocated, used, cost_pusd))
+
+
+def _spend_ended(conn: sqlite3.Connection, row: sqlite3.Row) -> None:
+    """Count an open session that ends now (closed, expired, released) in its day's spend, with what it used."""
+    _spend_add(conn, row, 1, int(row["allocated"]), int(row["used"]), int(row["cost_pusd"]))
 
 
 def _resting(keys: Sequence[ResolvedKey], key_id: str, whole_scope: bool) -> list[str]:
@@ -678,6 +773,7 @@ def _expire_leases(conn: sqlite3.Connection, now: datetime) -> int:
         _release_leg(conn, row)
         conn.execute("UPDATE sessions SET state='expired', closed_at=?, updated_at=? WHERE id=?",
                      (ts(now), ts(now), row["id"]))
+        _spend_ended(conn, row)
         _event(conn, now, "lease_expired", row["id"], row["key_id"], {"released": row["leg_held"]})
     return len(stale)
 

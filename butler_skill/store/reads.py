@@ -94,8 +94,8 @@ def open_sessions(conn: Conn) -> list[dict[str, Any]]:
     """Open sessions in listing order, as models.SessionInfo in JSON."""
     rows = conn.execute("SELECT * FROM sessions WHERE state = 'open'").fetchall()
     # Sorted here by (created_at, id), as ORDER BY would (both databases compare this text byte by byte): asked to
-    # order, SQLite may walk sessions_created over every session ever opened rather than sort the few open ones it
-    # finds through the partial index of open leases.
+    # order, SQLite could walk an index on created_at (one existed until migration 0015) over every session ever opened
+    # rather than sort the few open ones it finds through the partial index of open leases.
     rows.sort(key=lambda r: (r["created_at"], r["id"]))
     return [{
         "session_id": r["id"], "label": r["label"], "task_id": r["task_id"], "key_id": r["key_id"],

@@ -82,27 +82,19 @@ class Reports:
     def spend_by_label(self, now: datetime, days: int = HISTORY_DAYS, limit: int = 50) -> list[SpendRow]:
         """Sessions opened outside a task in the window, grouped by label, most expensive first."""
         with self.db.read() as conn:
-            rows = conn.execute(
-                "SELECT COALESCE(label, '') AS name, COUNT(*) AS n, SUM(allocated) AS allocated, SUM(used) AS used,"
-                " SUM(cost_pusd) AS cost FROM sessions WHERE created_at >= ? AND task_id IS NULL"
-                " GROUP BY COALESCE(label, '') ORDER BY cost DESC, used DESC, name LIMIT ?",
-                (_window_start(now, days), min(limit, MAX_ROWS)),
-            ).fetchall()
-        return [SpendRow(name=r["name"], sessions=int(r["n"]), allocated=int(r["allocated"]), used=int(r["used"]),
-                         cost=usd(from_pico(int(r["cost"] or 0)))) for r in rows]
+            totals = _spend(conn, "label", now, days)
+        rows = _top(totals, limit)
+        return [SpendRow(name=name, sessions=n, allocated=allocated, used=used, cost=usd(from_pico(cost)))
+                for name, (n, allocated, used, cost) in rows]
 
     def spend_by_task(self, now: datetime, days: int = HISTORY_DAYS, limit: int = 50) -> list[SpendRow]:
         """Sessions of tasks in the window (every round of every sub-task), grouped by task."""
         with self.db.read() as conn:
-            rows = conn.execute(
-                "SELECT s.task_id AS task_id, t.name AS name, COUNT(*) AS n, SUM(s.allocated) AS allocated,"
-                " SUM(s.used) AS used, SUM(s.cost_pusd) AS cost FROM sessions s JOIN tasks t ON t.id = s.task_id"
-                " WHERE s.created_at >= ? AND s.task_id IS NOT NULL"
-                " GROUP BY s.task_id, t.name ORDER BY cost DESC, used DESC, s.task_id LIMIT ?",
-                (_window_start(now, days), min(limit, MAX_ROWS)),
-            ).fetchall()
-        return [SpendRow(name=r["name"], task_id=r["task_id"], sessions=int(r["n"]), allocated=int(r["allocated"]),
-                         used=int(r["used"]), cost=usd(from_pico(int(r["cost"] or 0)))) for r in rows]
+            totals = _spend(conn, "task", now, days)
+            names = _task_names(conn, list(totals))
+        rows = _top({t: v for t, v in totals.items() if t in names}, limit)
+        return [SpendRow(name=names[task_id], task_id=task_id, sessions=n, allocated=allocated, used=used,
+                         cost=usd(from_pico(cost))) for task_id, (n, allocated, used, cost) in rows]
 
     def cooldowns(self, now: datetime) -> list[CooldownRow]:
         """Keys resting now (one row per key at most: the table is bounded by the keys file)."""
@@ -155,10 +147,11 @@ class Reports:
                      (utc_day(now),)),
                 _one(conn, "SELECT COALESCE(SUM(cost_pusd), 0) AS v FROM key_day_counters WHERE day = ?",
                      (utc_day(now),)),
-                # Sessions (no index on updated_at: each would be one more page in every allocation's commit):
-                # a new one moves the newest created_at, a close or expiry the count of open ones (and writes an
-                # event), a report today's counters, a renewed lease the latest open lease.
-                _one(conn, "SELECT MAX(created_at) AS v FROM sessions", ()),
+                # Sessions (no index on created_at or updated_at: each would be one more page in every allocation's
+                # commit): a new one moves today's grants (counted by its reserve), a close or expiry the count of
+                # open ones (and writes an event), a report today's counters, a renewed lease the latest open lease.
+                _one(conn, "SELECT COALESCE(SUM(grants), 0) AS v FROM key_day_counters WHERE day = ?",
+                     (utc_day(now),)),
                 _one(conn, "SELECT MAX(lease_expires_at) AS v FROM sessions WHERE state = 'open'", ()),
                 _one(conn, "SELECT COUNT(*) AS v FROM sessions WHERE state = 'open'", ()),
                 _one(conn, "SELECT MAX(updated_at) AS v FROM subtasks", ()),
@@ -169,9 +162,46 @@ class Reports:
         return "|".join(str(p) for p in parts)
 
 
-def _window_start(now: datetime, days: int) -> str:
+Totals = dict[str, tuple[int, int, int, int]]  # name -> (sessions, allocated, used, cost in pico-USD)
+
+
+def _spend(conn: sqlite3.Connection, group: str, now: datetime, days: int) -> Totals:
+    """Per label (`group` "label") or task ("task"), what the sessions opened in the window spent: the ended ones
+    from their per-day rollup (at most days x names rows, by its primary key), the open ones read live through the
+    partial index of open leases (bounded by the work in flight, not by history)."""
     first = history_days(now, days)[0]
-    return f"{first}T00:00:00.000000Z"
+    totals: dict[str, list[int]] = {}
+    for r in conn.execute("SELECT name, SUM(sessions) AS n, SUM(allocated) AS allocated, SUM(used) AS used,"
+                          " SUM(cost_pusd) AS cost FROM session_spend_days WHERE grp = ? AND day >= ? GROUP BY name",
+                          (group, first)):
+        totals[r["name"]] = [int(r["n"]), int(r["allocated"]), int(r["used"]), int(r["cost"])]
+    for r in conn.execute("SELECT label, task_id, allocated, used, cost_pusd, created_at FROM sessions"
+                          " WHERE state = 'open'"):
+        if r["created_at"][:10] < first or (r["task_id"] is None) != (group == "label"):
+            continue
+        name = r["task_id"] if r["task_id"] is not None else (r["label"] or "")
+        figures = totals.setdefault(name, [0, 0, 0, 0])
+        figures[0] += 1
+        figures[1] += int(r["allocated"])
+        figures[2] += int(r["used"])
+        figures[3] += int(r["cost_pusd"])
+    return {name: (n, allocated, used, cost) for name, (n, allocated, used, cost) in totals.items()}
+
+
+def _top(totals: Totals, limit: int) -> list[tuple[str, tuple[int, int, int, int]]]:
+    """The most expensive first (then most used, then by name), at most `limit` (and MAX_ROWS)."""
+    ranked = sorted(totals.items(), key=lambda item: (-item[1][3], -item[1][2], item[0]))
+    return ranked[:min(limit, MAX_ROWS)]
+
+
+def _task_names(conn: sqlite3.Connection, task_ids: list[str]) -> dict[str, str]:
+    """The names of the tasks of these ids that exist (a few SELECTs by primary key, 500 ids each)."""
+    names: dict[str, str] = {}
+    for i in range(0, len(task_ids), 500):
+        part = task_ids[i:i + 500]
+        rows = conn.execute(f"SELECT id, name FROM tasks WHERE id IN ({','.join('?' * len(part))})", part)
+        names.update((r["id"], r["name"]) for r in rows)
+    return names
 
 
 def _one(conn: sqlite3.Connection, sql: str, args: tuple[object, ...]) -> object:

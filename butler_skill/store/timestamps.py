@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 _FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -23,3 +24,16 @@ def ts(moment: datetime) -> str:
 def parse_ts(text: str) -> datetime:
     # fromisoformat reads the trailing Z as UTC (Python 3.11) and is an order of magnitude faster than strptime.
     return datetime.fromisoformat(text)
+
+
+def later(stamp: str, seconds: int) -> str:
+    """`ts(moment + timedelta(seconds=seconds))` for a `stamp` that is `ts(moment)`: the whole seconds move, the
+    microseconds stay, so only the first 19 characters are formatted again, once per second of `stamp` (an
+    allocation writes its creation stamp and its lease's end; a property keeps this equal to formatting twice)."""
+    return _later_seconds(stamp[:19], seconds) + stamp[19:]
+
+
+@lru_cache(maxsize=64)
+def _later_seconds(head: str, seconds: int) -> str:
+    moment = datetime.fromisoformat(head).replace(tzinfo=UTC) + timedelta(seconds=seconds)
+    return ts(moment)[:19]

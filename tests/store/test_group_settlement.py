@@ -37,7 +37,8 @@ from tests.conftest import Ids
 NOW = datetime(2026, 11, 24, 23, 59, 30, tzinfo=UTC)
 DAY, YESTERDAY = "2026-11-24", "2026-11-23"
 KEYS = ("alpha-1", "alpha-2", "beta-1")  # tests/conftest.py SMALL_KEYS: 10,000 / 10,000 / 20,000 tokens a day
-TABLES = ("key_day_counters", "sessions", "usage_records", "alerts", "events", "subtasks", "attempts", "tasks")
+TABLES = ("key_day_counters", "sessions", "usage_records", "alerts", "events", "subtasks", "attempts", "tasks",
+          "session_spend_days")
 
 
 class _Undo(Exception):

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from butler_skill.core.days import utc_day
-from butler_skill.store.timestamps import _FORMAT, parse_ts, ts
+from butler_skill.store.timestamps import _FORMAT, later, parse_ts, ts
 
 
 @given(st.datetimes(min_value=datetime(1000, 1, 2), max_value=datetime(9999, 12, 30)),
@@ -19,3 +19,9 @@ def test_ts_is_the_documented_format_and_round_trips(moment: datetime, offset_mi
     assert text == aware.astimezone(UTC).strftime(_FORMAT)
     assert len(text) == 27 and parse_ts(text) == aware
     assert text[:10] == utc_day(aware) and text[4] == "-"  # the ledger reads the UTC day off the stamp
+
+
+@given(st.datetimes(min_value=datetime(1000, 1, 2), max_value=datetime(9998, 12, 30), timezones=st.just(UTC)),
+       st.integers(0, 400 * 86_400))
+def test_a_later_stamp_is_the_stamp_of_the_later_moment(moment: datetime, seconds: int) -> None:
+    assert later(ts(moment), seconds) == ts(moment + timedelta(seconds=seconds))
