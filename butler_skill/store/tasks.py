@@ -10,15 +10,18 @@ import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from butler_skill.core.decomposition import SubTaskSpec
+from butler_skill.core.aggregation import ResultValues
+from butler_skill.core.days import utc_day
+from butler_skill.core.decomposition import SubTaskPlan, SubTaskSpec
 from butler_skill.core.selection import KeyView, largest_available
 from butler_skill.errors import NoCapacity, UnknownTask
 from butler_skill.models import ResolvedKey, SessionInfo
-from butler_skill.store.db import Database, execute_own, executemany_own, redact_texts
+from butler_skill.store.db import Database, execute_own, executemany_own, redact_texts, redact_values
 from butler_skill.store.ledger import (
+    _INSERT_SESSION,
     expire_leases_in,
     insert_session_in,
     key_views_in,
@@ -31,15 +34,15 @@ from butler_skill.store.timestamps import ts
 SharePicker = Callable[[list[KeyView], int], KeyView | None]
 
 
-@dataclass(frozen=True)
-class PlannedSubTask:
-    spec: SubTaskSpec
+class PlannedSubTask(NamedTuple):
+    spec: SubTaskSpec | SubTaskPlan
     share: int
     session_id: str
 
 
-@dataclass(frozen=True)
-class SubTaskRow:
+class SubTaskRow(NamedTuple):
+    """A sub-task as the ledger holds it (a NamedTuple: a plan or a read of 1,000 builds 1,000 of them)."""
+
     task_id: str
     id: str
     position: int
@@ -100,28 +103,51 @@ class TaskStore:
         threshold_ratio: float,
         now: datetime,
         lease_seconds: int,
-    ) -> None:
-        """Write the task and reserve every sub-task's share, all or nothing."""
+        rows: bool = True,
+    ) -> tuple[TaskRow, list[SubTaskRow]]:
+        """Write the task and reserve every sub-task's share, all or nothing. Returns what was written, as
+        `task` and `subtasks` would read it back (no read: the rows are built from what was inserted; none with
+        ``rows=False``).
+
+        The sessions and sub-tasks go in with one `executemany` each. Outside text (the task's name,
+        description and options, each sub-task's title and text, the key ids) passes the redaction hook once,
+        all together (`redact_values`: one check over all of them; each is redacted on its own only on a hit);
+        ids, the day and the timestamps are Butler's own."""
         stamp = ts(now)
+        day = utc_day(now)
+        lease = ts(now + timedelta(seconds=lease_seconds))
+        options_json = json.dumps(options, sort_keys=True)
+        specs = [item.spec for item in planned]
+        n = len(specs)
         with self.db.write() as conn:
             expire_leases_in(conn, now)
-            conn.execute(
-                "INSERT INTO tasks(id, name, description, budget, mode, options, created_at, updated_at)"
-                " VALUES (?,?,?,?,?,?,?,?)",
-                (task_id, name, description, budget, mode, json.dumps(options, sort_keys=True), stamp, stamp),
-            )
             chosen = self._reserve_shares(conn, [item.share for item in planned], keys, pick, now)
-            for position, (item, key_id) in enumerate(zip(planned, chosen, strict=True)):
-                insert_session_in(conn, item.session_id, item.spec.id, task_id, key_id, item.share,
-                                  threshold_ratio, now, lease_seconds)
-                s = item.spec
-                conn.execute(
-                    "INSERT INTO subtasks(task_id, id, position, title, text, kind, priority, weight_bp,"
-                    " estimated_tokens, share, planned_share, depends_on, session_id, status, updated_at)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,'pending',?)",
-                    (task_id, s.id, position, s.title, s.text, s.kind, s.priority, s.weight_bp, s.estimated_tokens,
-                     item.share, item.share, json.dumps(list(s.depends_on)), item.session_id, stamp),
-                )
+            key_ids = list(dict.fromkeys(chosen))
+            k = len(key_ids)
+            clean = redact_values(conn, [name, description, options_json, *key_ids, *[s.title for s in specs],
+                                         *[s.text for s in specs]])
+            name, description, options_json = clean[0], clean[1], clean[2]
+            key_of = dict(zip(key_ids, clean[3:3 + k], strict=True))
+            titles, texts = clean[3 + k:3 + k + n], clean[3 + k + n:]
+            keys_chosen = [key_of[key_id] for key_id in chosen]
+            execute_own(conn, "INSERT INTO tasks(id, name, description, budget, mode, options, created_at, updated_at)"
+                        " VALUES (?,?,?,?,?,?,?,?)", (task_id, name, description, budget, mode, options_json, stamp,
+                                                     stamp))
+            executemany_own(conn, _INSERT_SESSION, [
+                (item.session_id, item.spec.id, task_id, key_id, item.share, threshold_ratio, day, item.share,
+                 item.share, lease, stamp, stamp) for item, key_id in zip(planned, keys_chosen, strict=True)])
+            executemany_own(conn, _INSERT_SUBTASK, [
+                (task_id, s.id, position, titles[position], texts[position], s.kind, s.priority, s.weight_bp,
+                 s.estimated_tokens, item.share, item.share, _deps_json(s.depends_on), item.session_id, stamp)
+                for position, (s, item) in enumerate(zip(specs, planned, strict=True))])
+        task = TaskRow(id=task_id, name=name, description=description, budget=budget, mode=mode,
+                       options=json.loads(options_json), created_at=stamp)
+        if not rows:
+            return task, []
+        return task, [SubTaskRow(task_id, s.id, position, 1, titles[position], texts[position], s.kind, s.priority,
+                                 s.weight_bp, s.estimated_tokens, item.share, tuple(s.depends_on), item.session_id,
+                                 keys_chosen[position], "pending", None, None, 0, 0, item.share)
+                      for position, (s, item) in enumerate(zip(specs, planned, strict=True))]
 
     @staticmethod
     def _reserve_shares(conn: sqlite3.Connection, shares: Sequence[int], keys: Sequence[ResolvedKey],
@@ -132,16 +158,27 @@ class TaskStore:
         nothing: raising rolls the plan back. The key id of each share, in order."""
         views = key_views_in(conn, keys, now)
         start = {v.key_id: v for v in views}
-        index = {v.key_id: i for i, v in enumerate(views)}
         totals: dict[str, int] = {}
         chosen: list[str] = []
-        for share in shares:
-            pick_ = pick(views, share)
-            if pick_ is None or share > pick_.remaining:
-                raise _no_room(share, views, now)
-            views[index[pick_.key_id]] = pick_._replace(reserved=pick_.reserved + share)
-            totals[pick_.key_id] = totals.get(pick_.key_id, 0) + share
-            chosen.append(pick_.key_id)
+        many = getattr(pick, "many", None)
+        if many is not None:  # the whole plan's choices in one pass (planning._Picker: the same choices)
+            picked, after = many(views, list(shares))
+            for share, i in zip(shares, picked, strict=False):
+                if i is None:
+                    raise _no_room(share, after, now)
+                key_id = views[i].key_id
+                totals[key_id] = totals.get(key_id, 0) + share
+                chosen.append(key_id)
+            views = after
+        else:
+            index = {v.key_id: i for i, v in enumerate(views)}
+            for share in shares:
+                pick_ = pick(views, share)
+                if pick_ is None or share > pick_.remaining:
+                    raise _no_room(share, views, now)
+                views[index[pick_.key_id]] = pick_._replace(reserved=pick_.reserved + share)
+                totals[pick_.key_id] = totals.get(pick_.key_id, 0) + share
+                chosen.append(pick_.key_id)
         for key_id, total in totals.items():
             if not reserve_in(conn, start[key_id], total, now):  # the same grant, summed: cannot refuse here
                 raise _no_room(total, views, now)
@@ -191,19 +228,37 @@ class TaskStore:
 
     def subtasks(self, task_id: str) -> list[SubTaskRow]:
         with self.db.read() as conn:
-            # A sub-task's tokens are the usage of every session it had (one per round). Summed once per
-            # task and joined: a correlated sub-query here rescanned the task's sessions for every row (O(n²)).
-            rows = conn.execute(
-                "SELECT st.*, s.key_id AS key_id, COALESCE(u.used, 0) AS tokens_used"
-                " FROM subtasks st JOIN sessions s ON s.id = st.session_id"
-                " LEFT JOIN (SELECT label, SUM(used) AS used FROM sessions WHERE task_id = ? GROUP BY label) u"
-                " ON u.label = st.id"
-                " WHERE st.task_id = ? ORDER BY st.position",
-                (task_id, task_id),
-            ).fetchall()
+            # Two reads of the task's own rows (each one index search), joined here: a sub-task's key is that of
+            # its current session, its tokens the usage of every session it had (one per round). (One statement
+            # joining them built a temporary index and sorted: about twice the time for 1,000 sub-tasks.)
+            rows = conn.execute("SELECT * FROM subtasks WHERE task_id = ?", (task_id,)).fetchall()
+            sessions = conn.execute("SELECT id, label, key_id, used FROM sessions WHERE task_id = ?",
+                                    (task_id,)).fetchall()
         if not rows:
             self.task(task_id)  # raises UnknownTask when the task does not exist
-        return [_subtask(r) for r in rows]
+            return []
+        key_of, used = _session_figures(sessions)
+        out = [_subtask(r, key_of[r["session_id"]], used.get(r["id"], 0)) for r in rows if r["session_id"] in key_of]
+        out.sort(key=_position)
+        return out
+
+    def results(self, task_id: str) -> list[ResultValues]:
+        """What a task's answer needs of each sub-task (id, status, tokens, error, output, key, attempts), in plan
+        order: `subtasks` without the plan's columns (the read-back after a run of 1,000 reads only these)."""
+        with self.db.read() as conn:
+            rows = conn.execute("SELECT id, position, status, output, error, attempts, session_id FROM subtasks"
+                                " WHERE task_id = ?", (task_id,)).fetchall()
+            sessions = conn.execute("SELECT id, label, key_id, used FROM sessions WHERE task_id = ?",
+                                    (task_id,)).fetchall()
+        if not rows:
+            self.task(task_id)  # raises UnknownTask when the task does not exist
+            return []
+        key_of, used = _session_figures(sessions)
+        out = [(r["position"], ResultValues(r["id"], r["status"], int(used.get(r["id"], 0)), r["error"], r["output"],
+                                            key_of[r["session_id"]], r["attempts"]))
+               for r in rows if r["session_id"] in key_of]
+        out.sort(key=_first)
+        return [values for _, values in out]
 
     def subtask_by_session(self, session_id: str) -> SubTaskRow | None:
         with self.db.read() as conn:
@@ -382,12 +437,41 @@ def _insert_attempt(conn: sqlite3.Connection, a: AttemptRecord, task_id: str, st
     return int(n)
 
 
-def _subtask(r: sqlite3.Row) -> SubTaskRow:
+_INSERT_SUBTASK = (
+    "INSERT INTO subtasks(task_id, id, position, title, text, kind, priority, weight_bp, estimated_tokens, share,"
+    " planned_share, depends_on, session_id, status, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,'pending',?)")
+
+
+def _deps_json(depends_on: Sequence[str]) -> str:
+    return json.dumps(list(depends_on)) if depends_on else "[]"
+
+
+def _position(row: SubTaskRow) -> int:
+    return row.position
+
+
+def _first(pair: tuple[int, Any]) -> int:
+    return pair[0]
+
+
+def _session_figures(sessions: Sequence[Any]) -> tuple[dict[str, str], dict[str, int]]:
+    """(each session's key, the usage of every session summed by label, i.e. by sub-task: one per round)."""
+    key_of: dict[str, str] = {}
+    used: dict[str, int] = {}
+    for r in sessions:
+        key_of[r["id"]] = r["key_id"]
+        label = r["label"]
+        used[label] = used.get(label, 0) + r["used"]
+    return key_of, used
+
+
+def _subtask(r: sqlite3.Row, key_id: str, tokens_used: int) -> SubTaskRow:
+    deps = r["depends_on"]
+    share = r["share"]
+    planned = r["planned_share"]
     return SubTaskRow(
-        task_id=r["task_id"], id=r["id"], position=r["position"], round=r["round"], title=r["title"], text=r["text"],
-        kind=r["kind"], priority=r["priority"], weight_bp=r["weight_bp"], estimated_tokens=r["estimated_tokens"],
-        share=r["share"], depends_on=tuple(json.loads(r["depends_on"])), session_id=r["session_id"],
-        key_id=r["key_id"], status=r["status"], output=r["output"], error=r["error"], attempts=r["attempts"],
-        tokens_used=int(r["tokens_used"]),
-        planned_share=r["planned_share"] if r["planned_share"] is not None else r["share"],
+        r["task_id"], r["id"], r["position"], r["round"], r["title"], r["text"], r["kind"], r["priority"],
+        r["weight_bp"], r["estimated_tokens"], share, () if deps == "[]" else tuple(json.loads(deps)),
+        r["session_id"], key_id, r["status"], r["output"], r["error"], r["attempts"], int(tokens_used),
+        planned if planned is not None else share,
     )

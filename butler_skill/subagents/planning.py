@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 from butler_skill.core import selection
 from butler_skill.core.allocation import retry_shares, shares_usable, split_budget, subtask_lease_seconds
-from butler_skill.core.decomposition import SubTaskSpec, decompose
+from butler_skill.core.decomposition import SubTaskSpec, decompose_plain
+from butler_skill.core.share_keys import choose_share_keys
 from butler_skill.errors import NoCapacity
-from butler_skill.store.tasks import PlannedSubTask, SubTaskRow, TaskStore
+from butler_skill.store.tasks import PlannedSubTask, SubTaskRow, TaskRow, TaskStore
 
 if TYPE_CHECKING:
     from butler_skill.host.context import Context
@@ -19,7 +20,16 @@ def task_store(ctx: Context) -> TaskStore:
     return TaskStore(ctx.db)
 
 
-def plan_task(
+def plan_task(ctx: Context, *, name: str, description: str, budget: int, mode: str, options: dict[str, Any],
+              preferred_provider: str | None = None, rows: bool = True) -> tuple[str, list[SubTaskRow]]:
+    """`plan`, answering the task's id and its sub-tasks (none with ``rows=False``: spawn_agent's runner reads
+    them itself, and 1,000 rows built for nothing are garbage the collector then walks)."""
+    task, planned = plan(ctx, name=name, description=description, budget=budget, mode=mode, options=options,
+                         preferred_provider=preferred_provider, rows=rows)
+    return task.id, planned
+
+
+def plan(
     ctx: Context,
     *,
     name: str,
@@ -28,8 +38,11 @@ def plan_task(
     mode: str,
     options: dict[str, Any],
     preferred_provider: str | None = None,
-) -> tuple[str, list[SubTaskRow]]:
-    specs = decompose(description, name)
+    rows: bool = True,
+) -> tuple[TaskRow, list[SubTaskRow]]:
+    """Decompose, split and write the plan (every share reserved, or nothing): the task and its sub-tasks as the
+    ledger now holds them. Plain values throughout (the tool's input was validated at the boundary)."""
+    specs = decompose_plain(description, name)
     shares = split_budget(budget, [(s.estimated_tokens, s.priority) for s in specs])
     if not shares_usable(shares):
         # The sub-task count comes from the description's content, which no schema can bound: the budget
@@ -38,17 +51,15 @@ def plan_task(
                          path="/budget", subtasks=len(specs), requested=len(specs), largest_available=budget,
                          hint="raise the budget or merge sub-tasks")
     task_id = ctx.new_id("task")
-    planned = [PlannedSubTask(spec=s, share=share, session_id=ctx.new_id("ses")) for s, share in zip(specs, shares,
-                                                                                                       strict=True)]
+    session_ids = ctx.new_ids("ses", len(specs))
+    planned = [PlannedSubTask(s, share, sid) for s, share, sid in zip(specs, shares, session_ids, strict=True)]
     now = ctx.now()
     cfg = ctx.config
-    store = task_store(ctx)
-    store.create(
+    return task_store(ctx).create(
         task_id=task_id, name=name, description=description, budget=budget, mode=mode, options=options,
         planned=planned, keys=cfg.resolved(), pick=_picker(now, preferred_provider),
-        threshold_ratio=cfg.rotation_threshold, now=now, lease_seconds=_lease(ctx, options),
+        threshold_ratio=cfg.rotation_threshold, now=now, lease_seconds=_lease(ctx, options), rows=rows,
     )
-    return task_id, store.subtasks(task_id)
 
 
 def replan_failed(ctx: Context, task_id: str, failed: Sequence[SubTaskRow], remaining_budget: int,
@@ -75,11 +86,24 @@ def replan_failed(ctx: Context, task_id: str, failed: Sequence[SubTaskRow], rema
     return store.subtasks(task_id)
 
 
-def _picker(now: Any, preferred_provider: str | None) -> Any:
-    def pick(views: list[selection.KeyView], share: int) -> selection.KeyView | None:
-        return selection.choose_key(views, share, now, preferred_provider=preferred_provider)
+class _Picker:
+    """The key rule for a plan's shares: `choose_key` for one share (retries), `choose_share_keys` for a whole
+    plan (the same choices, share after share, in one pass)."""
 
-    return pick
+    def __init__(self, now: Any, preferred_provider: str | None) -> None:
+        self.now = now
+        self.preferred_provider = preferred_provider
+
+    def __call__(self, views: list[selection.KeyView], share: int) -> selection.KeyView | None:
+        return selection.choose_key(views, share, self.now, preferred_provider=self.preferred_provider)
+
+    def many(self, views: list[selection.KeyView], shares: list[int]) -> tuple[list[int | None],
+                                                                             list[selection.KeyView]]:
+        return choose_share_keys(views, shares, self.now, preferred_provider=self.preferred_provider)
+
+
+def _picker(now: Any, preferred_provider: str | None) -> _Picker:
+    return _Picker(now, preferred_provider)
 
 
 def _lease(ctx: Context, options: dict[str, Any]) -> int:

@@ -92,3 +92,24 @@ def test_order_of_arrival_does_not_matter(results: list[SubTaskResult], rnd: obj
     shuffled = list(results)
     rnd.shuffle(shuffled)  # type: ignore[attr-defined]
     assert aggregate("t", shuffled) == aggregate("t", results)
+
+
+@settings(max_examples=300)
+@given(results_st, st.booleans())
+def test_plain_aggregation_equals_the_definition(results: list[SubTaskResult], twice: bool) -> None:
+    from butler_skill.core.aggregation import ResultValues, TaskAggregate, aggregate_values
+
+    results = results + results[:3] if twice else results  # repeated ids and attempts: the JSON tie-break decides
+    values = [ResultValues(r.sub_task_id, r.status, r.tokens_used, r.error, r.output, r.key_id, r.attempts)
+              for r in results]
+    plain = aggregate_values("t", values)
+    expected = aggregate("t", results)
+    assert plain == expected.model_dump(by_alias=True)
+    assert TaskAggregate.model_validate(plain) == expected
+
+
+@given(st.from_regex(r"st-[0-9]{1,4}", fullmatch=True) | st.text(max_size=8))
+def test_the_id_shortcut_is_the_natural_key(sub_task_id: str) -> None:
+    from butler_skill.core.aggregation import _id_key, _natural_key
+
+    assert _id_key(sub_task_id) == _natural_key(SubTaskResult(sub_task_id=sub_task_id, status="success"))[0]

@@ -137,3 +137,32 @@ def test_scaling_every_estimate_changes_nothing(budget: int, items: list[tuple[i
 @given(budgets, items_st)
 def test_same_input_same_output(budget: int, items: list[tuple[int, Priority]]) -> None:
     assert split_budget(budget, items) == split_budget(budget, list(items))
+
+
+# ------------------------------------------------------------------- the integer split equals the definition
+
+multipliers_st = st.fixed_dictionaries({p: st.fractions(min_value=-3, max_value=5, max_denominator=12)
+                                        for p in PRIORITIES})
+
+
+@settings(max_examples=400)
+@given(budgets, st.lists(st.tuples(estimates, priorities), max_size=40), st.none() | multipliers_st)
+def test_integer_split_equals_the_fraction_definition(budget: int, items: list[tuple[int, Priority]],
+                                                      multipliers: dict[Priority, Fraction] | None) -> None:
+    """split_budget computes in integers; the rule is stated in Fractions (largest remainder of exact_shares)."""
+    from butler_skill.core.allocation import PRIORITY_MULTIPLIERS, exact_shares, largest_remainder
+
+    mult = PRIORITY_MULTIPLIERS if multipliers is None else multipliers
+    assert split_budget(budget, items, mult) == largest_remainder(budget, exact_shares(budget, items, mult))
+
+
+@given(st.integers(min_value=0, max_value=10**9),
+       st.lists(st.integers(min_value=0, max_value=10**9), min_size=1, max_size=40))
+def test_largest_remainder_int_equals_largest_remainder(total: int, weights: list[int]) -> None:
+    from butler_skill.core.allocation import largest_remainder, largest_remainder_int
+
+    weights = weights if sum(weights) else [1] * len(weights)
+    denominator = sum(weights)
+    numerators = [total * w for w in weights]
+    assert largest_remainder_int(total, numerators, denominator) == largest_remainder(
+        total, [Fraction(n, denominator) for n in numerators])
