@@ -87,27 +87,10 @@ def _natural_key(result: SubTaskResult) -> tuple[tuple[tuple[int, int | str], ..
 
 
 def aggregate(task_id: str, results: Iterable[SubTaskResult]) -> TaskAggregate:
-    """Totals, success rate and per-sub-task details for ``task_id``."""
-    details = list(results)
-    counts = dict.fromkeys(RESULT_STATUSES, 0)
-    tokens = 0
-    for r in details:
-        counts[r.status] += 1
-        tokens += r.tokens_used
-    total = len(details)
-    successful = counts["success"]
-    return TaskAggregate(
-        task_id=task_id,
-        total_sub_tasks=total,
-        successful=successful,
-        failed=counts["failed"] + counts["timeout"] + counts["cancelled"],
-        pending=counts["pending"],
-        timed_out=counts["timeout"],
-        cancelled=counts["cancelled"],
-        total_tokens_used=tokens,
-        success_rate=successful / total if total else 0.0,
-        details=sorted(details, key=_natural_key),
-    )
+    """Totals, success rate and per-sub-task details for ``task_id`` (`aggregate_values`, the one rule, on models)."""
+    values = [ResultValues(r.sub_task_id, r.status, r.tokens_used, r.error, r.output, r.key_id, r.attempts)
+              for r in results]
+    return TaskAggregate.model_validate(aggregate_values(task_id, values))
 
 
 class ResultValues(NamedTuple):
@@ -131,10 +114,10 @@ def _id_key(sub_task_id: str) -> tuple[tuple[int, int | str], ...]:
 
 
 def aggregate_values(task_id: str, results: Sequence[ResultValues]) -> dict[str, Any]:
-    """`aggregate(task_id, results).model_dump()` (by alias) computed on plain values: no model per result, and
-    the order's last tie-break (a result's JSON) computed only when two results share an id and an attempt
-    count (a task's sub-task ids are unique, so never for a task). Validate it into `TaskAggregate` once. A
-    property test keeps it equal to `aggregate`."""
+    """Totals, success rate and per-sub-task details (`TaskAggregate` by alias) on plain values: no model per
+    result, and the order's last tie-break (a result's JSON) computed only when two results share an id and an
+    attempt count (a task's sub-task ids are unique, so never for a task). Validate it into `TaskAggregate` once.
+    A property test keeps it equal to the rule's statement over models (tests/core/test_aggregation.py)."""
     counts = dict.fromkeys(RESULT_STATUSES, 0)
     tokens = 0
     for r in results:

@@ -57,9 +57,7 @@ __all__ = [
 ]
 
 
-def _weights(
-    items: Sequence[tuple[int, Priority]], multipliers: Mapping[Priority, Fraction]
-) -> list[Fraction]:
+def _check_items(items: Sequence[tuple[int, Priority]], multipliers: Mapping[Priority, Fraction]) -> None:
     for i, (estimate, priority) in enumerate(items):
         if isinstance(estimate, bool) or not isinstance(estimate, int):
             raise InvalidInput("estimated tokens must be an integer", index=i)
@@ -67,6 +65,12 @@ def _weights(
             raise InvalidInput("estimated tokens must not be negative", index=i, estimate=estimate)
         if priority not in multipliers:
             raise InvalidInput("unknown priority", index=i, priority=str(priority))
+
+
+def _weights(
+    items: Sequence[tuple[int, Priority]], multipliers: Mapping[Priority, Fraction]
+) -> list[Fraction]:
+    _check_items(items, multipliers)
     weights = [Fraction(e) * Fraction(multipliers[p]) for e, p in items]
     if sum(weights) == 0:
         # All estimates are zero: split by multiplier alone.
@@ -122,13 +126,7 @@ def largest_remainder_int(total: int, numerators: Sequence[int], denominator: in
 def _int_weights(items: Sequence[tuple[int, Priority]], multipliers: Mapping[Priority, Fraction]) -> list[int]:
     """The rule's weights (`_weights`, with its checks and fallbacks) scaled by one common factor to integers:
     the shares depend only on the weights' ratios, so the split is the same."""
-    for i, (estimate, priority) in enumerate(items):
-        if isinstance(estimate, bool) or not isinstance(estimate, int):
-            raise InvalidInput("estimated tokens must be an integer", index=i)
-        if estimate < 0:
-            raise InvalidInput("estimated tokens must not be negative", index=i, estimate=estimate)
-        if priority not in multipliers:
-            raise InvalidInput("unknown priority", index=i, priority=str(priority))
+    _check_items(items, multipliers)
     scale = 1
     for m in multipliers.values():
         scale = math.lcm(scale, Fraction(m).denominator)

@@ -660,6 +660,17 @@ class LeanBackend:
         route = self._routes[url] = _Route(pool, head)
         return route
 
+    def _drop_state(self) -> None:
+        """Forget every pool, route and watched exchange, and stop the watchdog (their sockets are closed or
+        aborted by the caller)."""
+        self._pools.clear()
+        self._routes.clear()
+        self._open.clear()
+        self._watched.clear()
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
+
     def _forget_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         """Pools of a loop that is gone (or another one): their connections cannot be used from this loop."""
         for pool in self._pools.values():
@@ -668,13 +679,7 @@ class LeanBackend:
                 if conn.transport is not None:
                     with contextlib.suppress(RuntimeError):  # its loop is closed: the socket goes with it
                         conn.transport.abort()
-        self._pools.clear()
-        self._routes.clear()
-        self._open.clear()
-        self._watched.clear()
-        if self._ticker is not None:
-            self._ticker.cancel()
-            self._ticker = None
+        self._drop_state()
         self._loop = loop
 
     def _proxy(self) -> HttpBackend:
@@ -810,13 +815,7 @@ class LeanBackend:
                     pass
         elif self._loop is not None:
             self._forget_loop(asyncio.get_running_loop())
-        self._pools.clear()
-        self._routes.clear()
-        self._open.clear()
-        self._watched.clear()
-        if self._ticker is not None:
-            self._ticker.cancel()
-            self._ticker = None
+        self._drop_state()
         self._closing = None
         self._loop = None
         if self._proxied is not None:
