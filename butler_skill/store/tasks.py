@@ -226,14 +226,19 @@ class TaskStore:
         return TaskRow(id=row["id"], name=row["name"], description=row["description"], budget=row["budget"],
                        mode=row["mode"], options=json.loads(row["options"]), created_at=row["created_at"])
 
-    def subtasks(self, task_id: str) -> list[SubTaskRow]:
+    def _reads(self, task_id: str, columns: str) -> tuple[list[Any], list[Any]]:
+        """The task's sub-tasks (`columns` of them) and its sessions, in one read transaction: two searches of the
+        task's own rows (each one index search), joined by the caller. A sub-task's key is that of its current
+        session, its tokens the usage of every session it had (one per round). (One statement joining them built a
+        temporary index and sorted: about twice the time for 1,000 sub-tasks.)"""
         with self.db.read() as conn:
-            # Two reads of the task's own rows (each one index search), joined here: a sub-task's key is that of
-            # its current session, its tokens the usage of every session it had (one per round). (One statement
-            # joining them built a temporary index and sorted: about twice the time for 1,000 sub-tasks.)
-            rows = conn.execute("SELECT * FROM subtasks WHERE task_id = ?", (task_id,)).fetchall()
+            rows = conn.execute(f"SELECT {columns} FROM subtasks WHERE task_id = ?", (task_id,)).fetchall()
             sessions = conn.execute("SELECT id, label, key_id, used FROM sessions WHERE task_id = ?",
                                     (task_id,)).fetchall()
+        return rows, sessions
+
+    def subtasks(self, task_id: str) -> list[SubTaskRow]:
+        rows, sessions = self._reads(task_id, "*")
         if not rows:
             self.task(task_id)  # raises UnknownTask when the task does not exist
             return []
@@ -245,11 +250,7 @@ class TaskStore:
     def results(self, task_id: str) -> list[ResultValues]:
         """What a task's answer needs of each sub-task (id, status, tokens, error, output, key, attempts), in plan
         order: `subtasks` without the plan's columns (the read-back after a run of 1,000 reads only these)."""
-        with self.db.read() as conn:
-            rows = conn.execute("SELECT id, position, status, output, error, attempts, session_id FROM subtasks"
-                                " WHERE task_id = ?", (task_id,)).fetchall()
-            sessions = conn.execute("SELECT id, label, key_id, used FROM sessions WHERE task_id = ?",
-                                    (task_id,)).fetchall()
+        rows, sessions = self._reads(task_id, "id, position, status, output, error, attempts, session_id")
         if not rows:
             self.task(task_id)  # raises UnknownTask when the task does not exist
             return []
