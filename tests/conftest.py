@@ -85,25 +85,64 @@ def ctx(env: dict[str, str], clock: Clock) -> Iterator[Context]:
 _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "demo.butler.invalid"}
 
 
+# A name no test may reach, which the guard refuses without counting it: tests/test_loopback_guard.py dials it to
+# show that the guard sees every way out (name lookups, and connections the event loops open themselves).
+GUARD_PROBE = "guard-probe.invalid"
+GUARD_PROBE_ADDRESS = "192.0.2.1"  # TEST-NET-1 (RFC 5737): documentation only, never routed
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _only_loopback() -> Iterator[None]:
     """Tests talk to servers they start on loopback, never to a public host: refuse any other name lookup
-    in the test process, so a key that still points at a real provider fails loudly instead of dialling out."""
+    in the test process, so a key that still points at a real provider fails loudly instead of dialling out.
+    uvloop resolves names and opens connections in libuv, past `socket.getaddrinfo`, and asyncio opens an IP
+    address without a lookup: both loops' `create_connection` (and uvloop's `getaddrinfo`) are checked too."""
+    import asyncio
     import socket
+
+    import uvloop
 
     real = socket.getaddrinfo
     refused: list[str] = []
 
-    def guarded(host: Any, *args: Any, **kwargs: Any) -> Any:
+    def check(host: Any) -> None:
+        if host is None:
+            return  # a connection over a socket the caller made: its lookup went through socket.getaddrinfo
         name = host.decode() if isinstance(host, bytes) else str(host)
         if name not in _LOOPBACK_NAMES and not name.startswith("127."):
-            refused.append(name)
+            if name not in (GUARD_PROBE, GUARD_PROBE_ADDRESS):
+                refused.append(name)
             raise OSError(f"test tried to reach {name!r}: tests may only use loopback")
+
+    def guarded(host: Any, *args: Any, **kwargs: Any) -> Any:
+        check(host)
         return real(host, *args, **kwargs)
 
+    base = asyncio.base_events.BaseEventLoop
+    real_connect = base.create_connection
+
+    async def connect(self: Any, protocol_factory: Any, host: Any = None, *args: Any, **kwargs: Any) -> Any:
+        check(host)
+        return await real_connect(self, protocol_factory, host, *args, **kwargs)
+
+    class GuardedUvloop(uvloop.Loop):  # type: ignore[misc]
+        async def create_connection(self, protocol_factory: Any, host: Any = None, *args: Any,
+                                    **kwargs: Any) -> Any:
+            check(host)
+            return await super().create_connection(protocol_factory, host, *args, **kwargs)
+
+        async def getaddrinfo(self, host: Any, *args: Any, **kwargs: Any) -> Any:
+            check(host)
+            return await super().getaddrinfo(host, *args, **kwargs)
+
+    real_new_loop = uvloop.new_event_loop
     socket.getaddrinfo = guarded
+    base.create_connection = connect  # type: ignore[method-assign]
+    uvloop.new_event_loop = GuardedUvloop
     yield
     socket.getaddrinfo = real
+    base.create_connection = real_connect  # type: ignore[method-assign]
+    uvloop.new_event_loop = real_new_loop
     # Code under test may swallow the error as a provider failure: report the attempt anyway.
     assert not refused, f"tests tried to reach non-loopback hosts: {sorted(set(refused))}"
 
