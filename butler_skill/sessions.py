@@ -164,13 +164,8 @@ def commit_in(ctx: Context, conn: Connection, session_id: str, request_id: str, 
     if not outcome.duplicate and (outcome.key_day_counted or 0) > key.tokens_per_day:
         view = key_view_in(conn, key, now)
         if reporting.key_overrun(view):
-            alert_id = ctx.new_id("alr")
-            message = _overrun_message(key, view.used + view.reserved, reporting.key_overrun(view),
-                                       outcome.session.session_id, outcome.session.state, now)
-            if raise_alert_in(conn, alert_id=alert_id, session_id=session_id, key_id=outcome.session.key_id,
-                              kind="overrun", message=message, now=now):
-                alert = Alert(alert_id=alert_id, kind="overrun", session_id=session_id,
-                              key_id=outcome.session.key_id, message=message, created_at=now)
+            alert = _overrun_alert_in(ctx, conn, key, session_id, outcome.session.key_id, view.used + view.reserved,
+                                      reporting.key_overrun(view), outcome.session.state, now)
     return Committed(outcome, cost, alert)
 
 
@@ -232,14 +227,23 @@ def commit_group_in(ctx: Context, conn: Connection, reports: Sequence[Report]) -
         alert = None
         if done.overrun:  # the key-day went past the key's limit with this report: the same alert `commit_in` raises
             r = reports[i]
-            alert_id = ctx.new_id("alr")
-            message = _overrun_message(r.key, done.counted, done.overrun, r.session_id, done.state, r.now)
-            if raise_alert_in(conn, alert_id=alert_id, session_id=r.session_id, key_id=done.key_id,
-                              kind="overrun", message=message, now=r.now):
-                alert = Alert(alert_id=alert_id, kind="overrun", session_id=r.session_id,
-                              key_id=done.key_id, message=message, created_at=r.now)
+            alert = _overrun_alert_in(ctx, conn, r.key, r.session_id, done.key_id, done.counted, done.overrun,
+                                      done.state, r.now)
         out[i] = Counted(done.duplicate, done.used, cost, alert)
     return out  # type: ignore[return-value]
+
+
+def _overrun_alert_in(ctx: Context, conn: Connection, key: ResolvedKey, session_id: str, key_id: str, counted: int,
+                      over: int, state: str, now: datetime) -> Alert | None:
+    """Raise the `overrun` alert of a settlement that left the key-day past the key's limit (once per session and
+    key); the new alert, or None when it was raised before."""
+    alert_id = ctx.new_id("alr")
+    message = _overrun_message(key, counted, over, session_id, state, now)
+    if not raise_alert_in(conn, alert_id=alert_id, session_id=session_id, key_id=key_id, kind="overrun",
+                          message=message, now=now):
+        return None
+    return Alert(alert_id=alert_id, kind="overrun", session_id=session_id, key_id=key_id, message=message,
+                 created_at=now)
 
 
 def _plausible(usage: Usage, cost: Decimal, key_id: str) -> None:

@@ -1,6 +1,6 @@
 """One write transaction shared by several store operations.
 
-Every store operation (`Ledger.open_session`, `Ledger.commit_usage`, `AccessTokenStore.reserve`, ...) runs in a
+Every store operation (`Ledger.open_session`, `Ledger.close_session`, `AccessTokenStore.reserve`, ...) runs in a
 transaction of its own: `with self.db.write() as conn`. `Joined` is a database face over a transaction that is
 already open: its `write()` and `read()` hand back that same connection and neither begin nor commit, so the
 stores built on it compose into the caller's one transaction (one `BEGIN IMMEDIATE` and one durable commit on

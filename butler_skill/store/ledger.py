@@ -165,34 +165,6 @@ class Ledger:
 
             return Grant(key=chosen, session_id=session_id, rotation_threshold=threshold, session=info)
 
-    def commit_usage(
-        self,
-        *,
-        request_id: str,
-        session_id: str,
-        usage: Usage,
-        cost_usd: Decimal | float,
-        now: datetime,
-        lease_seconds: int,
-        key_limit: int | None = None,
-    ) -> UsageOutcome:
-        """Settle one provider response against the session's current leg. The same request id twice
-        changes nothing; the same id with other figures is a conflict. `cost_usd` is what
-        `core.pricing.cost_of` made of `usage` (reported when `usage.cost_usd` was given). Money is stored
-        as integer pico-USD (exact for every reported cost and table price); the old REAL columns get the
-        same figure as a float, no longer read.
-
-        Usage belongs to the UTC day it is reported on (`now`), whatever day the leg was reserved on. A leg
-        reserved on an earlier day gives that day's hold back first and, for an open session, holds the
-        same again on today's counter if it fits under `key_limit` (the key's tokens_per_day); else the
-        session holds nothing today and its usage is counted as it comes. Usage reported after a session
-        ended (its lease expired, its hold released) is still counted: the provider spent those tokens.
-        The caller then checks the key-day against its limit (`sessions.commit` raises `overrun`)."""
-        with self.db.write() as conn:
-            _expire_leases(conn, now)
-            return commit_usage_in(conn, request_id=request_id, session_id=session_id, usage=usage,
-                                   cost_usd=cost_usd, now=now, lease_seconds=lease_seconds, key_limit=key_limit)
-
     def rotate_session(
         self,
         *,
@@ -314,7 +286,19 @@ def release_session_in(conn: sqlite3.Connection, session_id: str, now: datetime)
 def commit_usage_in(conn: sqlite3.Connection, *, request_id: str, session_id: str, usage: Usage,
                     cost_usd: Decimal | float, now: datetime, lease_seconds: int,
                     key_limit: int | None = None) -> UsageOutcome:
-    """`Ledger.commit_usage` inside the caller's write transaction (leases already expired by the caller)."""
+    """Settle one provider response, inside the caller's write transaction (leases already expired by the
+    caller), against the session's current leg. The same request id twice
+    changes nothing; the same id with other figures is a conflict. `cost_usd` is what
+    `core.pricing.cost_of` made of `usage` (reported when `usage.cost_usd` was given). Money is stored
+    as integer pico-USD (exact for every reported cost and table price); the old REAL columns get the
+    same figure as a float, no longer read.
+
+    Usage belongs to the UTC day it is reported on (`now`), whatever day the leg was reserved on. A leg
+    reserved on an earlier day gives that day's hold back first and, for an open session, holds the
+    same again on today's counter if it fits under `key_limit` (the key's tokens_per_day); else the
+    session holds nothing today and its usage is counted as it comes. Usage reported after a session
+    ended (its lease expired, its hold released) is still counted: the provider spent those tokens.
+    The caller then checks the key-day against its limit (`sessions.commit` raises `overrun`)."""
     input_tokens, output_tokens = usage.input_tokens, usage.output_tokens
     cache_read_tokens, cache_write_tokens = usage.cache_read_tokens, usage.cache_write_tokens
     cache_write_1h_tokens, web_search_requests = usage.cache_write_1h_tokens, usage.web_search_requests

@@ -15,7 +15,6 @@ from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
 from butler_skill.core.selection import KeyView
-from butler_skill.core.usage import Usage
 from butler_skill.models import Alert, Event, ResolvedKey, RotationReason, SessionInfo
 
 Picker = Callable[[list[KeyView]], KeyView | None]
@@ -69,22 +68,6 @@ class Rotation:
 class TokenLedger(Protocol):
     def close_session(self, session_id: str, now: datetime) -> SessionInfo:
         """End a session and give back what it still holds."""
-        ...
-
-    def commit_usage(
-        self,
-        *,
-        request_id: str,
-        session_id: str,
-        usage: Usage,
-        cost_usd: Decimal | float,
-        now: datetime,
-        lease_seconds: int,
-        key_limit: int | None = None,
-    ) -> UsageOutcome:
-        """Settle one provider response, idempotently by request id, on the UTC day of `now`; a leg
-        reserved on an earlier day is carried to it (re-held only when it fits under `key_limit`). Money is
-        kept exactly."""
         ...
 
     def costs_by_key(self) -> dict[str, Decimal]:
