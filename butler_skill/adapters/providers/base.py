@@ -598,13 +598,27 @@ class ChatClient:
         timeout_s: float = 60.0,
         stream: bool = False,
         extra: dict[str, Any] | None = None,
+        *,
+        bounded: bool = False,
     ) -> CompletionResult:
-        """One completion. Raises ``ProviderFailure``; see the class doc for streams that stop early."""
+        """One completion. Raises ``ProviderFailure``; see the class doc for streams that stop early.
+
+        ``bounded``: the caller already ends the whole call within ``timeout_s`` (the runner's sub-task timeout,
+        started earlier, does): an answer that is not streamed then sets no timer of its own for the whole call
+        (the caller's fires first anyway), only the HTTP steps' (arming and cancelling a timer costs about 15 µs
+        of the loop's time per call). A stream keeps its own: its timeout settles the text received so far."""
         if max_tokens < 1:
             raise ValueError("max_tokens must be at least 1")
         max_tokens = output_limit(max_tokens, self._max_output)  # never above what the model can emit
-        body = self._body(model, messages, max_tokens, stream, dict(extra or {}))
+        body = self._body(model, messages, max_tokens, stream, dict(extra) if extra else {})
         prompt_estimate = estimate_prompt_tokens(messages)
+        if bounded and not stream:
+            try:
+                return await self._once(body, timeout_s, prompt_estimate, max_tokens)
+            except (TimeoutError, HttpTimeout):  # (from the HTTP steps: no timer of this call's own is set)
+                raise self._failure("timeout", f"timeout: no complete answer within {timeout_s:g}s") from None
+            except HttpTransportError as exc:
+                raise self._failure("server", f"server: connection failed ({exc.kind})") from None
         state = StreamState(parts=[])
         try:
             async with asyncio.timeout(timeout_s):
