@@ -429,7 +429,7 @@ def load(base_url: str, n: int, c: int, trace: bool, limit_per_key: int, budget:
                 phases[name] = [time.perf_counter() - t, time.process_time() - c]
         return wrapper
 
-    agents.plan_task = timed("plan", agents.plan_task)
+    agents.plan = timed("plan", agents.plan)
     agents._run = timed("run", agents._run)
 
     ctx = context("run", limit_per_key)

@@ -17,7 +17,7 @@ from butler_skill.errors import Conflict, UnknownSession
 from butler_skill.handlers.bounds import MAX_CALL_REQUESTS, Budget, Id, Money, ProviderName, TokenCount
 from butler_skill.store.tasks import SubTaskRow, TaskRow, TaskStore
 from butler_skill.subagents.clients import ClientFactory
-from butler_skill.subagents.planning import plan, plan_task, replan_failed, spec_of
+from butler_skill.subagents.planning import plan, replan_failed, spec_of
 from butler_skill.subagents.runner import SpawnOptions, run_in_loop, run_task
 
 if TYPE_CHECKING:
@@ -166,20 +166,22 @@ class SpawnAgentOutput(BaseModel):
     aggregate: TaskAggregate
 
 
-def _run(ctx: Context, task_id: str, options: SpawnOptions) -> None:
+def _run(ctx: Context, task_id: str, options: SpawnOptions,
+         planned: tuple[TaskRow, list[SubTaskRow]] | None = None) -> None:
     async def go() -> None:
         async with ClientFactory(ctx.config, demo_faults=ctx.demo_faults, run_id=ctx.new_id("run")) as factory:
-            await run_task(ctx, task_id, options, factory, progress=ctx.progress)
+            await run_task(ctx, task_id, options, factory, progress=ctx.progress, planned=planned)
 
     run_in_loop(go())
 
 
 def spawn_agent(ctx: Context, inp: SpawnAgentInput) -> SpawnAgentOutput:
-    task_id, _ = plan_task(ctx, name=inp.name, description=inp.description, budget=inp.budget, mode="spawn",
-                           options=inp.options.model_dump(exclude_none=True),
-                           preferred_provider=inp.options.preferredProvider, rows=False)
-    _run(ctx, task_id, inp.options)
-    return spawn_output(ctx, task_id)
+    # The plan's rows go to the runner as written (it does not read them back).
+    task, rows = plan(ctx, name=inp.name, description=inp.description, budget=inp.budget, mode="spawn",
+                      options=inp.options.model_dump(exclude_none=True),
+                      preferred_provider=inp.options.preferredProvider)
+    _run(ctx, task.id, inp.options, (task, rows))
+    return spawn_output(ctx, task.id)
 
 
 def spawn_output(ctx: Context, task_id: str) -> SpawnAgentOutput:

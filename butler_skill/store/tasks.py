@@ -72,6 +72,12 @@ class SessionLeg(NamedTuple):
     allocated: int
     held: int
 
+    @classmethod
+    def planned(cls, row: SubTaskRow) -> SessionLeg:
+        """The leg of a sub-task's session as its plan wrote it (`TaskStore.create`), before any call: its key and its
+        share, all of it held (what `session_legs` reads back then)."""
+        return cls(row.key_id, row.share, row.share)
+
 
 @dataclass(frozen=True)
 class TaskRow:

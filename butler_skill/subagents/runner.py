@@ -31,6 +31,7 @@ from butler_skill.store.tasks import (
     Finish,
     SessionLeg,
     SubTaskRow,
+    TaskRow,
     TaskStore,
     end_subtasks_in,
     finish_in,
@@ -86,10 +87,12 @@ T = TypeVar("T")
 
 class _Run:
     def __init__(self, ctx: Context, task_id: str, options: SpawnOptions, factory: ClientFactory,
-                 progress: ProgressSink | None, jitter: Callable[[], float]) -> None:
+                 progress: ProgressSink | None, jitter: Callable[[], float],
+                 planned: tuple[TaskRow, list[SubTaskRow]] | None = None) -> None:
         self.ctx = ctx
         self.store = TaskStore(ctx.db)
-        self.task = self.store.task(task_id)
+        self.planned = planned
+        self.task = planned[0] if planned is not None else self.store.task(task_id)
         self.options = options
         self.factory = factory
         self.progress = progress
@@ -108,6 +111,10 @@ class _Run:
                                   bulk=partial(settle_group, ctx))
         # What an attempt needs of its session (key, share, what it still holds): plain rows, no SessionInfo.
         self.sessions: BatchedReads[str, SessionLeg] = BatchedReads(self.store.session_legs, _no_session)
+        # The first attempt of a just-planned sub-task that waits on nothing takes its leg from the plan: it is what
+        # reading it at the run's start (as that sub-task did) answers (SessionLeg.planned; a property holds them
+        # equal). Sub-tasks that wait on others, and every later attempt, read theirs when they start.
+        self.first_legs: dict[str, SessionLeg] = {}
         self.policy = options.policy()  # one RetryPolicy for the run (a pydantic model: not one per sub-task)
 
     def emit(self, st: SubTaskRow, status: ProgressStatus, **kw: object) -> None:
@@ -124,7 +131,11 @@ class _Run:
             self.outputs[st.id] = output
 
     async def run(self) -> None:
-        rows = self.store.subtasks(self.task.id)
+        if self.planned is not None:  # just written by the plan: the rows `subtasks` would read back
+            rows = self.planned[1]
+            self.first_legs = {st.id: SessionLeg.planned(st) for st in rows if not st.depends_on}
+        else:
+            rows = self.store.subtasks(self.task.id)
         for st in rows:
             self.done[st.id] = asyncio.Event()
             if st.status == "success":  # a retry round keeps what already succeeded
@@ -166,7 +177,9 @@ class _Run:
         policy = self.policy
         while True:
             attempt += 1
-            session = await self.sessions.get(st.session_id)
+            session = self.first_legs.pop(st.id, None) if attempt == 1 else None
+            if session is None:
+                session = await self.sessions.get(st.session_id)
             key = self.keys[session.key_id]
             prompt = subtask_prompt(task_name=self.task.name, task_description=self.task.description,
                                     subtask_id=st.id, subtask_text=st.text, depends_on=st.depends_on,
@@ -183,7 +196,7 @@ class _Run:
                 async with self.slots:
                     result = await self.factory.client_for(key).complete(
                         key.model, messages, max_tokens=room, timeout_s=self.options.timeoutMs / 1000,
-                        stream=self.options.stream,
+                        stream=self.options.stream, bounded=True,  # (`one` bounds the sub-task by the same time)
                     )
             except ProviderFailure as failure:
                 ended = self.ctx.now()
@@ -303,5 +316,8 @@ def run_in_loop(main: Coroutine[Any, Any, T]) -> T:
 
 
 async def run_task(ctx: Context, task_id: str, options: SpawnOptions, factory: ClientFactory, *,
-                   progress: ProgressSink | None = None, jitter: Callable[[], float] = random.random) -> None:
-    await _Run(ctx, task_id, options, factory, progress, jitter).run()
+                   progress: ProgressSink | None = None, jitter: Callable[[], float] = random.random,
+                   planned: tuple[TaskRow, list[SubTaskRow]] | None = None) -> None:
+    """Run a task's pending sub-tasks. `planned`: the task and its rows exactly as its plan just wrote them
+    (`planning.plan`), so the run does not read them back; without it they are read from the ledger."""
+    await _Run(ctx, task_id, options, factory, progress, jitter, planned).run()
