@@ -18,7 +18,7 @@ from butler_skill.handlers.bounds import MAX_CALL_REQUESTS, Budget, Id, Money, P
 from butler_skill.store.tasks import SubTaskRow, TaskRow, TaskStore
 from butler_skill.subagents.clients import ClientFactory
 from butler_skill.subagents.planning import plan, replan_failed, spec_of
-from butler_skill.subagents.runner import SpawnOptions, run_in_loop, run_task
+from butler_skill.subagents.runner import SpawnOptions, plan_and_run, run_in_loop, run_task
 
 if TYPE_CHECKING:
     from butler_skill.host.context import Context
@@ -166,22 +166,21 @@ class SpawnAgentOutput(BaseModel):
     aggregate: TaskAggregate
 
 
-def _run(ctx: Context, task_id: str, options: SpawnOptions,
-         planned: tuple[TaskRow, list[SubTaskRow]] | None = None) -> None:
+def _run(ctx: Context, task_id: str, options: SpawnOptions) -> None:
     async def go() -> None:
         async with ClientFactory(ctx.config, demo_faults=ctx.demo_faults, run_id=ctx.new_id("run")) as factory:
-            await run_task(ctx, task_id, options, factory, progress=ctx.progress, planned=planned)
+            await run_task(ctx, task_id, options, factory, progress=ctx.progress)
 
     run_in_loop(go())
 
 
 def spawn_agent(ctx: Context, inp: SpawnAgentInput) -> SpawnAgentOutput:
-    # The plan's rows go to the runner as written (it does not read them back).
-    task, rows = plan(ctx, name=inp.name, description=inp.description, budget=inp.budget, mode="spawn",
-                      options=inp.options.model_dump(exclude_none=True),
-                      preferred_provider=inp.options.preferredProvider)
-    _run(ctx, task.id, inp.options, (task, rows))
-    return spawn_output(ctx, task.id)
+    async def go() -> str:
+        async with ClientFactory(ctx.config, demo_faults=ctx.demo_faults, run_id=ctx.new_id("run")) as factory:
+            return await plan_and_run(ctx, name=inp.name, description=inp.description, budget=inp.budget,
+                                      options=inp.options, factory=factory, progress=ctx.progress)
+
+    return spawn_output(ctx, run_in_loop(go()))
 
 
 def spawn_output(ctx: Context, task_id: str) -> SpawnAgentOutput:

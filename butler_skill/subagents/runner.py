@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from butler_skill import sessions
 from butler_skill.adapters.providers.base import CompletionResult, ProviderFailure, estimate_prompt_tokens
 from butler_skill.core import inflight
+from butler_skill.core.decomposition import decompose_plain
 from butler_skill.core.prompts import subtask_prompt
 from butler_skill.errors import UnknownSession
 from butler_skill.models import ResolvedKey
@@ -38,6 +39,7 @@ from butler_skill.store.tasks import (
 )
 from butler_skill.subagents.batching import BatchedReads, GroupCommit
 from butler_skill.subagents.clients import ClientFactory
+from butler_skill.subagents.planning import plan
 from butler_skill.subagents.slots import Slots
 
 if TYPE_CHECKING:
@@ -88,7 +90,7 @@ T = TypeVar("T")
 class _Run:
     def __init__(self, ctx: Context, task_id: str, options: SpawnOptions, factory: ClientFactory,
                  progress: ProgressSink | None, jitter: Callable[[], float],
-                 planned: tuple[TaskRow, list[SubTaskRow]] | None = None) -> None:
+                 planned: tuple[TaskRow, list[SubTaskRow]] | None = None, writes: GroupCommit | None = None) -> None:
         self.ctx = ctx
         self.store = TaskStore(ctx.db)
         self.planned = planned
@@ -102,13 +104,7 @@ class _Run:
         self.outputs: dict[str, str] = {}
         self.status: dict[str, str] = {}
         self.done: dict[str, asyncio.Event] = {}
-        # Sub-tasks that start or finish in the same turn of the event loop share one read / one transaction.
-        # On SQLite the transactions run on a writer thread (SQLite's C code releases the GIL: the statements
-        # run on another core while the loop carries on with the network); PostgreSQL's run in the loop.
-        sqlite = ctx.db.dialect == "sqlite"
-        self.writes = GroupCommit(ctx.db, prepare=lambda conn: expire_leases_in(conn, ctx.now()), thread=sqlite,
-                                  close_connection=ctx.db.close if sqlite else None,
-                                  bulk=partial(settle_group, ctx))
+        self.writes = writes if writes is not None else group_commit(ctx)
         # What an attempt needs of its session (key, share, what it still holds): plain rows, no SessionInfo.
         self.sessions: BatchedReads[str, SessionLeg] = BatchedReads(self.store.session_legs, _no_session)
         # The first attempt of a just-planned sub-task that waits on nothing takes its leg from the plan: it is what
@@ -270,6 +266,15 @@ class _Run:
             self.emit(st, "success", key_id=key.id, attempt=attempt, tokens=used, message=record.error or "")
 
 
+def group_commit(ctx: Context) -> GroupCommit:
+    """A run's writer. Sub-tasks that finish in the same turn of the event loop share one transaction. On SQLite
+    the transactions run on a writer thread (SQLite's C code releases the GIL: the statements run on another core
+    while the loop carries on with the network); PostgreSQL's run in the loop."""
+    sqlite = ctx.db.dialect == "sqlite"
+    return GroupCommit(ctx.db, prepare=lambda conn: expire_leases_in(conn, ctx.now()), thread=sqlite,
+                       close_connection=ctx.db.close if sqlite else None, bulk=partial(settle_group, ctx))
+
+
 def _no_session(session_id: str) -> SessionLeg:
     raise UnknownSession(f"no session {session_id!r}", session_id=session_id)
 
@@ -313,6 +318,29 @@ def run_in_loop(main: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(main)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(main)
+
+
+async def plan_and_run(ctx: Context, *, name: str, description: str, budget: int, options: SpawnOptions,
+                       factory: ClientFactory, progress: ProgressSink | None = None,
+                       jitter: Callable[[], float] = random.random) -> str:
+    """spawn_agent's plan and run in one event loop; the task's id. The plan is `planning.plan` as `plan_task` makes
+    it (every share reserved in one transaction, or nothing), written on the run's writer thread (on SQLite), while
+    the loop opens the connections the first calls will need (`ClientFactory.prepare`: as many as sub-tasks may
+    run at once, to the origins of the keys the plan may choose); its rows go to the run as written."""
+    writes = group_commit(ctx)
+    try:
+        specs = decompose_plain(description, name)
+        keys = ctx.config.resolved()
+        preferred = options.preferredProvider
+        factory.prepare([k for k in keys if k.provider == preferred] or keys, min(options.maxConcurrent, len(specs)))
+        task, rows = await writes.call(partial(
+            plan, ctx, name=name, description=description, budget=budget, mode="spawn",
+            options=options.model_dump(exclude_none=True), preferred_provider=preferred, specs=specs))
+    except BaseException:
+        await writes.aclose()
+        raise
+    await _Run(ctx, task.id, options, factory, progress, jitter, (task, rows), writes).run()
+    return task.id
 
 
 async def run_task(ctx: Context, task_id: str, options: SpawnOptions, factory: ClientFactory, *,

@@ -286,6 +286,53 @@ def test_keep_alive_reuses_connections(run: Any) -> None:
     assert stats == {"open": s.connections, "idle": s.connections, "busy": 0}
 
 
+def test_connections_opened_ahead_serve_the_first_requests(run: Any) -> None:
+    # prepare(url, 6): six connections open before any request; a wave of 10 uses those six and opens only four
+    # more (callers who find none idle wait for those being opened rather than open their own: 16 otherwise).
+    # Preparing again adds none while six are open, and never goes past max_connections.
+    with RawServer(serve_forever(answer(b"{}"), delay_s=0.02)) as s:
+        async def main() -> tuple[int, dict[str, int], dict[str, int]]:
+            backend = LeanBackend(max_connections=12)
+            try:
+                backend.prepare(s.url(), 6)
+                await asyncio.sleep(0)
+                first = await asyncio.gather(*(post(backend, s.url()) for _ in range(10)))
+                assert all(r.status_code == 200 for r in first)
+                opened = s.connections
+                backend.prepare(s.url(), 6)
+                await asyncio.sleep(0.05)
+                again = backend.stats()
+                backend.prepare(s.url(), 500)
+                await asyncio.sleep(0.1)
+                return opened, again, backend.stats()
+            finally:
+                await backend.aclose()
+
+        opened, again, bound = run(main)
+    assert opened == 10 and len(s.requests) == 10
+    assert again == {"open": 10, "idle": 10, "busy": 0}
+    assert bound == {"open": 12, "idle": 12, "busy": 0}
+
+
+def test_connections_that_cannot_be_opened_ahead_leave_requests_to_open_their_own(run: Any) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+
+    async def main() -> tuple[str, dict[str, int]]:
+        backend = LeanBackend()
+        try:
+            backend.prepare(f"http://127.0.0.1:{port}/v1", 3)  # refused: forgotten, nothing raised
+            with pytest.raises(HttpTransportError) as info:
+                await post(backend, f"http://127.0.0.1:{port}/v1")
+            return info.value.kind, backend.stats()
+        finally:
+            await backend.aclose()
+
+    kind, stats = run(main)
+    assert kind == "ConnectionRefusedError" and stats == {"open": 0, "idle": 0, "busy": 0}
+
+
 def test_server_closing_an_idle_connection_then_the_next_request_works(run: Any) -> None:
     def handler(conn: RawConn) -> None:
         if conn.read_request() is not None:

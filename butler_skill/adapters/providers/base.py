@@ -24,6 +24,7 @@ therefore counted in exactly one field, and ``core.pricing.usage_cost`` prices e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import math
@@ -36,7 +37,14 @@ from typing import Any, Literal, NamedTuple, get_args
 
 import httpx
 
-from butler_skill.adapters.providers.http import HttpBackend, HttpTimeout, HttpTransportError, as_backend, json_bytes
+from butler_skill.adapters.providers.http import (
+    HttpBackend,
+    HttpError,
+    HttpTimeout,
+    HttpTransportError,
+    as_backend,
+    json_bytes,
+)
 from butler_skill.core.pricing import output_limit
 from butler_skill.core.usage import Usage
 from butler_skill.errors import ProviderError
@@ -542,6 +550,15 @@ class ChatClient:
         return out
 
     # shared -----------------------------------------------------------------------------------------
+    def prepare(self, n: int) -> None:
+        """Have `n` connections to the provider opening ahead of the calls about to come, when the HTTP client can
+        (the lean client: ``LeanBackend.prepare``); nothing otherwise. Never fails: a connection that cannot be
+        opened now is opened (and its failure reported) by the call that needs it."""
+        prepare = getattr(self._http, "prepare", None)
+        if prepare is not None and n > 0:
+            with contextlib.suppress(HttpError):  # (an unusable URL: the calls will say so)
+                prepare(self._url(), n)
+
     def request_headers(self, stream: bool) -> Mapping[str, str]:
         """``_headers(stream)``, built once per client (the key and extra headers do not change): do not modify."""
         headers = self._header_cache.get(stream)

@@ -112,23 +112,27 @@ class _Connection(asyncio.Protocol):
         self.reused = False
         self.last = 0.0  # idle since (in the pool), or the time of the last byte (in an exchange)
         self.state = _IDLE
-        self.stream = False
         self.waiter: asyncio.Future[Any] | None = None  # the caller: the whole answer (post) or its head (open)
         self.exchange: object | None = None  # the current exchange's token (its waiter) until the pool has it back
         self.reader: asyncio.Future[None] | None = None  # a stream's reader waiting for more body
         self.timeout = 0.0
-        self.status = 0
         self.raw: dict[str, str] = {}
+        self.eof_body = False
+        self.keep_alive = False
+        self.paused = False
+        self._fresh(False)
+
+    def _fresh(self, stream: bool) -> None:
+        """The state of one exchange, as it begins (set here only: by ``__init__`` and by ``start``)."""
+        self.stream = stream
+        self.status = 0
         self.headers: Headers | None = None
         self.body: list[bytes] = []
         self.size = 0
         self.buffered = 0
         self.received = False
         self.interim = False
-        self.eof_body = False
-        self.keep_alive = False
         self.decoder: Any = None
-        self.paused = False
         self.error: HttpError | None = None
 
     # --------------------------------------------------------------------------------- transport events
@@ -243,16 +247,7 @@ class _Connection(asyncio.Protocol):
         """Send a request; the future answers ``HttpResponse`` (post) or ``(status, headers)`` (open)."""
         assert self.transport is not None and self.state in (_IDLE, _DONE)
         self.state = _HEAD
-        self.stream = stream
-        self.status = 0
-        self.headers = None
-        self.body = []
-        self.size = 0
-        self.buffered = 0
-        self.received = False
-        self.interim = False
-        self.decoder = None
-        self.error = None
+        self._fresh(stream)
         waiter = self.waiter = self.exchange = self.loop.create_future()
         self.timeout = timeout_s
         self.last = now = self.loop.time()
@@ -433,6 +428,7 @@ class _Pool:
         self.idle: list[_Connection] = []  # most recently used last
         self.busy: set[_Connection] = set()  # in an exchange, or connecting (counted by `opening`)
         self.opening = 0
+        self.warming = 0  # of `opening`: connections opened ahead (`prepare`), for whoever asks next
         self.waiters: deque[asyncio.Future[None]] = deque()
         self.sweeper: asyncio.TimerHandle | None = None
         self.closed = False
@@ -457,9 +453,27 @@ class _Pool:
                 conn._close()
             if self.closed:
                 raise HttpTransportError("ClientClosed")
-            if self.size < self.limit:
+            if self.size < self.limit and (fresh or self.warming <= len(self.waiters)):
                 return await self._connect(timeout_s)
+            # Every slot is taken, or a connection opened ahead will be free before one of ours would be.
             await self._wait(timeout_s)
+
+    def prepare(self, n: int, timeout_s: float) -> None:
+        """Open connections ahead of need, until `n` are open or opening (at most ``limit``): each goes to the
+        idle ones when ready, and a caller who finds none idle meanwhile waits for one of them rather than
+        opening another. One that fails to open is forgotten (whoever needs a connection then opens its own)."""
+        for _ in range(min(n, self.limit) - self.size):
+            self.warming += 1
+            self.loop.create_task(self._warm(timeout_s))
+
+    async def _warm(self, timeout_s: float) -> None:
+        try:
+            conn = await self._connect(timeout_s)
+        except HttpError:
+            return
+        finally:
+            self.warming -= 1
+        self.release(conn, True)
 
     async def _wait(self, timeout_s: float) -> None:
         waiter = self.loop.create_future()
@@ -794,6 +808,14 @@ class LeanBackend:
         conn, token, (status, headers_in) = await self._exchange(route.pool, self._request(route.head, body, headers),
                                                                  timeout_s, True)
         return _LeanStream(conn, token, status, headers_in)
+
+    def prepare(self, url: str, n: int, timeout_s: float = 10.0) -> None:
+        """Start opening connections to `url`'s origin until `n` are open or opening (see ``_Pool.prepare``), so
+        that the first `n` requests need not wait for them: a caller about to send many requests (the sub-agent
+        runner, while its plan is written) calls it first. Nothing for a URL a proxy carries."""
+        route = self._lookup(url)
+        if route.pool is not None and not route.pool.closed:
+            route.pool.prepare(n, timeout_s)
 
     def stats(self) -> dict[str, int]:
         """Open, idle and busy connections over all pools (for tests and benchmarks)."""
