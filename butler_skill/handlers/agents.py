@@ -175,18 +175,20 @@ def _run(ctx: Context, task_id: str, options: SpawnOptions) -> None:
 
 
 def spawn_agent(ctx: Context, inp: SpawnAgentInput) -> SpawnAgentOutput:
-    async def go() -> str:
+    async def go() -> tuple[str, list[ResultValues] | None]:
         async with ClientFactory(ctx.config, demo_faults=ctx.demo_faults, run_id=ctx.new_id("run")) as factory:
             return await plan_and_run(ctx, name=inp.name, description=inp.description, budget=inp.budget,
                                       options=inp.options, factory=factory, progress=ctx.progress)
 
-    return spawn_output(ctx, run_in_loop(go()))
+    return spawn_output(ctx, *run_in_loop(go()))
 
 
-def spawn_output(ctx: Context, task_id: str) -> SpawnAgentOutput:
-    """The answer after a run: what it needs of each sub-task in one read (`TaskStore.results`), aggregated in
-    plain values, and one validation of the whole."""
-    return SpawnAgentOutput.model_validate({"task_id": task_id, **_answer(task_id, TaskStore(ctx.db).results(task_id))})
+def spawn_output(ctx: Context, task_id: str, results: list[ResultValues] | None = None) -> SpawnAgentOutput:
+    """The answer after a run: what it needs of each sub-task (`results` when the run knew them exactly, else one
+    read, `TaskStore.results`), aggregated in plain values, and one validation of the whole."""
+    if results is None:
+        results = TaskStore(ctx.db).results(task_id)
+    return SpawnAgentOutput.model_validate({"task_id": task_id, **_answer(task_id, results)})
 
 
 # ---- submit_result -----------------------------------------------------------------------------

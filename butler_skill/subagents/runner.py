@@ -22,10 +22,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from butler_skill import sessions
 from butler_skill.adapters.providers.base import CompletionResult, ProviderFailure, estimate_prompt_tokens
 from butler_skill.core import inflight
+from butler_skill.core.aggregation import ResultValues
 from butler_skill.core.decomposition import decompose_plain
 from butler_skill.core.prompts import subtask_prompt
 from butler_skill.errors import UnknownSession
 from butler_skill.models import ResolvedKey
+from butler_skill.store.db import redact_texts
 from butler_skill.store.ledger import expire_leases_in
 from butler_skill.store.tasks import (
     AttemptRecord,
@@ -111,6 +113,9 @@ class _Run:
         # reading it at the run's start (as that sub-task did) answers (SessionLeg.planned; a property holds them
         # equal). Sub-tasks that wait on others, and every later attempt, read theirs when they start.
         self.first_legs: dict[str, SessionLeg] = {}
+        # Each sub-task's answer (`TaskStore.results`' values) when the run knows exactly what the ledger holds of it.
+        self.answers: dict[str, ResultValues] = {}
+        self.rows: list[SubTaskRow] = []
         self.policy = options.policy()  # one RetryPolicy for the run (a pydantic model: not one per sub-task)
 
     def emit(self, st: SubTaskRow, status: ProgressStatus, **kw: object) -> None:
@@ -132,6 +137,7 @@ class _Run:
             self.first_legs = {st.id: SessionLeg.planned(st) for st in rows if not st.depends_on}
         else:
             rows = self.store.subtasks(self.task.id)
+        self.rows = rows
         for st in rows:
             self.done[st.id] = asyncio.Event()
             if st.status == "success":  # a retry round keeps what already succeeded
@@ -142,6 +148,14 @@ class _Run:
             await asyncio.gather(*(self.one(st) for st in rows if st.status == "pending"))
         finally:
             await self.writes.aclose()
+
+    def results(self) -> list[ResultValues] | None:
+        """The task's results as `TaskStore.results` reads them after the run, without reading them: known when the
+        run was just planned and every sub-task ended with its first call settled (a property holds them equal
+        to the read); None otherwise (then read them)."""
+        if self.planned is None or len(self.answers) != len(self.rows):
+            return None
+        return [self.answers[st.id] for st in self.rows]
 
     async def one(self, st: SubTaskRow) -> None:
         try:
@@ -254,12 +268,17 @@ class _Run:
         payload = Settlement(sessions.Report(st.session_id, request_id, u, key, now, close=True),
                              Finish(self.task.id, st.id, status, now, result.text, error, record))
 
-        def written(_: sessions.Counted) -> None:
+        def written(done: Settled) -> None:
             self.status[st.id] = status
             self.outputs[st.id] = result.text
+            if attempt == 1 and self.planned is not None:
+                # What the ledger now holds of it, as `TaskStore.results` would read it back: a just-planned
+                # sub-task's first call has one session (its usage is the sub-task's) and attempt number 1.
+                self.answers[st.id] = ResultValues(st.id, status, done.counted.used, done.error, done.output, key.id,
+                                                   1)
 
-        counted = await self.writes.write(partial(settle_one, self.ctx, payload=payload), written, payload=payload)
-        used = counted.used
+        settled = await self.writes.write(partial(settle_one, self.ctx, payload=payload), written, payload=payload)
+        used = settled.counted.used
         if result.interrupted:
             self.emit(st, "interrupted", key_id=key.id, attempt=attempt, tokens=used, message=error or "")
         else:
@@ -280,6 +299,16 @@ def _no_session(session_id: str) -> SessionLeg:
 
 
 @dataclass(slots=True)
+class Settled:
+    """A settlement written: what its report counted, and the sub-task's output and error as the ledger holds
+    them (through the redaction hook)."""
+
+    counted: sessions.Counted
+    output: str | None
+    error: str | None
+
+
+@dataclass(slots=True)
 class Settlement:
     """A sub-task's last call settled and its end: the usage report (its session released after it) and the
     sub-task's status, output and attempt."""
@@ -288,15 +317,16 @@ class Settlement:
     finish: Finish
 
 
-def settle_one(ctx: Context, conn: Connection, payload: Settlement) -> sessions.Counted:
+def settle_one(ctx: Context, conn: Connection, payload: Settlement) -> Settled:
     """One settlement in the caller's transaction, statement by statement (`sessions.commit_in`, `finish_in`):
     what a group falls back to when its set-oriented write fails."""
     r, f = payload.report, payload.finish
     committed = sessions.commit_in(ctx, conn, r.session_id, r.request_id, r.usage, key=r.key, now=r.now)
     finish_in(conn, task_id=f.task_id, st_id=f.st_id, session_id=r.session_id, status=f.status, now=f.now,
               output=f.output, error=f.error, attempt=f.attempt)
-    return sessions.Counted(committed.outcome.duplicate, committed.outcome.session.used, committed.cost,
-                            committed.alert)
+    clean = redact_texts(conn, [f.output, f.error])  # what finish_in's statement stored (the same hook)
+    return Settled(sessions.Counted(committed.outcome.duplicate, committed.outcome.session.used, committed.cost,
+                                    committed.alert), clean[f.output], clean[f.error])
 
 
 def settle_group(ctx: Context, conn: Connection, payloads: list[Settlement]) -> list[tuple[bool, Any]]:
@@ -305,8 +335,11 @@ def settle_group(ctx: Context, conn: Connection, payloads: list[Settlement]) -> 
     attempts and statuses (`end_subtasks_in`) of those whose usage settled; per settlement (True, its `Counted`)
     or (False, the exception that left it unwritten)."""
     counted = sessions.commit_group_in(ctx, conn, [p.report for p in payloads])
-    end_subtasks_in(conn, [p.finish for p, c in zip(payloads, counted, strict=True) if not isinstance(c, Exception)])
-    return [(not isinstance(c, Exception), c) for c in counted]
+    clean = end_subtasks_in(conn, [p.finish for p, c in zip(payloads, counted, strict=True)
+                                   if not isinstance(c, Exception)])
+    return [(False, c) if isinstance(c, Exception) else
+            (True, Settled(c, clean[p.finish.output], clean[p.finish.error]))
+            for p, c in zip(payloads, counted, strict=True)]
 
 
 def run_in_loop(main: Coroutine[Any, Any, T]) -> T:
@@ -322,8 +355,9 @@ def run_in_loop(main: Coroutine[Any, Any, T]) -> T:
 
 async def plan_and_run(ctx: Context, *, name: str, description: str, budget: int, options: SpawnOptions,
                        factory: ClientFactory, progress: ProgressSink | None = None,
-                       jitter: Callable[[], float] = random.random) -> str:
-    """spawn_agent's plan and run in one event loop; the task's id. The plan is `planning.plan` as `plan_task` makes
+                       jitter: Callable[[], float] = random.random) -> tuple[str, list[ResultValues] | None]:
+    """spawn_agent's plan and run in one event loop: the task's id, and its results when the run knows them exactly
+    (`_Run.results`: None means read them). The plan is `planning.plan` as `plan_task` makes
     it (every share reserved in one transaction, or nothing), written on the run's writer thread (on SQLite), while
     the loop opens the connections the first calls will need (`ClientFactory.prepare`: as many as sub-tasks may
     run at once, to the origins of the keys the plan may choose); its rows go to the run as written."""
@@ -339,8 +373,9 @@ async def plan_and_run(ctx: Context, *, name: str, description: str, budget: int
     except BaseException:
         await writes.aclose()
         raise
-    await _Run(ctx, task.id, options, factory, progress, jitter, (task, rows), writes).run()
-    return task.id
+    run = _Run(ctx, task.id, options, factory, progress, jitter, (task, rows), writes)
+    await run.run()
+    return task.id, run.results()
 
 
 async def run_task(ctx: Context, task_id: str, options: SpawnOptions, factory: ClientFactory, *,
