@@ -42,6 +42,7 @@ from butler_skill.adapters.providers.http import (
     HttpError,
     HttpTimeout,
     HttpTransportError,
+    LowerCaseHeaders,
     as_backend,
     json_bytes,
 )
@@ -282,6 +283,15 @@ def parse_int(value: str | None) -> int | None:
         except ValueError:
             return None
         return int(f) if math.isfinite(f) else None
+
+
+def names_any(headers: Mapping[str, str], prefixes: tuple[str, ...]) -> bool:
+    """Whether an answer may carry a header whose name starts with one of `prefixes` (lower case): False only for
+    headers whose names are known to be lower case (the lean client's) when none does, so a parser can skip
+    looking up each of a dozen headers one by one (about 10 µs a call, on the loop's thread)."""
+    if not isinstance(headers, LowerCaseHeaders):
+        return True
+    return any(name.startswith(prefixes) for name in headers)
 
 
 def response_now(headers: Mapping[str, str], fallback: datetime) -> datetime:

@@ -52,6 +52,7 @@ from butler_skill.adapters.providers.http import (
     HttpTimeout,
     HttpTransportError,
     LineSplitter,
+    LowerCaseHeaders,
     _proxy_for,
 )
 
@@ -63,7 +64,7 @@ _RESERVED = frozenset({"host", "content-length", "transfer-encoding", "connectio
 _USER_AGENT_LINE = "user-agent: butler-skill\r\n"
 
 
-class Headers(dict[str, str]):
+class Headers(LowerCaseHeaders):
     """An answer's headers: names in lower case (repeated headers joined with ", "); lookups in any case."""
 
     __slots__ = ()
