@@ -452,25 +452,24 @@ def load(base_url: str, n: int, c: int, trace: bool, limit_per_key: int, budget:
     warm.close()
 
     # Where the time goes: plan (decompose, split, reserve every share), run (calls and settlements), the rest
-    # (read back and aggregate). The plan is written inside the run's event loop, on its writer thread, while the
-    # loop opens the first connections (runner.plan_and_run): "plan" is that call (wall, and its thread's CPU),
-    # "run" the rest of the loop's time (wall, and the process's CPU less the plan's). Timed by wrapping the two
+    # (read back and aggregate). The plan is written inside the run's event loop while the first connections open
+    # (runner.plan_and_run): "plan" is that call, "run" the rest of the loop's time. Timed by wrapping the two
     # steps; the wrappers cost nothing measurable.
     from butler_skill.handlers import agents
     from butler_skill.subagents import runner
 
     phases: dict[str, list[float]] = {}
 
-    def timed(name: str, fn: Any, clock: Any = time.process_time) -> Any:
+    def timed(name: str, fn: Any) -> Any:
         def wrapper(*args: Any, **kw: Any) -> Any:
-            c, t = clock(), time.perf_counter()
+            c, t = time.process_time(), time.perf_counter()
             try:
                 return fn(*args, **kw)
             finally:
-                phases[name] = [time.perf_counter() - t, clock() - c]
+                phases[name] = [time.perf_counter() - t, time.process_time() - c]
         return wrapper
 
-    runner.plan = timed("plan", runner.plan, time.thread_time)
+    runner.plan = timed("plan", runner.plan)
     agents.run_in_loop = timed("loop", agents.run_in_loop)
 
     ctx = context("run", limit_per_key)
@@ -660,8 +659,8 @@ def goal2(n: int, c: int, latency_ms: int, reps: int, server_kind: str, profile:
     phase = {k: [statistics.median(r["phases"][k][i] for r in runs) * 1e3 for i in (0, 1)] for k in ("plan", "run")}
     rest = [wall * 1e3 - phase["plan"][0] - phase["run"][0],
             statistics.median(r["cpu"] for r in runs) * 1e3 - phase["plan"][1] - phase["run"][1]]
-    print(f"  where it goes (median wall / CPU ms): plan (split, reserve every share: on the writer thread while "
-          f"the first connections open) {phase['plan'][0]:,.0f} / {phase['plan'][1]:,.0f}; run (the rest of the "
+    print(f"  where it goes (median wall / CPU ms): plan (split, reserve every share, while the first connections "
+          f"open) {phase['plan'][0]:,.0f} / {phase['plan'][1]:,.0f}; run (the rest of the "
           f"event loop: decompose, connect, calls, group-committed settlements) "
           f"{phase['run'][0]:,.0f} / {phase['run'][1]:,.0f}; read back and aggregate {rest[0]:,.0f} / {rest[1]:,.0f}")
     print(f"  fake provider's CPU during Butler's runs: median "

@@ -102,14 +102,6 @@ class GroupCommit:
                 item.future.exception()  # seen: the cancellation is what the caller hears about
             raise
 
-    async def call(self, fn: Callable[[], T]) -> T:
-        """`fn()` on the writer thread (inline without one), outside the group transactions: for work with a
-        transaction of its own that comes before the group's writes (the runner's plan), so SQLite's part of it
-        runs while the loop carries on. Not to be mixed with `write`s in flight."""
-        if self._executor is None:
-            return fn()
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
-
     def _schedule(self) -> None:
         """Start a writer task (none runs): its first step comes on the next turn of the loop, after every write
         handed over in this turn; a running one picks up what is pending when its transaction ends."""

@@ -92,7 +92,7 @@ T = TypeVar("T")
 class _Run:
     def __init__(self, ctx: Context, task_id: str, options: SpawnOptions, factory: ClientFactory,
                  progress: ProgressSink | None, jitter: Callable[[], float],
-                 planned: tuple[TaskRow, list[SubTaskRow]] | None = None, writes: GroupCommit | None = None) -> None:
+                 planned: tuple[TaskRow, list[SubTaskRow]] | None = None) -> None:
         self.ctx = ctx
         self.store = TaskStore(ctx.db)
         self.planned = planned
@@ -106,7 +106,7 @@ class _Run:
         self.outputs: dict[str, str] = {}
         self.status: dict[str, str] = {}
         self.done: dict[str, asyncio.Event] = {}
-        self.writes = writes if writes is not None else group_commit(ctx)
+        self.writes = group_commit(ctx)
         # What an attempt needs of its session (key, share, what it still holds): plain rows, no SessionInfo.
         self.sessions: BatchedReads[str, SessionLeg] = BatchedReads(self.store.session_legs, _no_session)
         # The first attempt of a just-planned sub-task that waits on nothing takes its leg from the plan: it is what
@@ -357,23 +357,22 @@ async def plan_and_run(ctx: Context, *, name: str, description: str, budget: int
                        factory: ClientFactory, progress: ProgressSink | None = None,
                        jitter: Callable[[], float] = random.random) -> tuple[str, list[ResultValues] | None]:
     """spawn_agent's plan and run in one event loop: the task's id, and its results when the run knows them exactly
-    (`_Run.results`: None means read them). The plan is `planning.plan` as `plan_task` makes
-    it (every share reserved in one transaction, or nothing), written on the run's writer thread (on SQLite), while
-    the loop opens the connections the first calls will need (`ClientFactory.prepare`: as many as sub-tasks may
-    run at once, to the origins of the keys the plan may choose); its rows go to the run as written."""
-    writes = group_commit(ctx)
-    try:
-        specs = decompose_plain(description, name)
-        keys = ctx.config.resolved()
-        preferred = options.preferredProvider
-        factory.prepare([k for k in keys if k.provider == preferred] or keys, min(options.maxConcurrent, len(specs)))
-        task, rows = await writes.call(partial(
-            plan, ctx, name=name, description=description, budget=budget, mode="spawn",
-            options=options.model_dump(exclude_none=True), preferred_provider=preferred, specs=specs))
-    except BaseException:
-        await writes.aclose()
-        raise
-    run = _Run(ctx, task.id, options, factory, progress, jitter, (task, rows), writes)
+    (`_Run.results`: None means read them). The plan is `planning.plan` as `plan_task` makes it (every share
+    reserved in one transaction, or nothing); before it is written, the loop starts opening the connections the
+    first calls will need (`ClientFactory.prepare`: as many as sub-tasks may run at once, to the origins of the keys
+    the plan may choose) and lets each connect leave, so the handshakes go on while the plan is written (the
+    kernel's and the provider's work: about 30 ms of a first wave of 100 on loopback). Its rows go to the run as
+    written. (Written on the writer thread instead, the plan took longer than the connections it overlapped: its
+    SQLite steps hand the GIL back and forth with the loop's thread.)"""
+    specs = decompose_plain(description, name)
+    keys = ctx.config.resolved()
+    preferred = options.preferredProvider
+    factory.prepare([k for k in keys if k.provider == preferred] or keys, min(options.maxConcurrent, len(specs)))
+    for _ in range(2):  # each connect's first step: its socket's connect is under way (an address needs no lookup)
+        await asyncio.sleep(0)
+    task, rows = plan(ctx, name=name, description=description, budget=budget, mode="spawn",
+                      options=options.model_dump(exclude_none=True), preferred_provider=preferred, specs=specs)
+    run = _Run(ctx, task.id, options, factory, progress, jitter, (task, rows))
     await run.run()
     return task.id, run.results()
 
