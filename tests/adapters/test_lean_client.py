@@ -18,6 +18,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Coroutine
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -822,3 +823,34 @@ def test_any_split_of_a_content_length_answer_gives_the_same_body(body: bytes, c
     raw = b"HTTP/1.1 201 Created\r\nContent-Length: %d\r\n\r\n" % len(body) + body
     whole, _ = feed_in_pieces(raw, cuts, stream=False)
     assert (whole.status_code, whole.content) == (201, body)
+
+
+HEADER_VALUES = st.sampled_from(["application/json", "Bearer sk-test-not-a-secret-0001", "x\r\ny: 1", "butler", ""])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["same", "new", "mutate"]),
+                          st.dictionaries(st.sampled_from(["content-type", "authorization", "User-Agent", "x-extra",
+                                                           "Host", "accept"]), HEADER_VALUES, max_size=4),
+                          st.binary(max_size=40)), min_size=1, max_size=8))
+def test_a_request_reusing_its_routes_head_is_the_request_built_afresh(calls: list[tuple[str, dict[str, str], bytes]]
+                                                                      ) -> None:
+    # LeanBackend._request_for reuses the head it built for the same headers (same mapping, same items): the bytes
+    # (or the refusal of a header with a line break) are always those `_request` builds from scratch.
+    from butler_skill.adapters.providers.lean import _Route
+
+    route = _Route(None, b"POST /v1/chat/completions HTTP/1.1\r\nhost: h\r\naccept-encoding: identity\r\n")
+    headers: dict[str, str] = {}
+    for how, given_headers, body in calls:
+        if how == "new":
+            headers = dict(given_headers)
+        elif how == "mutate":
+            headers.clear()
+            headers.update(given_headers)  # the same mapping, other items
+        outcomes = []
+        for build in (partial(LeanBackend._request, route.head), partial(LeanBackend._request_for, route)):
+            try:
+                outcomes.append(build(body, headers))
+            except ValueError:
+                outcomes.append(b"refused")
+        assert outcomes[0] == outcomes[1]

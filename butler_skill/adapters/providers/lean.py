@@ -585,13 +585,19 @@ class _Pool:
 
 
 class _Route:
-    """What a URL needs, worked out once: its pool (None when a proxy carries it) and its request line."""
+    """What a URL needs, worked out once: its pool (None when a proxy carries it) and its request line; and the
+    head of its last request (line and headers: `headers`, the caller's headers it was built from, and `items`,
+    what they held then), which the next request reuses when it comes with the same headers (an adapter sends one
+    mapping of headers with every call)."""
 
-    __slots__ = ("head", "pool")
+    __slots__ = ("block", "head", "headers", "items", "pool")
 
     def __init__(self, pool: _Pool | None, head: bytes) -> None:
         self.pool = pool
         self.head = head
+        self.headers: object = None
+        self.items: tuple[tuple[str, str], ...] = ()
+        self.block = b""
 
 
 class LeanBackend:
@@ -740,6 +746,15 @@ class LeanBackend:
         if not self._open and self._closing is not None and not self._closing.done():
             self._closing.set_result(None)
 
+    @classmethod
+    def _request_for(cls, route: _Route, body: bytes, headers: Mapping[str, str]) -> bytes:
+        """`_request` for `route`, its head reused when the same headers come again holding the same items."""
+        items = tuple(headers.items())
+        if headers is not route.headers or items != route.items:
+            route.block = cls._request(route.head, b"", headers)[:-len(b"content-length: 0\r\n\r\n")]
+            route.headers, route.items = headers, items
+        return b"".join((route.block, b"content-length: %d\r\n\r\n" % len(body), body))
+
     @staticmethod
     def _request(head: bytes, body: bytes, headers: Mapping[str, str]) -> bytes:
         """The request's bytes: line and fixed headers (``head``), the caller's headers (less those this client
@@ -798,7 +813,7 @@ class LeanBackend:
         route = self._lookup(url)
         if route.pool is None:
             return await self._proxy().post(url, body, headers, timeout_s)
-        _, _, response = await self._exchange(route.pool, self._request(route.head, body, headers), timeout_s,
+        _, _, response = await self._exchange(route.pool, self._request_for(route, body, headers), timeout_s,
                                               False)
         return response  # type: ignore[no-any-return]
 
@@ -806,7 +821,7 @@ class LeanBackend:
         route = self._lookup(url)
         if route.pool is None:
             return await self._proxy().open(url, body, headers, timeout_s)
-        conn, token, (status, headers_in) = await self._exchange(route.pool, self._request(route.head, body, headers),
+        conn, token, (status, headers_in) = await self._exchange(route.pool, self._request_for(route, body, headers),
                                                                  timeout_s, True)
         return _LeanStream(conn, token, status, headers_in)
 
