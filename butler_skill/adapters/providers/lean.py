@@ -470,7 +470,7 @@ class _Pool:
     async def _warm(self, timeout_s: float) -> None:
         try:
             conn = await self._connect(timeout_s)
-        except HttpError:
+        except Exception:  # (refused, unreachable, closed meanwhile: the caller who needs it will say why)
             return
         finally:
             self.warming -= 1
