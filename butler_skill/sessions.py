@@ -297,7 +297,8 @@ def settle(ctx: Context, session_id: str, request_id: str, usage: Usage, *, clos
         status = "closed"
     over = rotation.overrun(session.used, session.allocated)
     if over and not outcome.duplicate:
-        # Raised after closing, so it stays pending: the work cost more than it was given.
+        # Raised after closing, so closing does not resolve it: the work cost more than it was given. It is pending
+        # until the end of the UTC day (core.alerts).
         alert = _alert(ctx, session, "overrun", now, f"session {session.session_id} used {session.used} tokens, "
                        f"{over} more than its allocation of {session.allocated}") or alert
     return Settlement(duplicate=outcome.duplicate, session=session, cost=cost, threshold_crossed=step != "continue",

@@ -151,7 +151,7 @@ def snapshot(ctx: Context) -> Snapshot:
         version=stamp, day=usage.day, generated_at=now, next_reset=midnight, threshold_ratio=cfg.rotation_threshold,
         total=usage.total, providers=usage.keys_by_provider, keys=keys,
         sessions=reports.open_sessions(), open_sessions=reports.open_session_count(),
-        alerts=reports.pending_alerts(), rotations=ctx.ledger.events("rotation", 20),
+        alerts=reports.pending_alerts(now), rotations=ctx.ledger.events("rotation", 20),
         tasks=[_task_view(ctx, t.task_id) for t in reports.recent_tasks(TASKS_SHOWN)],
         spend_by_label=reports.spend_by_label(now), spend_by_task=reports.spend_by_task(now),
         treasury=treasury, treasury_error=treasury_error,

@@ -20,7 +20,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-from butler_skill.core import settlement
+from butler_skill.core import alerts, settlement
 from butler_skill.core.days import utc_day
 from butler_skill.core.pricing import from_pico, money, to_pico, usd
 from butler_skill.core.rotation import threshold_tokens
@@ -90,9 +90,9 @@ class Ledger:
         rows.sort(key=lambda r: (r["created_at"], r["id"]))
         return [_session(r) for r in rows]
 
-    def pending_alerts(self) -> list[Alert]:
+    def pending_alerts(self, now: datetime) -> list[Alert]:
         with self.db.read() as conn:
-            return [Alert.model_validate(a) for a in reads.pending_alerts(conn)]
+            return [Alert.model_validate(a) for a in reads.pending_alerts(conn, now)]
 
     def events(self, kind: str | None = None, limit: int = 20) -> list[Event]:
         with self.db.read() as conn:
@@ -489,7 +489,9 @@ def _counters(conn: sqlite3.Connection, touched: set[tuple[str, str]]) -> dict[t
 
 def raise_alert_in(conn: sqlite3.Connection, *, alert_id: str, session_id: str, key_id: str, kind: str,
                    message: str, now: datetime) -> bool:
-    """`Ledger.raise_alert` inside the caller's write transaction."""
+    """`Ledger.raise_alert` inside the caller's write transaction. Overrun alerts of earlier UTC days are over
+    (`core.alerts`): they are marked resolved first, at the end of their day, so the pending ones stay few."""
+    _resolve_overruns(conn, now)
     cur = conn.execute(
         "INSERT INTO alerts(id, session_id, key_id, kind, message, created_at)"
         " VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING", (alert_id, session_id, key_id, kind, message, ts(now)),
@@ -497,6 +499,16 @@ def raise_alert_in(conn: sqlite3.Connection, *, alert_id: str, session_id: str, 
     if cur.rowcount:
         _event(conn, now, "alert", session_id, key_id, {"kind": kind, "message": message})
     return bool(cur.rowcount)
+
+
+def _resolve_overruns(conn: sqlite3.Connection, now: datetime) -> None:
+    """Mark the overrun alerts raised before today resolved when their day ended (`core.alerts.resolves_at`): a walk
+    of the partial index of unresolved alerts up to today (usually empty)."""
+    over = conn.execute("SELECT id, created_at FROM alerts WHERE resolved_at IS NULL AND created_at < ?"
+                        " AND kind = 'overrun'", (ts(alerts.overruns_over_before(now)),)).fetchall()
+    if over:
+        executemany_own(conn, "UPDATE alerts SET resolved_at = ? WHERE id = ?",
+                        [(ts(alerts.resolves_at(alerts.OVERRUN, parse_ts(r["created_at"]))), r["id"]) for r in over])
 
 
 def key_view_in(conn: sqlite3.Connection, key: ResolvedKey, now: datetime) -> KeyView:

@@ -107,7 +107,8 @@ class TokenLedger(Protocol):
         one Butler just made (`Context.new_id`), not text from outside, so the redaction hook skips it."""
         ...
 
-    def pending_alerts(self) -> list[Alert]:
+    def pending_alerts(self, now: datetime) -> list[Alert]:
+        """The alerts pending at `now` (`core.alerts`), oldest first."""
         ...
 
     def raise_alert(self, *, alert_id: str, session_id: str, key_id: str, kind: str, message: str,
