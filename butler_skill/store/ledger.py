@@ -372,9 +372,11 @@ def _settle(conn: sqlite3.Connection, reports: Sequence[UsageReport]
             total=u.counted_tokens, pusd=pusd, cost_usd=float(from_pico(pusd)), day=stamp[:10] if stamp[4] == "-"
             else utc_day(r.now), stamp=stamp, lease=ts(r.now + timedelta(seconds=r.lease_seconds)),
             limit=r.key_limit, view_key_id=clean[r.key_id], close=r.close))
-    sessions, meta = _session_states(conn, [r.session_id for r in items])
+    sessions, meta, seen = _session_states(conn, [r.session_id for r in items], clean, items[0].day if items else "")
     priors = _priors(conn, [r.request_id for r in items])
-    counters = _counters(conn, settlement.touched_counters(items, sessions))
+    touched = settlement.touched_counters(items, sessions)
+    counters = {key: c for key in touched if (c := seen.get(key)) is not None}
+    counters.update(_counters(conn, touched.difference(seen)))
     group = settlement.settle_in_order(items, sessions, counters, priors)
     # The counters: rows this group creates, then each touched key-day's change once.
     created = [key for key, c in group.counters.items() if c.created]
@@ -437,19 +439,40 @@ def _spend_group(conn: sqlite3.Connection, ended: dict[str, settlement.SessionSt
         executemany_own(conn, _SPEND, [(grp, day, name, *figures) for (grp, day, name), figures in adds.items()])
 
 
-def _session_states(conn: sqlite3.Connection, session_ids: Sequence[str]
-                    ) -> tuple[dict[str, settlement.SessionState], dict[str, _Meta]]:
-    """The sessions' settlement state, and per session the columns settling never changes (its spend rollup is
-    filed under its label or task id and the day it was opened; its `SessionInfo` needs the rest)."""
+@lru_cache(maxsize=64)
+def _in_list(n: int) -> str:
+    return ",".join("?" * n)
+
+
+# With each session, its key's counter on the day of the group's first report (in the common case every counter
+# the group touches: one statement fewer).
+_SESSION_STATES = (
+    "SELECT s.id AS id, s.key_id AS key_id, s.state AS state, s.leg_day AS leg_day, s.leg_granted AS leg_granted,"
+    " s.leg_held AS leg_held, s.leg_used AS leg_used, s.used AS used, s.cost_pusd AS cost_pusd, s.cost_usd AS cost_usd,"
+    " s.lease_expires_at AS lease_expires_at, s.updated_at AS updated_at, s.closed_at AS closed_at, s.label AS label,"
+    " s.task_id AS task_id, s.created_at AS created_at, s.allocated AS allocated, s.threshold_ratio AS threshold_ratio,"
+    " c.key_id AS c_key, c.used AS c_used, c.reserved AS c_reserved, c.cost_usd AS c_cost_usd,"
+    " c.cost_pusd AS c_cost_pusd FROM sessions s LEFT JOIN key_day_counters c ON c.key_id = s.key_id AND c.day = ?"
+    " WHERE s.id IN ({})")
+_PRIORS = f"SELECT request_id, session_id, {', '.join(_FIGURES)} FROM usage_records WHERE request_id IN ({{}})"
+
+
+def _session_states(conn: sqlite3.Connection, session_ids: Sequence[str], checked: dict[Any, Any], day: str
+                    ) -> tuple[dict[str, settlement.SessionState], dict[str, _Meta],
+                               dict[tuple[str, str], settlement.Counter | None]]:
+    """The sessions' settlement state; per session the columns settling never changes (its spend rollup is filed
+    under its label or task id and the day it was opened; its `SessionInfo` needs the rest); and the counters of
+    their keys on `day` (None: no row yet). `checked`: texts that already passed the redaction hook, and what it
+    made of them."""
     found: dict[str, settlement.SessionState] = {}
     meta: dict[str, _Meta] = {}
+    counters: dict[tuple[str, str], settlement.Counter | None] = {}
     ids = list(dict.fromkeys(session_ids))
     for i in range(0, len(ids), 500):
         part = ids[i:i + 500]
-        for r in execute_own(conn, "SELECT id, key_id, state, leg_day, leg_granted, leg_held, leg_used, used,"
-                             " cost_pusd, cost_usd, lease_expires_at, updated_at, closed_at, label, task_id,"
-                             " created_at, allocated, threshold_ratio FROM sessions"
-                             f" WHERE id IN ({','.join('?' * len(part))})", part):
+        for r in execute_own(conn, _SESSION_STATES.format(_in_list(len(part))), [day, *part]):
+            counters[(r["key_id"], day)] = None if r["c_key"] is None else settlement.Counter(
+                int(r["c_used"]), int(r["c_reserved"]), int(r["c_cost_pusd"]), float(r["c_cost_usd"]))
             meta[r["id"]] = (r["label"], r["task_id"], int(r["allocated"]), r["threshold_ratio"], r["created_at"])
             found[r["id"]] = settlement.SessionState(
                 key_id=r["key_id"], state=r["state"], leg_day=r["leg_day"], leg_granted=int(r["leg_granted"]),
@@ -457,10 +480,13 @@ def _session_states(conn: sqlite3.Connection, session_ids: Sequence[str]
                 cost_pusd=int(r["cost_pusd"]), cost_usd=float(r["cost_usd"]), lease_expires_at=r["lease_expires_at"],
                 updated_at=r["updated_at"], closed_at=r["closed_at"])
     # Key ids read back are texts from outside too (a statement's parameter passes the hook): as `execute` would.
-    clean = redact_texts(conn, [s.key_id for s in found.values()])
+    # Those the reports named passed it already.
+    unchecked = [s.key_id for s in found.values() if s.key_id not in checked]
+    clean = {**checked, **redact_texts(conn, unchecked)} if unchecked else checked
     for s in found.values():
         s.key_id = clean[s.key_id]
-    return found, meta
+    # A counter read under a key id the hook would change is not the one settling reads: read again (`_counters`).
+    return found, meta, {key: c for key, c in counters.items() if clean[key[0]] == key[0]}
 
 
 def _priors(conn: sqlite3.Connection, request_ids: Sequence[str]) -> dict[str, settlement.Prior]:
@@ -468,9 +494,10 @@ def _priors(conn: sqlite3.Connection, request_ids: Sequence[str]) -> dict[str, s
     ids = list(dict.fromkeys(request_ids))
     for i in range(0, len(ids), 500):
         part = ids[i:i + 500]
-        for r in execute_own(conn, f"SELECT request_id, session_id, {', '.join(_FIGURES)} FROM usage_records"
-                             f" WHERE request_id IN ({','.join('?' * len(part))})", part):
-            found[r["request_id"]] = settlement.Prior(r["session_id"], tuple(int(r[f]) for f in _FIGURES))  # type: ignore[arg-type]
+        for r in execute_own(conn, _PRIORS.format(_in_list(len(part))), part):
+            found[r["request_id"]] = settlement.Prior(r["session_id"], (
+                int(r["input_tokens"]), int(r["output_tokens"]), int(r["cache_read_tokens"]),
+                int(r["cache_write_tokens"]), int(r["cache_write_1h_tokens"]), int(r["web_search_requests"])))
     return found
 
 
@@ -480,7 +507,7 @@ def _counters(conn: sqlite3.Connection, touched: set[tuple[str, str]]) -> dict[t
     keys = sorted({k for k, _ in touched})
     days = sorted({d for _, d in touched})
     rows = execute_own(conn, "SELECT key_id, day, used, reserved, cost_usd, cost_pusd FROM key_day_counters"
-                       f" WHERE key_id IN ({','.join('?' * len(keys))}) AND day IN ({','.join('?' * len(days))})",
+                       f" WHERE key_id IN ({_in_list(len(keys))}) AND day IN ({_in_list(len(days))})",
                        [*keys, *days])
     return {(r["key_id"], r["day"]): settlement.Counter(int(r["used"]), int(r["reserved"]), int(r["cost_pusd"]),
                                                         float(r["cost_usd"]))
