@@ -333,7 +333,7 @@ def commit_usage_in(conn: sqlite3.Connection, report: UsageReport) -> tuple[sett
         session_id=session_id, label=label, task_id=task_id, key_id=s.key_id, allocated=allocated, used=s.used,
         held=s.leg_held, rotation_threshold=_threshold(s.leg_granted, ratio), cost=usd(from_pico(s.cost_pusd)),
         state=s.state, created_at=parse_ts(created_at))
-    return done, UsageOutcome(done.duplicate, info, s.leg_used, s.leg_granted, None if done.duplicate else done.counted)
+    return done, UsageOutcome(done.duplicate, info, s.leg_used, s.leg_granted)
 
 
 def commit_usages_in(conn: sqlite3.Connection, reports: Sequence[UsageReport]) -> settlement.GroupSettlement:

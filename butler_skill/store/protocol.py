@@ -52,7 +52,6 @@ class UsageOutcome:
     session: SessionInfo
     leg_used: int
     leg_granted: int
-    key_day_counted: int | None = None  # used + reserved on the key-day right after this settlement (None: duplicate)
 
 
 @dataclass(frozen=True)
