@@ -332,7 +332,7 @@ def settle_one(ctx: Context, conn: Connection, payload: Settlement) -> Settled:
 def settle_group(ctx: Context, conn: Connection, payloads: list[Settlement]) -> list[tuple[bool, Any]]:
     """The settlements of one group transaction, set-oriented, leaving the ledger as `settle_one` for each in
     turn would: every report's usage and its session's release (`sessions.commit_group_in`), then the sub-tasks'
-    attempts and statuses (`end_subtasks_in`) of those whose usage settled; per settlement (True, its `Counted`)
+    attempts and statuses (`end_subtasks_in`) of those whose usage settled; per settlement (True, its `Settled`)
     or (False, the exception that left it unwritten)."""
     counted = sessions.commit_group_in(ctx, conn, [p.report for p in payloads])
     clean = end_subtasks_in(conn, [p.finish for p, c in zip(payloads, counted, strict=True)
@@ -378,8 +378,7 @@ async def plan_and_run(ctx: Context, *, name: str, description: str, budget: int
 
 
 async def run_task(ctx: Context, task_id: str, options: SpawnOptions, factory: ClientFactory, *,
-                   progress: ProgressSink | None = None, jitter: Callable[[], float] = random.random,
-                   planned: tuple[TaskRow, list[SubTaskRow]] | None = None) -> None:
-    """Run a task's pending sub-tasks. `planned`: the task and its rows exactly as its plan just wrote them
-    (`planning.plan`), so the run does not read them back; without it they are read from the ledger."""
-    await _Run(ctx, task_id, options, factory, progress, jitter, planned).run()
+                   progress: ProgressSink | None = None, jitter: Callable[[], float] = random.random) -> None:
+    """Run a task's pending sub-tasks, read from the ledger (retry_failed_tasks; spawn_agent's run takes its plan's
+    rows as written: `plan_and_run`)."""
+    await _Run(ctx, task_id, options, factory, progress, jitter).run()
