@@ -8,6 +8,8 @@ the key views a read in every allocation sees, grants the same, and leaves every
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import subprocess
 import sys
 import tempfile
@@ -214,3 +216,40 @@ def test_any_other_write_on_the_connection_ends_the_memo(tmp_path: Path) -> None
         assert {v.key_id: v.reserved for v in views}[first.key.key_id] == 1_005 + 10 * same
     finally:
         db.close()
+
+
+def _allocate_many(path: str, n: int, go: Any, out: Any) -> None:
+    ledger = Ledger(Database(path))
+    go.wait()
+    granted = 0
+    for i in range(n):  # a run of allocations: each after the first reuses its figures unless another process wrote
+        now = datetime.now(UTC)
+        got = ledger.open_session(keys=KEYS[:2], pick=lambda views, now=now: selection.choose_key(views, 100, now),
+                                  need=100, session_id=f"p{os.getpid()}-{i}", label=None, task_id=None,
+                                  threshold_ratio=0.75, now=now, lease_seconds=600)
+        granted += isinstance(got, Grant)
+    out.put(granted)
+
+
+def test_processes_allocating_together_fill_every_key_exactly(tmp_path: Path) -> None:
+    # Room for 30 + 50 grants of 100 on two keys, 4 processes asking 20 times each. A figure reused after another
+    # process reserved would send a choice to a key that no longer fits: the conditional reserve refuses it, and
+    # one of them would be refused and fewer than 80 granted. Every grant that fits is made, and none past a limit.
+    Database(tmp_path / "state.db").close()
+    spawn = multiprocessing.get_context("spawn")
+    go, out = spawn.Event(), spawn.Queue()
+    workers = [spawn.Process(target=_allocate_many, args=(str(tmp_path / "state.db"), 20, go, out)) for _ in range(4)]
+    for w in workers:
+        w.start()
+    go.set()
+    granted = sum(out.get(timeout=120) for _ in workers)
+    for w in workers:
+        w.join(timeout=60)
+    db = Database(tmp_path / "state.db")
+    try:
+        reserved = {r["key_id"]: r["reserved"] for r in db._connection().execute(
+            "SELECT key_id, reserved FROM key_day_counters")}
+    finally:
+        db.close()
+    assert granted == 80
+    assert reserved == {"k0": 3_000, "k1": 5_000}
