@@ -114,7 +114,7 @@ def line_profile(ctx: Context, rounds: int) -> None:
         if seen is None:
             seen = L._read_seen(conn, day, stamp, versioned=True)
         views = L._build_views(keys, seen.counters, seen.cooldowns)
-        t0 = lap("SQL: data version (or the read), key views", t0)
+        t0 = lap("SQL: data version or read, key views", t0)
         chosen = selection.choose_key(views, 10, now, input_share=0.5)
         assert chosen is not None
         t0 = lap("choice rule", t0)
