@@ -108,11 +108,11 @@ def line_profile(ctx: Context, rounds: int) -> None:
         w = led.db.write()
         conn = w.__enter__()
         t0 = lap("SQL: BEGIN IMMEDIATE", t0)
-        seen = w.found  # the figures the last allocation left (store/ledger.py `_Seen`), or the read
-        if seen is not None and not seen.holds(execute_own(conn, L._DATA_VERSION, ()).fetchone()[0], day, stamp):
-            seen = None
+        found = w.found  # the figures the last allocation left (store/ledger.py `_Seen`), or the read
+        version = execute_own(conn, L._DATA_VERSION, ()).fetchone()[0] if found is not None else None
+        seen = found if found is not None and found.holds(version, day, stamp) else None
         if seen is None:
-            seen = L._read_seen(conn, day, stamp, versioned=True)
+            seen = L._read_seen(conn, day, stamp, version)
         views = L._build_views(keys, seen.counters, seen.cooldowns)
         t0 = lap("SQL: data version or read, key views", t0)
         chosen = selection.choose_key(views, 10, now, input_share=0.5)

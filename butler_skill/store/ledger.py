@@ -140,14 +140,16 @@ class Ledger:
             # the figures the last allocation on this connection left (`_Seen`) stand in for the read while
             # nothing else wrote the file since; otherwise one statement reads them.
             memo = _REUSE and hasattr(write, "found")
-            seen = write.found if memo else None  # type: ignore[union-attr]
-            if seen is not None and not seen.holds(execute_own(conn, _DATA_VERSION, ()).fetchone()[0], day, stamp):
-                seen = None
+            found = write.found if memo else None  # type: ignore[union-attr]
+            # The data version is asked only in a run (the last write on this connection was an allocation): an
+            # allocation between other writes (a settlement after each grant) pays nothing for the memo.
+            version = execute_own(conn, _DATA_VERSION, ()).fetchone()[0] if found is not None else None
+            seen = found if found is not None and found.holds(version, day, stamp) else None
             if seen is None:
-                seen = _read_seen(conn, day, stamp, versioned=memo)
+                seen = _read_seen(conn, day, stamp, version)
             if seen.due(stamp):
                 _expire_leases(conn, now)
-                seen = _read_seen(conn, day, stamp, versioned=memo)
+                seen = _read_seen(conn, day, stamp, version)
             views = _build_views(keys, seen.counters, seen.cooldowns)
             chosen = pick(views)
             if chosen is None:
@@ -598,8 +600,8 @@ def _key_views(conn: sqlite3.Connection, keys: Iterable[ResolvedKey], now: datet
 _VIEWS = ("SELECT 0 AS part, key_id, used, reserved, NULL AS until FROM key_day_counters WHERE day = ?"
           " UNION ALL SELECT 1, key_id, 0, 0, until FROM key_cooldowns WHERE until > ?")
 _VIEWS_LEASE = _VIEWS + " UNION ALL SELECT 2, NULL, 0, 0, MIN(lease_expires_at) FROM sessions WHERE state = 'open'"
-# SQLite: the connection's data version with them (see `_Seen`), so a read that keeps a memo is still one statement.
-_VIEWS_LEASE_VERSION = _VIEWS_LEASE + " UNION ALL SELECT 3, NULL, data_version, 0, NULL FROM pragma_data_version"
+# SQLite (see `_Seen`). A statement of its own: as a table-valued function in the read (pragma_data_version) it costs
+# twice as much (SQLite prepares the pragma again on every run).
 _DATA_VERSION = "PRAGMA data_version"
 
 # The allocation reuses the figures the last allocation on its connection left (`_Seen`) while they still hold;
@@ -612,7 +614,9 @@ class _Seen:
     """What an allocation's choice reads, as of `stamp` on UTC day `day`: the key-day counters (used, reserved),
     the cooldowns running then (their end, text), the soonest of those ends, and the earliest lease end of an open
     session. On SQLite the allocation leaves it, with what its own transaction changed (its reserve, its lease), to
-    the next write on the same connection (store.db._Write), which takes it in place of the read when
+    the next write on the same connection (store.db._Write). Left with no `version` (the first allocation of a run
+    does not ask it), it only tells the next allocation that a run has begun: that one asks the version and reads.
+    With one, the next allocation takes it in place of the read when
 
     - no other connection committed since (`PRAGMA data_version`, `version`, changes exactly then; a write on this
       connection that is not an allocation ends the memo itself), and
@@ -638,22 +642,20 @@ class _Seen:
         return self.lease is not None and self.lease < stamp
 
 
-def _read_seen(conn: sqlite3.Connection, day: str, stamp: str, *, versioned: bool = False) -> _Seen:
-    """The figures at `stamp`, read; `versioned` (SQLite only): with the connection's data version, to keep them."""
+def _read_seen(conn: sqlite3.Connection, day: str, stamp: str, version: int | None = None) -> _Seen:
+    """The figures at `stamp`, read in the transaction that asked `PRAGMA data_version` (None: not asked)."""
     counters: dict[str, tuple[int, int]] = {}
     cooldowns: dict[str, str] = {}
-    lease = version = None
+    lease = None
     # A day and a timestamp of Butler's own making: no redaction pass (store.db.execute_own).
-    for r in execute_own(conn, _VIEWS_LEASE_VERSION if versioned else _VIEWS_LEASE, (day, stamp)):
+    for r in execute_own(conn, _VIEWS_LEASE, (day, stamp)):
         part = r["part"]
         if part == 0:
             counters[r["key_id"]] = (int(r["used"]), int(r["reserved"]))
         elif part == 1:
             cooldowns[r["key_id"]] = r["until"]
-        elif part == 2:
-            lease = r["until"]
         else:
-            version = int(r["used"])
+            lease = r["until"]
     return _Seen(version, day, stamp, counters, cooldowns, min(cooldowns.values()) if cooldowns else None, lease)
 
 

@@ -131,10 +131,11 @@ A = ("alloc", "main", 10, None, 600)
 
 @settings(max_examples=100, deadline=None)
 @given(steps)
+# (The first allocation after another write only marks a run; the second reads and keeps; the third reuses.)
 @example([("cool", "main", 0, 2), ("burst", [A, A, A, A, A])])  # a cooldown ends between two allocations
 @example([("tick", 3_597), ("burst", [A, A, A, A, A])])  # so does the UTC day
-@example([("cool", "main", 0, 1), ("tick", 1), A, ("tick", -2), A])  # the clock steps back into a cooldown
-@example([("alloc", "main", 1_500, None, 0), ("burst", [A, A])])  # the memo's own lease falls due
+@example([("cool", "main", 0, 1), ("tick", 1), A, A, ("tick", -2), A])  # the clock steps back into a cooldown
+@example([A, ("alloc", "main", 1_500, None, 0), ("tick", 1), A])  # the memo's own lease falls due
 @example([A, ("alloc", "other", 1_000, None, 600), A, ("use", "other", 0, 900), A, ("close", "main", 0), A])
 def test_reused_figures_equal_a_read_in_every_allocation(plan: list[tuple[Any, ...]]) -> None:
     with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
