@@ -6,7 +6,7 @@ conditional update `used + reserved + n <= limit`. Stale holds are released by l
 every write (an allocation first asks, in the same statement that reads the counters, when the earliest lease
 ends: one look into the partial index of open leases); there is no background job to die. On SQLite an
 allocation takes those figures from the last allocation on its connection while no other connection committed
-and nothing else wrote (`_Seen`): a run of allocations reads them once.
+and nothing else wrote (`_Seen`): a run of allocations stops reading them.
 
 A session holds one reservation at a time (its leg) on its current key; rotation moves it.
 """
