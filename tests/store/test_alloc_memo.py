@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -104,9 +105,11 @@ class Run:
                 sid = self.sessions[step[2] % len(self.sessions)]
                 with ledger.db.write() as conn:
                     L.expire_leases_in(conn, now)
-                    L.commit_usage_in(conn, request_id=f"r{len(self.seen)}-{step[3]}", session_id=sid,
-                                      usage=Usage(input_tokens=step[3] // 2, output_tokens=step[3] - step[3] // 2),
-                                      cost_usd=0, now=now, lease_seconds=600, key_limit=3_000)
+                    L.commit_usage_in(conn, L.UsageReport(
+                        request_id=f"r{len(self.seen)}-{step[3]}", session_id=sid,
+                        usage=Usage(input_tokens=step[3] // 2, output_tokens=step[3] - step[3] // 2),
+                        cost_usd=Decimal(0), now=now, lease_seconds=600, key_limit=3_000,
+                        key_id=L.sessions_in(conn, [sid])[sid].key_id))
                 self.seen.append("use")
             elif kind == "close" and self.sessions:
                 ledger.close_session(self.sessions[step[2] % len(self.sessions)], now)
