@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from itertools import pairwise
 from typing import Literal
+from urllib.parse import unquote
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -443,6 +444,11 @@ def is_placeholder(body: str, *, free: bool = False) -> bool:
             return True
     elif _has_word_exact_case(body, _PLACEHOLDER_WORDS):
         return True
+    return _is_fill(body)
+
+
+def _is_fill(body: str) -> bool:
+    """000000..., abcdefg..., abcabcabc...: a run, a sequence or a repeated unit that fills the value."""
     # A stand-in is mostly its run (000000..., abcdefg...); a random 64-character key holds a run of six now and
     # then (about once in 18,000 hex keys), so the run must also fill a quarter of the value.
     if _max_run(body) >= max(6, len(body) // 4) or _max_step_run(body) >= max(7, len(body) // 4):
@@ -640,13 +646,86 @@ def _url_candidates(rule: Rule, order: int, text: str, validate: bool) -> list[_
 
 
 def _url_password_ok(secret: str, user: str) -> bool:
+    """The password part of a URL's userinfo is a password by where it stands: its style (words, a passphrase of
+    letter groups, a pronounceable generated one such as `xunbyc-0Ciqfu-hamkos`) says nothing against it, so the
+    generic rule's identifier test does not apply here. What stays quiet is what stands in for a password:
+    references and templates (`${DB_PASS}`, `$PASS`, `<password>`, `{pw}`, `%s`), names in capitals
+    (`DB_PASS`), fill (`xxxxxxxx`, `********`), the user name again (`postgres:postgres`), and values made only of
+    stand-in words (`password`, `mysecretpassword`, `P@ssw0rd`, `testuser123`, `masterkey`)."""
     if len(secret) < 6 or secret.isdigit() or _known_example(secret) or set(secret) <= {"*", "x", "X"}:
         return False
-    if secret[0] in "{<[" or _REFERENCE.fullmatch(secret) or _REFERENCE_START.match(secret):
-        return False  # {password}, <password>, ${DB_PASS}, $PASS, %(password)s
-    if is_placeholder(secret, free=True) or secret.lower() == user.lower() or is_identifier_like(secret):
+    if secret[0] in "{<[" or _URL_REFERENCE.match(secret) or _URL_NAME.fullmatch(secret):
+        return False  # {password}, <password>, [password], ${DB_PASS}, $(pass), %(password)s, %PASS%, DB_PASS
+    dollar = _DOLLAR_NAME.fullmatch(secret)
+    if dollar is not None and (dollar.group(1).isupper() or dollar.group(1).islower()):
+        return False  # $PASS, $db_password: a shell or compose variable (a random $kN6fMzYMS is not)
+    plain = unquote(secret) if "%" in secret else secret
+    if plain.lower() == user.lower() or _FORMAT_SLOT.search(secret) or _is_fill(plain):
         return False
-    return shannon_entropy(secret) >= 2.3
+    if any(f in plain for f in _FILL_INSIDE) or _stand_in_words(plain, user):
+        return False
+    return len(plain) >= 6 and shannon_entropy(secret) >= 2.3
+
+
+# A name written where a value belongs: DB_PASS, SAS_KEY, POSTGRES_PASSWORD (capitals joined by underscores).
+_URL_NAME = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+")
+_URL_REFERENCE = re.compile(r"\$[{(]|%\(|%[A-Za-z_]\w*%$")
+_DOLLAR_NAME = re.compile(r"\$([A-Za-z_]\w*)")
+_NOT_LETTERS = re.compile(r"[^a-z]+")
+# Leetspeak spellings of stand-ins (P@ssw0rd, s3cr3t, l3tm31n).
+_LEET = str.maketrans("@$0134579!", "asoieastgi")
+# Stand-ins written inside a longer value (mysecretpassword, a%20secret): long enough that random letters never
+# spell them by chance (26^6 and more).
+_STAND_IN_INSIDE = ("password", "passwd", "secret", "changeme", "changeit", "example", "placeholder", "redacted",
+                    "dummy", "sample", "notreal", "letmein", "qwerty")
+# Words a stand-in password is made of (`testuser123`, `my_db_pass`, `scott-tiger`, `masterkey`, `minioadmin`).
+# Only a value whose letters are *all* such words is a stand-in: random letters almost never split that way
+# (no word here is shorter than two letters), while words outside this list (`bluebird`) are a real password.
+_STAND_IN_VOCAB = frozenset({
+    "pass", "passw", "password", "passwd", "pwd", "pw", "pword", "passphrase", "secret", "secrets", "change",
+    "changeme", "changeit", "it", "me", "my", "mine", "your", "yours", "our", "own", "test", "testing", "tests",
+    "tester", "demo", "example", "sample", "dummy", "fake", "mock", "placeholder", "user", "users", "username",
+    "usr", "name", "admin", "administrator", "root", "toor", "guest", "default", "foo", "bar", "baz", "qux",
+    "quux", "db", "database", "app", "redacted", "none", "null", "nil", "todo", "tbd", "xx", "xxx", "letmein",
+    "let", "in", "qwerty", "asdf", "hunter", "tiger", "scott", "master", "key", "keys", "super", "top", "very",
+    "strong", "pg", "postgres", "postgresql", "mysql", "mongo", "mongodb", "redis", "rabbit", "rabbitmq",
+    "minio", "dev", "local", "localhost", "the", "word", "welcome", "abc", "xyz", "token", "api", "auth",
+    "access", "login", "pat", "creds", "credential", "credentials", "oauth", "client", "service", "svc",
+    "account", "bot", "deploy", "ci", "git", "host", "server", "some", "here", "insert", "replace", "real",
+    "not", "new", "old", "hello", "world", "value", "string", "env", "process", "config", "settings", "var",
+    "os", "environ", "private", "public", "temp", "tmp", "one", "two", "sa", "foobar", "proxy", "bitnami",
+    "anonymous", "elastic", "kibana", "correct", "horse", "battery", "staple",
+})
+_VOCAB_MAX = max(len(w) for w in _STAND_IN_VOCAB)
+_VOCAB_LONG = tuple(w for w in _STAND_IN_VOCAB if len(w) >= 4)
+# Fill written into a value (glpat-xxxxxxxxxxxx, pass****, secret...).
+_FILL_INSIDE = ("xxxx", "XXXX", "****", ELLIPSIS)
+
+
+def _stand_in_words(value: str, user: str = "") -> bool:
+    """True when the value's letters, as written or read as leetspeak, are only stand-in words (digits and
+    punctuation aside) and the user's name (`jdoe:jdoe123`), or hold a long stand-in word: `mypassword`,
+    `P@ssw0rd`, `Password123!`, `my-db-pass`."""
+    if _has_word(value, _STAND_IN_INSIDE) or _has_word(value.translate(_LEET), _STAND_IN_INSIDE):
+        return True
+    lower = value.lower()
+    name = _NOT_LETTERS.sub("", user.lower())
+    for letters in (_NOT_LETTERS.sub("", lower), _NOT_LETTERS.sub("", lower.translate(_LEET))):
+        if len(name) >= 3 and name in letters:
+            letters = letters.replace(name, "")
+            if not letters:
+                return True  # the user's name and digits: jdoe:jdoe123
+        if not letters:
+            continue
+        # Word break: ok[i] says letters[:i] splits into vocabulary words.
+        ok = [True] + [False] * len(letters)
+        for i in range(1, len(letters) + 1):
+            ok[i] = any(ok[j] and letters[j:i] in _STAND_IN_VOCAB for j in range(max(0, i - _VOCAB_MAX), i - 1))
+        # Two- and three-letter words alone stand in only for six letters or more: the few letters of a mostly
+        # symbolic password (`0.TO6P9pG`: top+pg) spell short words by chance.
+        if ok[-1] and (len(letters) >= 6 or any(w in letters for w in _VOCAB_LONG)):
+            return True
+    return False
 
 
 _PEM_END = re.compile(r"-----END[ A-Z0-9]{0,32}PRIVATE KEY(?: BLOCK)?-----")
