@@ -356,7 +356,12 @@ _REFERENCE_START = re.compile(r"\$(?:[A-Za-z_{(])|%\(")
 _FORMAT_SLOT = re.compile(r"%(?:\([A-Za-z_]\w*\))?[sd](?![A-Za-z0-9])")
 _PATH = re.compile(r"(?:~|\.{1,2})?/[\w.\-]+(?:/[\w.\-]+)*/?")
 # One word of an identifier: lower, Capitalized, UPPER, an acronym before a Capitalized word, or a number.
-_WORD_PART = re.compile(r"(?:[a-z]{2,}|[A-Z][a-z]+|[A-Z]{2,}(?![a-z]))+[0-9]{0,4}|[A-Za-z]?[0-9]{1,4}")
+# Possessive runs: the same words as `(?:[a-z]{2,}|[A-Z][a-z]+|[A-Z]{2,}(?![a-z]))+`, which tried every way of
+# cutting a long letter run into words before failing (a 40-letter run followed by five digits took seconds, a
+# 60-letter one hours); an acronym before a Capitalized word (HTTPServer) is the one cut kept.
+_WORD_PART = re.compile(
+    r"(?:[a-z]{2,}+|[A-Z][a-z]++|[A-Z]{2,}+(?![a-z])|[A-Z]{2,}(?=[A-Z][a-z]))++[0-9]{0,4}|[A-Za-z]?[0-9]{1,4}"
+)
 _SPLIT_PARTS = re.compile(r"[_\-./:\s\[\]()#@$]+")
 _NUMBER = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9:.]+Z?)?")
@@ -477,7 +482,43 @@ def is_identifier_like(value: str) -> bool:
     `onboarding.formBody.resetPassword`. A random key breaks this at its first lone letter or mixed run.
     """
     parts = [p for p in _SPLIT_PARTS.split(value) if p]
-    return bool(parts) and all(_WORD_PART.fullmatch(p) for p in parts)
+    return bool(parts) and all(_WORD_PART.fullmatch(p) for p in parts) and not reads_random(value)
+
+
+# Safari / iCloud Keychain's generated passwords (xunbyc-0Ciqfu-hamkos): three groups of six letters and digits
+# with a capital and a digit among them. Its syllables read as words; no identifier is written this way.
+_KEYCHAIN_PASSWORD = re.compile(r"(?=[^A-Z]*[A-Z])(?=[^0-9]*[0-9])[a-zA-Z0-9]{6}-[a-zA-Z0-9]{6}-[a-zA-Z0-9]{6}")
+_WORD_TOKEN = re.compile(r"[A-Z]{2,}(?![a-z])|[A-Z]?[a-z]+|[0-9]+|[A-Z]")
+_CONSONANTS_5 = re.compile(r"[bcdfghjklmnpqrstvwxzBCDFGHJKLMNPQRSTVWXZ]{5,}")
+_VOWELS = frozenset("aeiouyAEIOUY")
+# Abbreviations code writes without vowels (HtmlCssModule, test_ctx_mgr, srv.recvfrom): words, not randomness.
+_ABBREVIATIONS = frozenset({
+    "html", "xhtml", "http", "https", "css", "js", "jsx", "ts", "tsx", "ctx", "cfg", "src", "dst", "msg", "msgs",
+    "pkg", "pkgs", "cmd", "std", "tmp", "str", "ptr", "mgr", "svc", "srv", "btn", "img", "jpg", "png", "svg", "xml",
+    "sql", "rgb", "hsl", "dll", "fs", "db", "tls", "ssl", "crt", "pkcs", "rsa", "cls", "pwd", "cwd", "dns", "tcp",
+    "grpc", "npm", "nvm", "sdk", "cdn", "lng", "lst", "vnd", "wss", "rpc", "mtx", "rgx", "txn", "nth", "mkdir",
+    "rmtree", "recv", "recvfrom", "ctrl", "sync", "hmac", "jwt", "jwk", "mfa", "kms", "crc", "lfs", "gcc", "stdlib",
+})
+
+
+def reads_random(value: str) -> bool:
+    """Letters that only look like words by their case pattern: a Keychain password, or two or more "words" with
+    no vowel or four consonants in a row (`cppXjkpchmPdiTRR`: cpp, Xjkpchm; `izvpl-ursqd-goaeu-aqzrw`).
+
+    Acronyms in capitals and common abbreviations (`ctx`, `Html`, `Css`) do not count. Measured on names from the
+    stdlib and webpack, and on random 16-character alphanumerics that the word pattern accepts: see
+    docs/scanner.md."""
+    if _KEYCHAIN_PASSWORD.fullmatch(value):
+        return True
+    odd = 0
+    for t in _WORD_TOKEN.findall(value):
+        if len(t) < 2 or not t[0].isalpha() or t.isupper() or t.lower() in _ABBREVIATIONS:
+            continue
+        if _VOWELS.isdisjoint(t) or _CONSONANTS_5.search(t):
+            odd += 1
+            if odd >= 2:
+                return True
+    return False
 
 
 def _free_value_ok(value: str) -> bool:
@@ -499,7 +540,9 @@ def _free_value_ok(value: str) -> bool:
         return False
     if n < 20 and value.startswith(_KEY_PREFIXES):
         return False  # "sk-or-v1-" + ...: a key's prefix alone, or a truncated stand-in
-    if _IDENTIFIER_LIKE.fullmatch(value) or _EMAIL.fullmatch(value) or _ADDRESS.fullmatch(value):
+    if _IDENTIFIER_LIKE.fullmatch(value) and not reads_random(value):
+        return False
+    if _EMAIL.fullmatch(value) or _ADDRESS.fullmatch(value):
         return False
     classes = _char_classes(value)
     if n < 16:
@@ -899,7 +942,9 @@ def _assignment_candidates(
                 continue
             if not _COMPILED[rule.id].fullmatch(value):
                 continue
-            if validate and not _value_ok(rule, value):
+            if validate and not _value_ok(rule, value, rule.free_value and (
+                _PASSWORD_NAME.search(name) is not None or _AUTH_SCHEME.search(text, max(0, vs - 12), vs) is not None
+            )):
                 continue
             out.append(_Candidate(order, rule, vs, ve, value))
             break
@@ -917,8 +962,33 @@ def _env_key_name(raw: str, name: str) -> bool:
     return raw.isupper() and name.endswith("_key") and not _ENV_KEY_DENY.search(name)
 
 
-def _value_ok(rule: Rule, value: str) -> bool:
-    if _known_example(value) or is_placeholder(value, free=rule.free_value):
+# Names that say "a password" and nothing else (not a key, token or setting that may hold an identifier).
+_PASSWORD_NAME = re.compile(r"(?:^|_)(?:password|passwd|pwd|passphrase)(?:_|$)")
+# The value of an Authorization header after its scheme (Bearer, Basic, token): a credential by position too.
+_AUTH_SCHEME = re.compile(r"(?i:bearer|basic|token)[ \t]+$")
+# The free-text words of five characters or more (and `env(`): a random value spells them only by a rare accident,
+# unlike `my-`, `test` or `demo` (a Keychain password holds one of those about once in seventy).
+_FREE_WORDS_LONG = (*(w for w in _FREE_WORDS if len(w) >= 5), "env(")
+# From this length a value under a password name is judged by stand-in words, not the free-text word list.
+_STYLE_FREE_LENGTH = 16
+
+
+def _value_ok(rule: Rule, value: str, password_name: bool = False) -> bool:
+    """`password_name`: the value is assigned to a password name, or follows an Authorization header's scheme
+    (`Bearer …`, `Basic …`). From 16 characters such a value is checked for stand-ins as a URL's password is
+    (fill, references, values made only of stand-in words such as `my-db-password`) and by the free-text words of
+    five letters or more, not by their short fragments (`my-`, `test`, `demo`), which a generated password holds
+    by chance (`dexiky-4awomy-rejate`). Identifier-shaped values stay quiet as under every name
+    (`ProductionDatabase`)."""
+    if _known_example(value):
+        return False
+    if password_name and len(value) >= _STYLE_FREE_LENGTH:
+        if is_placeholder(value) or _typed_filler(value) or _has_word(value, _FREE_WORDS_LONG):
+            return False
+        if _stand_in_words(value) or not _free_value_ok(value):
+            return False
+        return shannon_entropy(value) >= rule.entropy
+    if is_placeholder(value, free=rule.free_value):
         return False
     if rule.free_value and not _free_value_ok(value):
         return False

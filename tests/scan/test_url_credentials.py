@@ -35,10 +35,10 @@ def apple_style(rng: random.Random) -> str:
     """Safari's generated password: three groups of six letters (consonant-vowel syllables), one capital, one
     digit at the start or end of a group."""
     groups = [[rng.choice(CONSONANTS if i % 3 != 1 else VOWELS) for i in range(6)] for _ in range(3)]
-    g, i = rng.randrange(3), rng.randrange(6)
-    groups[g][i] = groups[g][i].upper()
-    g = rng.randrange(3)
-    groups[g][rng.choice((0, 5))] = rng.choice(string.digits)
+    digit = (rng.randrange(3), rng.choice((0, 5)))
+    capital = rng.choice([(g, i) for g in range(3) for i in range(6) if (g, i) != digit])
+    groups[digit[0]][digit[1]] = rng.choice(string.digits)
+    groups[capital[0]][capital[1]] = groups[capital[0]][capital[1]].upper()
     return "-".join("".join(group) for group in groups)
 
 
