@@ -503,7 +503,7 @@ _ABBREVIATIONS = frozenset({
 
 def reads_random(value: str) -> bool:
     """Letters that only look like words by their case pattern: a Keychain password, or two or more "words" with
-    no vowel or four consonants in a row (`cppXjkpchmPdiTRR`: cpp, Xjkpchm; `izvpl-ursqd-goaeu-aqzrw`).
+    no vowel or five consonants in a row (`HEYZmsfZFEoBgQZ1`: Zmsf, Bg; `hihth-dsfpt-dvbdf-jrvbl`).
 
     Acronyms in capitals and common abbreviations (`ctx`, `Html`, `Css`) do not count. Measured on names from the
     stdlib and webpack, and on random 16-character alphanumerics that the word pattern accepts: see
