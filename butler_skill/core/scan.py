@@ -526,8 +526,10 @@ def _free_value_ok(value: str) -> bool:
     n = len(value)
     if n < 8 or n > 256:
         return False
-    if value[0] in "{<([" or _REFERENCE.fullmatch(value) or "://" in value or value.isdigit():
+    if value[0] in "{<([" or "://" in value or value.isdigit():
         return False
+    if _REFERENCE.fullmatch(value) and not (value[0] in "!&*@" and not is_identifier_like(value[1:])):
+        return False  # $VAR, %VAR%, *alias, !tag, @scope/pkg; not a random value that starts with * or ! (*pAio0hu…)
     if value.startswith("#/") or _REFERENCE_START.match(value):
         return False  # a JSON pointer (#/components/...), $VAR/... or ${VAR}... followed by more text
     if not value.isascii() or _NUMBER.fullmatch(value) or _DATE.fullmatch(value):

@@ -113,3 +113,11 @@ def test_random_alphanumerics_rarely_read_as_words() -> None:
     alnum = string.ascii_letters + string.digits
     words = sum(is_identifier_like("".join(rng.choice(alnum) for _ in range(16))) for _ in range(20_000))
     assert words < 160
+
+
+def test_a_random_value_starting_with_a_yaml_sigil_is_not_a_reference() -> None:
+    """`*alias`, `!tag`, `@scope/pkg` are references when a name follows the sigil, not when random text does."""
+    assert rules("ADMIN_PASSWORD=*pAioOhu12lN0sZmUos4\n", ".env") == ["generic-secret"]
+    assert rules("API_TOKEN=!Xq9vTz2LmK7wPr4Ns8\n", ".env") == ["generic-secret"]
+    for value in ("*db_password", "*DbPassword", "!vault_secret", "@types/node-fetch", "&default_credentials"):
+        assert rules(f"password: {value}\n", "values.yaml") == [], value
