@@ -528,8 +528,8 @@ def _free_value_ok(value: str) -> bool:
         return False
     if value[0] in "{<([" or "://" in value or value.isdigit():
         return False
-    if _REFERENCE.fullmatch(value) and not (value[0] in "!&*@" and not is_identifier_like(value[1:])):
-        return False  # $VAR, %VAR%, *alias, !tag, @scope/pkg; not a random value that starts with * or ! (*pAio0hu…)
+    if _REFERENCE.fullmatch(value) and not (value[0] in "!*" and not is_identifier_like(value[1:])):
+        return False  # $VAR, %VAR%, *alias, !tag, &anchor, @scope/pkg, @host; not random text after * or ! (*pAio0…)
     if value.startswith("#/") or _REFERENCE_START.match(value):
         return False  # a JSON pointer (#/components/...), $VAR/... or ${VAR}... followed by more text
     if not value.isascii() or _NUMBER.fullmatch(value) or _DATE.fullmatch(value):

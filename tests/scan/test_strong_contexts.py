@@ -116,8 +116,12 @@ def test_random_alphanumerics_rarely_read_as_words() -> None:
 
 
 def test_a_random_value_starting_with_a_yaml_sigil_is_not_a_reference() -> None:
-    """`*alias`, `!tag`, `@scope/pkg` are references when a name follows the sigil, not when random text does."""
+    """`*alias` and `!tag` are references when a name follows the sigil, not when random text does; `@…` and `&…`
+    stay references whatever follows (`<password>@cluster0.a1b2c.mongodb.net/app` reads as `password>` and a value)."""
     assert rules("ADMIN_PASSWORD=*pAioOhu12lN0sZmUos4\n", ".env") == ["generic-secret"]
     assert rules("API_TOKEN=!Xq9vTz2LmK7wPr4Ns8\n", ".env") == ["generic-secret"]
-    for value in ("*db_password", "*DbPassword", "!vault_secret", "@types/node-fetch", "&default_credentials"):
+    for value in ("*db_password", "*DbPassword", "!vault_secret", "@types/node-fetch", "&default_credentials",
+                  "@cluster0.a1b2c.mongodb.net/app"):
         assert rules(f"password: {value}\n", "values.yaml") == [], value
+    url = "mysql+pymysql://app:<password>@cluster0.a1b2c.mongodb.net/app"
+    assert rules(f'engine = create_engine("{url}")\n', ".env") == []
