@@ -128,7 +128,7 @@ def phases_worker(n: int, folder: Path) -> None:
             return agents.spawn_output(ctx, task_id)
         rows = TaskStore(ctx.db).subtasks(task_id)  # the code before issue 12's read-back
         return agents.SpawnAgentOutput(task_id=task_id, results=[agents._result(r) for r in rows],
-                                       aggregate=agents._aggregate(task_id, rows))
+                                       aggregate=agents.task_aggregate(task_id, rows))
 
     out = {}
     for label, items in (("warm", 100), ("run", n)):  # the warm-up: imports and code paths, as a long-lived host

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Literal, cast
 from pydantic import AwareDatetime, BaseModel
 
 from butler_skill.config import model_prices
-from butler_skill.core import inflight, pricing, reporting, rotation, selection
+from butler_skill.core import inflight, pricing, rotation, selection
 from butler_skill.core.days import utc_day
 from butler_skill.core.limits import MAX_CALL_COST_USD, MAX_CALL_TOKENS, plausible_call
 from butler_skill.core.usage import Usage
@@ -30,9 +30,8 @@ from butler_skill.store.ledger import (
     commit_usage_in,
     commit_usages_in,
     expire_leases_in,
-    key_view_in,
     raise_alert_in,
-    sessions_in,
+    session_key_in,
 )
 from butler_skill.store.protocol import Grant, Rotation, UsageOutcome
 
@@ -142,30 +141,25 @@ def commit(ctx: Context, session_id: str, request_id: str, usage: Usage, *, key_
     with ctx.db.write() as conn:
         expire_leases_in(conn, now)
         if key_id is None:
-            found = sessions_in(conn, [session_id]).get(session_id)
-            if found is None:
+            key_id = session_key_in(conn, session_id)
+            if key_id is None:
                 raise UnknownSession(f"no session {session_id!r}", session_id=session_id)
-            key_id = found.key_id
         return commit_in(ctx, conn, session_id, request_id, usage, key=key_of(ctx, key_id), now=now)
 
 
 def commit_in(ctx: Context, conn: Connection, session_id: str, request_id: str, usage: Usage, *,
               key: ResolvedKey, now: datetime) -> Committed:
-    """`commit` inside the caller's write transaction (the sub-agent runner's group commit writes several
-    sub-tasks' settlements in one): the same exact price, bounds, idempotency and `overrun` alert."""
+    """`commit` inside the caller's write transaction (the sub-agent runner's fallback when its group write fails):
+    the same exact price, bounds, idempotency and `overrun` alert as `commit_group_in`, by the same rules (the
+    ledger settles it as a group of one, `store.ledger.commit_usage_in`)."""
     cost = pricing.cost_of(usage, model_prices(key))
     _plausible(usage, cost, key.id)
-    outcome = commit_usage_in(conn, request_id=scoped_request_id(session_id, request_id), session_id=session_id,
-                              usage=usage, cost_usd=cost, now=now, lease_seconds=ctx.config.lease_seconds,
-                              key_limit=key.tokens_per_day)
+    done, outcome = commit_usage_in(conn, UsageReport(
+        scoped_request_id(session_id, request_id), session_id, usage, cost, now, ctx.config.lease_seconds,
+        key.tokens_per_day, key.id))
     alert = None
-    # Past the key's limit only when this settlement left the key-day counting more than it (read back by the
-    # settlement's own update); the alert's figures then come from the key's view, as `commit` reads them.
-    if not outcome.duplicate and (outcome.key_day_counted or 0) > key.tokens_per_day:
-        view = key_view_in(conn, key, now)
-        if reporting.key_overrun(view):
-            alert = _overrun_alert_in(ctx, conn, key, session_id, outcome.session.key_id, view.used + view.reserved,
-                                      reporting.key_overrun(view), outcome.session.state, now)
+    if done.overrun:  # the key-day went past the key's limit with this report
+        alert = _overrun_alert_in(ctx, conn, key, session_id, done.key_id, done.counted, done.overrun, done.state, now)
     return Committed(outcome, cost, alert)
 
 
@@ -303,7 +297,8 @@ def settle(ctx: Context, session_id: str, request_id: str, usage: Usage, *, clos
         status = "closed"
     over = rotation.overrun(session.used, session.allocated)
     if over and not outcome.duplicate:
-        # Raised after closing, so it stays pending: the work cost more than it was given.
+        # Raised after closing, so closing does not resolve it: the work cost more than it was given. It is pending
+        # until the end of the UTC day (core.alerts).
         alert = _alert(ctx, session, "overrun", now, f"session {session.session_id} used {session.used} tokens, "
                        f"{over} more than its allocation of {session.allocated}") or alert
     return Settlement(duplicate=outcome.duplicate, session=session, cost=cost, threshold_crossed=step != "continue",

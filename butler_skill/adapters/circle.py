@@ -21,47 +21,26 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pydantic import BaseModel, ConfigDict
 
+from butler_skill.adapters.wallet_facts import CIRCLE_BASE_URL as DEFAULT_BASE_URL
+from butler_skill.adapters.wallet_facts import Network as Network
+from butler_skill.adapters.wallet_facts import TokenBalance as TokenBalance
+from butler_skill.adapters.wallet_facts import entity_secret_bytes as entity_secret_bytes
+from butler_skill.adapters.wallet_facts import network_of as network_of
 from butler_skill.errors import ConfigError, Conflict, ProviderError
 
 log = logging.getLogger("butler.adapters.circle")
 
-DEFAULT_BASE_URL = "https://api.circle.com"
 FINAL_STATES = frozenset({"COMPLETE", "FAILED", "CANCELLED", "DENIED"})
 FEE_LEVELS = ("LOW", "MEDIUM", "HIGH")
 MAX_MESSAGE = 200
 MAX_RETRY_AFTER_S = 30.0
-
-Network = Literal["testnet", "mainnet", "unknown"]
-
-
-def network_of(api_key: str | None) -> Network:
-    if not api_key:
-        return "unknown"
-    if api_key.startswith("TEST_API_KEY:"):
-        return "testnet"
-    if api_key.startswith("LIVE_API_KEY:"):
-        return "mainnet"
-    return "unknown"
-
-
-def entity_secret_bytes(entity_secret: str) -> bytes:
-    """The 32-byte entity secret from its 64 hex characters (never echoed in the error)."""
-    text = entity_secret.strip()
-    try:
-        raw = bytes.fromhex(text)
-    except ValueError:
-        raw = b""
-    if len(text) != 64 or len(raw) != 32:
-        raise ConfigError("CIRCLE_ENTITY_SECRET must be 64 hexadecimal characters (a 32-byte secret)")
-    return raw
-
 
 # ---- errors ----------------------------------------------------------------------------------------
 class CircleError(ProviderError):
@@ -92,18 +71,6 @@ class TransferAttemptsExhausted(CircleError):
 
 
 # ---- wire models -----------------------------------------------------------------------------------
-class TokenBalance(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    symbol: str
-    blockchain: str | None = None
-    token_id: str | None = None
-    token_address: str | None = None
-    is_native: bool = False
-    amount: Decimal
-    update_date: str | None = None
-
-
 class TransferAck(BaseModel):
     model_config = ConfigDict(frozen=True)
 

@@ -20,11 +20,12 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict
 
+from butler_skill.adapters.wallet_facts import OPENROUTER_BASE_URL
 from butler_skill.errors import ConfigError, ProviderError
 
 log = logging.getLogger("butler.adapters.openrouter")
 
-DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
+DEFAULT_BASE_URL = OPENROUTER_BASE_URL
 MAX_RETRY_AFTER_S = 30.0
 
 

@@ -1,11 +1,14 @@
 """The dashboard's HTTP surface: the page, its assets, JSON and CSV figures, and a live event stream.
 
 `dashboard_routes(ctx_factory, authenticate)` returns Starlette routes the gateway mounts in `butler serve`.
-Access uses the gateway's own tokens: `authenticate(request)` decides on a request that carries
-`Authorization: Bearer <token>`. A browser opens `/dashboard?token=...` once (or types the token in the
-login form); the token is then kept in an HttpOnly, SameSite=Strict cookie limited to `/dashboard`, and every
-API call and the event stream present it to `authenticate` as a bearer token. The page only reads: approving
-a treasury intent stays a person's act in the CLI (the page shows the command).
+Access uses the gateway's own tokens: `authenticate(request)` returns the active access token a request carries
+in `Authorization: Bearer <token>` (scripts may call the API that way). A browser opens `/dashboard?token=...`
+once (or types the token in the login form): that opens a dashboard session (`store.dashboard_sessions`) and its
+random value, never the token, goes into an HttpOnly, SameSite=Strict cookie limited to `/dashboard` (Secure when
+served over TLS) that lasts as long as the session (`DashboardSettings.session_seconds`). Every page, API call
+and the event stream (on each poll) look the session up: it ends when it expires, when its token is revoked, and
+when the browser signs out. The page only reads: approving a treasury intent stays a person's act in the CLI (the
+page shows the command).
 
 Handlers are synchronous (Starlette runs them in its thread pool); the store opens one SQLite connection per
 thread, so one Context may serve many requests.
@@ -23,6 +26,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -37,11 +41,15 @@ from starlette.staticfiles import StaticFiles
 from butler_skill.core.days import utc_day
 from butler_skill.gateway import dashboard_data as data
 from butler_skill.host.context import Context
+from butler_skill.store.access_tokens import AccessToken
+from butler_skill.store.dashboard_sessions import SESSION_PREFIX, DashboardSessions
 
 COOKIE = "butler_dashboard"
 PREFIX = "/dashboard"
-# A token travels in a header and a cookie: printable ASCII without spaces, quotes, commas or semicolons.
+# A token travels in a header: printable ASCII without spaces, quotes, commas or semicolons.
 _TOKEN = re.compile(r"^[A-Za-z0-9._~+/=:-]{1,512}$")
+# A session value, as `DashboardSessions.open` makes them (anything else is refused before any read).
+_SESSION = re.compile("^" + SESSION_PREFIX + r"[A-Za-z0-9_-]{43}$")
 _HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
                                "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
@@ -63,23 +71,40 @@ class DashboardSettings:
     max_seconds: float = 300.0
     # Circle allows 20 GETs a second per key: answers younger than this are served again, not re-asked.
     treasury_min_seconds: float = 30.0
+    # How long a sign-in lasts (absolute, from the sign-in): then the browser asks for the token again.
+    session_seconds: int = 12 * 3600
 
 
 def static_dir() -> Path:
     return Path(str(resources.files("butler_skill.gateway") / "static"))
 
 
-def dashboard_routes(ctx_factory: Callable[[], Context], authenticate: Callable[[Request], bool],
+def dashboard_routes(ctx_factory: Callable[[], Context], authenticate: Callable[[Request], AccessToken | None],
                      settings: DashboardSettings | None = None) -> list[Route | Mount]:
     settings = settings or DashboardSettings()
     live_lock = threading.Lock()
     live_cache: list[tuple[float, dict[str, Any]]] = []
 
     def authorized(request: Request) -> bool:
-        if authenticate(request):
+        if authenticate(request) is not None:
             return True
-        token = request.cookies.get(COOKIE)
-        return bool(token) and _TOKEN.match(token) is not None and authenticate(_with_bearer(request, token))
+        value = request.cookies.get(COOKIE)
+        if not value or _SESSION.match(value) is None:
+            return False
+        ctx = ctx_factory()
+        return DashboardSessions(ctx.db).token_of(value, ctx.now()) is not None
+
+    def login_with(request: Request, token: str) -> Response:
+        found = authenticate(_with_bearer(request, token)) if token and _TOKEN.match(token) else None
+        if found is None:
+            return _html("login.html", status=401, failed=True)
+        ctx = ctx_factory()
+        value = DashboardSessions(ctx.db).open(found.id, ctx.now(), timedelta(seconds=settings.session_seconds))
+        # Redirect so the token leaves the address bar and the history; the session's cookie stands for it now.
+        response = RedirectResponse(PREFIX, status_code=303, headers=_NO_STORE)
+        response.set_cookie(COOKIE, value, max_age=settings.session_seconds, path=PREFIX, httponly=True,
+                            samesite="strict", secure=request.url.scheme == "https")
+        return response
 
     def denied() -> JSONResponse:
         return JSONResponse({"ok": False, "error": {"code": "unauthorized", "message": "open /dashboard and sign "
@@ -88,7 +113,7 @@ def dashboard_routes(ctx_factory: Callable[[], Context], authenticate: Callable[
     def page(request: Request) -> Response:
         token = request.query_params.get("token")
         if token is not None:
-            return _login(request, token, authenticate)
+            return login_with(request, token)
         if not authorized(request):
             return _html("login.html", status=401)
         return _html("index.html")
@@ -96,11 +121,15 @@ def dashboard_routes(ctx_factory: Callable[[], Context], authenticate: Callable[
     async def login(request: Request) -> Response:
         body = (await request.body())[:4096].decode("utf-8", "replace")
         token = (parse_qs(body).get("token") or [""])[0].strip()
-        return _login(request, token, authenticate)
+        return await run_in_threadpool(login_with, request, token)
 
     def logout(request: Request) -> Response:
+        value = request.cookies.get(COOKIE)
+        if value and _SESSION.match(value):  # the session ends here, not only in this browser
+            DashboardSessions(ctx_factory().db).close(value)
         response = RedirectResponse(PREFIX, status_code=303, headers=_NO_STORE)
-        response.delete_cookie(COOKIE, path=PREFIX, httponly=True, samesite="strict")
+        response.delete_cookie(COOKIE, path=PREFIX, httponly=True, samesite="strict",
+                               secure=request.url.scheme == "https")
         return response
 
     def json_endpoint(build: Callable[[Context], Any]) -> Callable[[Request], Response]:
@@ -146,6 +175,8 @@ def dashboard_routes(ctx_factory: Callable[[], Context], authenticate: Callable[
             last = None
             started = quiet = time.monotonic()
             while time.monotonic() - started < settings.max_seconds:
+                if not await run_in_threadpool(authorized, request):
+                    return  # signed out, expired or revoked: the stream ends (the page then finds out)
                 current = await run_in_threadpool(data.version, ctx)
                 if current != last:
                     last = current
@@ -171,16 +202,6 @@ def dashboard_routes(ctx_factory: Callable[[], Context], authenticate: Callable[
         Route(PREFIX + "/api/events", events, methods=["GET"]),
         Mount(PREFIX + "/static", app=StaticFiles(directory=static_dir()), name="dashboard-static"),
     ]
-
-
-def _login(request: Request, token: str, authenticate: Callable[[Request], bool]) -> Response:
-    if not token or _TOKEN.match(token) is None or not authenticate(_with_bearer(request, token)):
-        return _html("login.html", status=401, failed=True)
-    # Redirect so the token leaves the address bar and the history; the cookie carries it from now on.
-    response = RedirectResponse(PREFIX, status_code=303, headers=_NO_STORE)
-    response.set_cookie(COOKIE, token, path=PREFIX, httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https")
-    return response
 
 
 def _with_bearer(request: Request, token: str) -> Request:

@@ -18,15 +18,14 @@ from pydantic import BaseModel
 from butler_skill.core.days import next_utc_midnight
 from butler_skill.core.decomposition import stages as stage_layers
 from butler_skill.core.reporting import ProviderUsage
-from butler_skill.handlers.agents import _aggregate
+from butler_skill.handlers.agents import task_aggregate
 from butler_skill.handlers.tokens import MonitorUsageInput, key_states, monitor_usage
-from butler_skill.handlers.treasury import TreasuryStatusOutput, _openrouter_key, _recorded_costs, build_status
+from butler_skill.handlers.treasury import TreasuryStatusOutput, build_status, open_service
 from butler_skill.host.context import Context
 from butler_skill.models import Alert, Event, SessionInfo
 from butler_skill.store.reports import Reports, SpendRow, history_days
 from butler_skill.store.tasks import TaskStore
 from butler_skill.subagents.planning import spec_of
-from butler_skill.treasury.service import TreasuryService
 
 TASKS_SHOWN = 5
 APPROVE_COMMAND = "butler treasury approve {intent_id}"
@@ -151,7 +150,7 @@ def snapshot(ctx: Context) -> Snapshot:
         version=stamp, day=usage.day, generated_at=now, next_reset=midnight, threshold_ratio=cfg.rotation_threshold,
         total=usage.total, providers=usage.keys_by_provider, keys=keys,
         sessions=reports.open_sessions(), open_sessions=reports.open_session_count(),
-        alerts=reports.pending_alerts(), rotations=ctx.ledger.events("rotation", 20),
+        alerts=reports.pending_alerts(now), rotations=ctx.ledger.events("rotation", 20),
         tasks=[_task_view(ctx, t.task_id) for t in reports.recent_tasks(TASKS_SHOWN)],
         spend_by_label=reports.spend_by_label(now), spend_by_task=reports.spend_by_task(now),
         treasury=treasury, treasury_error=treasury_error,
@@ -177,12 +176,8 @@ def _http() -> httpx.Client:
 
 def _treasury_status(ctx: Context, *, refresh: bool) -> TreasuryStatusOutput:
     """`treasury_status` (same builder), on the dashboard's shared HTTP client."""
-    service = TreasuryService.open(ctx.db, ctx.env, clock=ctx.now, new_id=ctx.new_id, http=_http(),
-                                   recorded_costs=_recorded_costs(ctx), openrouter_api_key=_openrouter_key(ctx))
-    try:
+    with open_service(ctx, http=_http()) as service:
         return build_status(service, recent=10, refresh=refresh)
-    finally:
-        service.close()
 
 
 def _task_view(ctx: Context, task_id: str) -> TaskView:
@@ -190,7 +185,7 @@ def _task_view(ctx: Context, task_id: str) -> TaskView:
     head = store.task(task_id)
     rows = store.subtasks(task_id)
     stage_of = {sid: n for n, layer in enumerate(stage_layers([spec_of(r) for r in rows])) for sid in layer}
-    agg = _aggregate(task_id, rows)
+    agg = task_aggregate(task_id, rows)
     return TaskView(
         task_id=task_id, name=head.name, budget=head.budget, mode=head.mode, created_at=head.created_at,
         stages=max(stage_of.values(), default=-1) + 1,

@@ -50,8 +50,9 @@ def _results(task_id: str, values: list[ResultValues]) -> list[dict[str, Any]]:
              "error": v.error, "output": v.output, "key_id": v.key_id, "attempts": v.attempts} for v in values]
 
 
-def _aggregate(task_id: str, rows: list[SubTaskRow]) -> TaskAggregate:
-    """The aggregate of rows read with `TaskStore.subtasks` (the dashboard's task view)."""
+def task_aggregate(task_id: str, rows: list[SubTaskRow]) -> TaskAggregate:
+    """The aggregate of rows read with `TaskStore.subtasks`, as `aggregate_task_results` computes it (the dashboard's
+    task view uses it, so the page and the tool agree)."""
     return TaskAggregate.model_validate(aggregate_values(task_id, _values(rows)))
 
 

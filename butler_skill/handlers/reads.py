@@ -68,7 +68,7 @@ def get_status(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
         days = reads.key_days(conn, ctx.keybook.keys, now)
         costs = reads.costs_today(conn, now)
         sessions = reads.open_sessions(conn)
-        alerts = reads.pending_alerts(conn)
+        alerts = reads.pending_alerts(conn, now)
         history = reads.events(conn, "rotation", limit) if limit else []
     return {
         "day": utc_day(now),

@@ -23,6 +23,8 @@ from butler_skill.treasury.config import PolicyView, policy_view
 from butler_skill.treasury.service import CreditReport, ExecutionResult, TreasuryService, WalletReport
 
 if TYPE_CHECKING:
+    import httpx
+
     from butler_skill.host.context import Context
 
 _STRICT = ConfigDict(extra="forbid")
@@ -148,8 +150,11 @@ def _openrouter_key(ctx: Context) -> str | None:
 
 
 @contextmanager
-def open_service(ctx: Context) -> Iterator[TreasuryService]:
-    service = TreasuryService.open(ctx.db, ctx.env, clock=ctx.now, new_id=ctx.new_id,
+def open_service(ctx: Context, *, http: httpx.Client | None = None) -> Iterator[TreasuryService]:
+    """The treasury service on the context's ledger, environment, clock and LLM cost recorded so far, closed after
+    the block (the tools, the CLI and the dashboard open it here). `http`: a client to share (the dashboard keeps
+    one), else the service makes one when it first calls out."""
+    service = TreasuryService.open(ctx.db, ctx.env, clock=ctx.now, new_id=ctx.new_id, http=http,
                                    recorded_costs=_recorded_costs(ctx), openrouter_api_key=_openrouter_key(ctx))
     try:
         yield service

@@ -80,6 +80,8 @@ class AccessTokenStore:
         with self.db.write() as conn:
             conn.execute("UPDATE access_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
                          (ts(now), token_id))
+            # Its dashboard sign-ins end with it (they count only while the token is active in any case).
+            conn.execute("DELETE FROM dashboard_sessions WHERE token_id = ?", (token_id,))
             row = conn.execute("SELECT * FROM access_tokens WHERE id = ?", (token_id,)).fetchone()
         return _token(row) if row is not None else None
 

@@ -20,13 +20,13 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-from butler_skill.core import settlement
+from butler_skill.core import alerts, settlement
 from butler_skill.core.days import utc_day
 from butler_skill.core.pricing import from_pico, money, to_pico, usd
 from butler_skill.core.rotation import threshold_tokens
 from butler_skill.core.selection import KeyView
 from butler_skill.core.usage import Usage
-from butler_skill.errors import Conflict, UnknownSession
+from butler_skill.errors import UnknownSession
 from butler_skill.models import Alert, Event, ResolvedKey, RotationReason, SessionInfo
 from butler_skill.store import reads
 from butler_skill.store.db import (
@@ -90,9 +90,9 @@ class Ledger:
         rows.sort(key=lambda r: (r["created_at"], r["id"]))
         return [_session(r) for r in rows]
 
-    def pending_alerts(self) -> list[Alert]:
+    def pending_alerts(self, now: datetime) -> list[Alert]:
         with self.db.read() as conn:
-            return [Alert.model_validate(a) for a in reads.pending_alerts(conn)]
+            return [Alert.model_validate(a) for a in reads.pending_alerts(conn, now)]
 
     def events(self, kind: str | None = None, limit: int = 20) -> list[Event]:
         with self.db.read() as conn:
@@ -283,83 +283,12 @@ def release_session_in(conn: sqlite3.Connection, session_id: str, now: datetime)
         _release_leg(conn, row, closed_at=ts(now))
 
 
-def commit_usage_in(conn: sqlite3.Connection, *, request_id: str, session_id: str, usage: Usage,
-                    cost_usd: Decimal | float, now: datetime, lease_seconds: int,
-                    key_limit: int | None = None) -> UsageOutcome:
-    """Settle one provider response, inside the caller's write transaction (leases already expired by the
-    caller), against the session's current leg. The same request id twice
-    changes nothing; the same id with other figures is a conflict. `cost_usd` is what
-    `core.pricing.cost_of` made of `usage` (reported when `usage.cost_usd` was given). Money is stored
-    as integer pico-USD (exact for every reported cost and table price); the old REAL columns get the
-    same figure as a float, no longer read.
-
-    Usage belongs to the UTC day it is reported on (`now`), whatever day the leg was reserved on. A leg
-    reserved on an earlier day gives that day's hold back first and, for an open session, holds the
-    same again on today's counter if it fits under `key_limit` (the key's tokens_per_day); else the
-    session holds nothing today and its usage is counted as it comes. Usage reported after a session
-    ended (its lease expired, its hold released) is still counted: the provider spent those tokens.
-    The caller then checks the key-day against its limit (`sessions.commit` raises `overrun`)."""
-    input_tokens, output_tokens = usage.input_tokens, usage.output_tokens
-    cache_read_tokens, cache_write_tokens = usage.cache_read_tokens, usage.cache_write_tokens
-    cache_write_1h_tokens, web_search_requests = usage.cache_write_1h_tokens, usage.web_search_requests
-    cost_reported, estimated = usage.cost_usd is not None, usage.estimated
-    pusd = to_pico(money(cost_usd))
-    upstream_pusd = to_pico(usage.upstream_cost_usd) if usage.upstream_cost_usd is not None else None
-    cost_real = float(from_pico(pusd))
-    total = usage.counted_tokens
-    prior = conn.execute("SELECT * FROM usage_records WHERE request_id = ?", (request_id,)).fetchone()
-    if prior is not None:
-        figures = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-                   "cache_write_1h_tokens", "web_search_requests")
-        given = (input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens,
-                 web_search_requests)
-        if prior["session_id"] != session_id or tuple(prior[f] for f in figures) != given:
-            raise Conflict(f"request {request_id} was already settled with different usage",
-                           request_id=request_id)
-        row = _session_row(conn, session_id)
-        return UsageOutcome(True, _session(row), row["leg_used"], row["leg_granted"])
-    row = _session_row(conn, session_id)
-    day = utc_day(now)
-    if row["leg_day"] != day:
-        _carry_leg(conn, row, day, key_limit)
-        row = _session_row(conn, session_id)
-    key_id = row["key_id"]
-    consumed = min(total, row["leg_held"])
-    conn.execute(
-        "INSERT INTO usage_records(request_id, session_id, key_id, day, input_tokens, output_tokens,"
-        " cache_read_tokens, cache_write_tokens, total_tokens, cost_usd, cost_reported, estimated,"
-        " recorded_at, cost_pusd, upstream_cost_pusd, cache_write_1h_tokens, web_search_requests)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        (request_id, session_id, key_id, day, input_tokens, output_tokens, cache_read_tokens,
-         cache_write_tokens, total, cost_real, int(cost_reported), int(estimated), ts(now), pusd,
-         upstream_pusd, cache_write_1h_tokens, web_search_requests),
-    )
-    settle = ("UPDATE key_day_counters SET used = used + ?, reserved = reserved - ?, cost_usd = cost_usd + ?,"
-              " cost_pusd = cost_pusd + ? WHERE key_id = ? AND day = ? RETURNING used, reserved")
-    args = (total, consumed, cost_real, pusd, key_id, day)
-    counter = conn.execute(settle, args).fetchone()
-    if counter is None:  # the key-day's first figure (usage on a day nothing was reserved on): its row first
-        _counter_row(conn, key_id, day)
-        counter = conn.execute(settle, args).fetchone()
-    # Usage after a session ended still counts against the key; only an open session renews its lease.
-    ended = row["state"] != "open"
-    lease = row["lease_expires_at"] if ended else ts(now + timedelta(seconds=lease_seconds))
-    if ended:  # an ended session's spend is in its day's rollup already: this usage joins it there
-        _spend_add(conn, row, 0, 0, total, pusd)
-    row = conn.execute(
-        "UPDATE sessions SET used = used + ?, cost_usd = cost_usd + ?, cost_pusd = cost_pusd + ?,"
-        " leg_held = leg_held - ?, leg_used = leg_used + ?, lease_expires_at = ?, updated_at = ? WHERE id = ?"
-        " RETURNING *",
-        (total, cost_real, pusd, consumed, total, lease, ts(now), session_id),
-    ).fetchone()
-    return UsageOutcome(False, _session(row), row["leg_used"], row["leg_granted"],
-                        int(counter["used"]) + int(counter["reserved"]))
-
-
 @dataclass(frozen=True, slots=True)
 class UsageReport:
-    """One report for `commit_usages_in`: what `commit_usage_in` takes, `key_id` the key it was priced on (whose
-    key-day the overrun check reads), and `close`: end the session after it (`release_session_in`)."""
+    """One usage report to settle: the request id (the ledger's idempotency key), the session, the usage and its
+    exact cost (`core.pricing.cost_of`), when it was reported, the lease an open session renews to, the tokens_per_day
+    and id of the key it was priced on (whose key-day the overrun check reads), and `close`: end the session after it
+    (what `release_session_in` does)."""
 
     request_id: str
     session_id: str
@@ -386,18 +315,47 @@ _SETTLE_COUNTER = ("UPDATE key_day_counters SET used = used + ?, reserved = rese
                    " cost_pusd = cost_pusd + ? WHERE key_id = ? AND day = ?")
 
 
+def commit_usage_in(conn: sqlite3.Connection, report: UsageReport) -> tuple[settlement.Settled, UsageOutcome]:
+    """Settle one provider response inside the caller's write transaction (leases already expired by the caller):
+    `commit_usages_in` over a group of one, so one implementation of the ledger's rules (`core.settlement`) serves
+    the single and the group path. What it did, and the session right after it.
+
+    Raises what settling it alone raises, having written nothing: `Conflict` (the request id was settled with other
+    figures), `UnknownSession`, and `settlement.Unsupported` for a broken ledger whose counter reserves less than
+    the session holds (the database's CHECK on `reserved` would refuse the write)."""
+    group, meta = _settle(conn, [report])
+    done = group.results[0]
+    if isinstance(done, Exception):
+        raise done
+    ((session_id, s),) = group.sessions.items()
+    label, task_id, allocated, ratio, created_at = meta[session_id]
+    info = SessionInfo(
+        session_id=session_id, label=label, task_id=task_id, key_id=s.key_id, allocated=allocated, used=s.used,
+        held=s.leg_held, rotation_threshold=_threshold(s.leg_granted, ratio), cost=usd(from_pico(s.cost_pusd)),
+        state=s.state, created_at=parse_ts(created_at))
+    return done, UsageOutcome(done.duplicate, info, s.leg_used, s.leg_granted)
+
+
 def commit_usages_in(conn: sqlite3.Connection, reports: Sequence[UsageReport]) -> settlement.GroupSettlement:
     """Settle `reports` in order inside the caller's write transaction (leases already expired), leaving the
-    ledger exactly as `commit_usage_in` (then `release_session_in` for those with `close`) one after the other
-    would, in a few statements for the whole group: one read each of the sessions, the earlier usage records
-    and the counters they touch; `core.settlement.settle_in_order` works the figures out; then one `executemany`
-    each for the new counter rows, the counters' changes (summed per key-day), the usage records and the
-    sessions' rows. Per report the `core.settlement.Settled`, or the exception settling it alone would raise
-    (it then changed nothing). Raises (writing nothing the caller's SAVEPOINT cannot undo) when the group cannot
-    be settled in one pass (`settlement.Unsupported`, a constraint): settle it one by one then.
+    ledger as settling each in turn (then `release_session_in` for those with `close`) would, in a few statements
+    for the whole group: one read each of the sessions, the earlier usage records and the counters they touch;
+    `core.settlement.settle_in_order` works the figures out; then one `executemany` each for the new counter rows,
+    the counters' changes (summed per key-day), the usage records and the changed sessions' rows. Per report the
+    `core.settlement.Settled`, or the exception settling it alone would raise (it then changed nothing). Raises
+    (writing nothing the caller's SAVEPOINT cannot undo) when the group cannot be settled in one pass
+    (`settlement.Unsupported`, a constraint): settle it one by one then (`commit_usage_in` each, in a SAVEPOINT).
 
     Redaction: the texts from outside (request ids, session ids, key ids) pass the hook once, all in one check,
     as each statement's parameters would; the days and timestamps are Butler's own."""
+    return _settle(conn, reports)[0]
+
+
+_Meta = tuple[str | None, str | None, int, float, str]  # a session's label, task id, allocation, ratio, created_at
+
+
+def _settle(conn: sqlite3.Connection, reports: Sequence[UsageReport]
+            ) -> tuple[settlement.GroupSettlement, dict[str, _Meta]]:
     clean = redact_texts(conn, [t for r in reports for t in (r.request_id, r.session_id, r.key_id)])
     items: list[settlement.Report] = []
     stamps: dict[datetime, str] = {}
@@ -414,10 +372,11 @@ def commit_usages_in(conn: sqlite3.Connection, reports: Sequence[UsageReport]) -
             total=u.counted_tokens, pusd=pusd, cost_usd=float(from_pico(pusd)), day=stamp[:10] if stamp[4] == "-"
             else utc_day(r.now), stamp=stamp, lease=ts(r.now + timedelta(seconds=r.lease_seconds)),
             limit=r.key_limit, view_key_id=clean[r.key_id], close=r.close))
-    sessions, spend_of = _session_states(conn, [r.session_id for r in items])
-    started = {sid: (st.state, st.used, st.cost_pusd) for sid, st in sessions.items()}
+    sessions, meta, seen = _session_states(conn, [r.session_id for r in items], clean, items[0].day if items else "")
     priors = _priors(conn, [r.request_id for r in items])
-    counters = _counters(conn, settlement.touched_counters(items, sessions))
+    touched = settlement.touched_counters(items, sessions)
+    counters = {key: c for key in touched if (c := seen.get(key)) is not None}
+    counters.update(_counters(conn, touched.difference(seen)))
     group = settlement.settle_in_order(items, sessions, counters, priors)
     # The counters: rows this group creates, then each touched key-day's change once.
     created = [key for key, c in group.counters.items() if c.created]
@@ -446,23 +405,26 @@ def commit_usages_in(conn: sqlite3.Connection, reports: Sequence[UsageReport]) -
                             u.cache_write_1h_tokens, u.web_search_requests))
     if records:
         executemany_own(conn, _INSERT_USAGE, records)
-    _spend_group(conn, group.sessions, started, spend_of)
-    if group.sessions:
-        executemany_own(conn, _SETTLE_SESSION, [
-            (s.used, s.cost_usd, s.cost_pusd, s.leg_day, s.leg_held, s.leg_used, s.lease_expires_at, s.updated_at,
-             s.state, s.closed_at, sid) for sid, s in group.sessions.items()])
-    return group
+    _spend_group(conn, group.sessions, sessions, meta)
+    changed = [(s.used, s.cost_usd, s.cost_pusd, s.leg_day, s.leg_held, s.leg_used, s.lease_expires_at, s.updated_at,
+                s.state, s.closed_at, sid) for sid, s in group.sessions.items() if s != sessions[sid]]
+    if changed:  # a session only a duplicate touched is as it was
+        executemany_own(conn, _SETTLE_SESSION, changed)
+    return group, meta
 
 
 def _spend_group(conn: sqlite3.Connection, ended: dict[str, settlement.SessionState],
-                 started: dict[str, tuple[str, int, int]], spend_of: dict[str, tuple[str, str, str, int]]) -> None:
+                 started: dict[str, settlement.SessionState], meta: dict[str, _Meta]) -> None:
     """The spend rollups (migration 0015) as settling the group one by one leaves them: a session that ends in the
-    group counts once with all it used by the end (`_spend_ended` at its close, then `_spend_add` for any usage
-    after, sum to that); one that had ended before adds only what the group settled on it."""
+    group counts once with all it used by the end (as `_spend_ended` at its close); one that had ended before adds
+    only what the group settled on it (usage after a session ended still counts, in its day's rollup)."""
     adds: dict[tuple[str, str, str], list[int]] = {}
     for sid, s in ended.items():
-        was_state, was_used, was_pusd = started[sid]
-        grp, day, name, allocated = spend_of[sid]
+        was = started[sid]
+        was_state, was_used, was_pusd = was.state, was.used, was.cost_pusd
+        label, task_id, allocated, _, created_at = meta[sid]
+        grp, day, name = ("label", created_at[:10], label or "") if task_id is None else ("task", created_at[:10],
+                                                                                           task_id)
         if was_state == "open" and s.state != "open":
             figures = (1, allocated, s.used, s.cost_pusd)
         elif was_state != "open" and (s.used, s.cost_pusd) != (was_used, was_pusd):
@@ -477,32 +439,54 @@ def _spend_group(conn: sqlite3.Connection, ended: dict[str, settlement.SessionSt
         executemany_own(conn, _SPEND, [(grp, day, name, *figures) for (grp, day, name), figures in adds.items()])
 
 
-def _session_states(conn: sqlite3.Connection, session_ids: Sequence[str]
-                    ) -> tuple[dict[str, settlement.SessionState], dict[str, tuple[str, str, str, int]]]:
-    """The sessions' settlement state, and per session what its spend rollup is filed under (group, the day it was
-    opened, label or task id) with what it was allocated."""
+@lru_cache(maxsize=64)
+def _in_list(n: int) -> str:
+    return ",".join("?" * n)
+
+
+# With each session, its key's counter on the day of the group's first report (in the common case every counter
+# the group touches: one statement fewer).
+_SESSION_STATES = (
+    "SELECT s.id AS id, s.key_id AS key_id, s.state AS state, s.leg_day AS leg_day, s.leg_granted AS leg_granted,"
+    " s.leg_held AS leg_held, s.leg_used AS leg_used, s.used AS used, s.cost_pusd AS cost_pusd, s.cost_usd AS cost_usd,"
+    " s.lease_expires_at AS lease_expires_at, s.updated_at AS updated_at, s.closed_at AS closed_at, s.label AS label,"
+    " s.task_id AS task_id, s.created_at AS created_at, s.allocated AS allocated, s.threshold_ratio AS threshold_ratio,"
+    " c.key_id AS c_key, c.used AS c_used, c.reserved AS c_reserved, c.cost_usd AS c_cost_usd,"
+    " c.cost_pusd AS c_cost_pusd FROM sessions s LEFT JOIN key_day_counters c ON c.key_id = s.key_id AND c.day = ?"
+    " WHERE s.id IN ({})")
+_PRIORS = f"SELECT request_id, session_id, {', '.join(_FIGURES)} FROM usage_records WHERE request_id IN ({{}})"
+
+
+def _session_states(conn: sqlite3.Connection, session_ids: Sequence[str], checked: dict[Any, Any], day: str
+                    ) -> tuple[dict[str, settlement.SessionState], dict[str, _Meta],
+                               dict[tuple[str, str], settlement.Counter | None]]:
+    """The sessions' settlement state; per session the columns settling never changes (its spend rollup is filed
+    under its label or task id and the day it was opened; its `SessionInfo` needs the rest); and the counters of
+    their keys on `day` (None: no row yet). `checked`: texts that already passed the redaction hook, and what it
+    made of them."""
     found: dict[str, settlement.SessionState] = {}
-    spend_of: dict[str, tuple[str, str, str, int]] = {}
+    meta: dict[str, _Meta] = {}
+    counters: dict[tuple[str, str], settlement.Counter | None] = {}
     ids = list(dict.fromkeys(session_ids))
     for i in range(0, len(ids), 500):
         part = ids[i:i + 500]
-        for r in execute_own(conn, "SELECT id, key_id, state, leg_day, leg_granted, leg_held, leg_used, used,"
-                             " cost_pusd, cost_usd, lease_expires_at, updated_at, closed_at, label, task_id,"
-                             " created_at, allocated FROM sessions"
-                             f" WHERE id IN ({','.join('?' * len(part))})", part):
-            task_id = r["task_id"]
-            spend_of[r["id"]] = (("label", r["created_at"][:10], r["label"] or "", int(r["allocated"]))
-                                 if task_id is None else ("task", r["created_at"][:10], task_id, int(r["allocated"])))
+        for r in execute_own(conn, _SESSION_STATES.format(_in_list(len(part))), [day, *part]):
+            counters[(r["key_id"], day)] = None if r["c_key"] is None else settlement.Counter(
+                int(r["c_used"]), int(r["c_reserved"]), int(r["c_cost_pusd"]), float(r["c_cost_usd"]))
+            meta[r["id"]] = (r["label"], r["task_id"], int(r["allocated"]), r["threshold_ratio"], r["created_at"])
             found[r["id"]] = settlement.SessionState(
                 key_id=r["key_id"], state=r["state"], leg_day=r["leg_day"], leg_granted=int(r["leg_granted"]),
                 leg_held=int(r["leg_held"]), leg_used=int(r["leg_used"]), used=int(r["used"]),
                 cost_pusd=int(r["cost_pusd"]), cost_usd=float(r["cost_usd"]), lease_expires_at=r["lease_expires_at"],
                 updated_at=r["updated_at"], closed_at=r["closed_at"])
     # Key ids read back are texts from outside too (a statement's parameter passes the hook): as `execute` would.
-    clean = redact_texts(conn, [s.key_id for s in found.values()])
+    # Those the reports named passed it already.
+    unchecked = [s.key_id for s in found.values() if s.key_id not in checked]
+    clean = {**checked, **redact_texts(conn, unchecked)} if unchecked else checked
     for s in found.values():
         s.key_id = clean[s.key_id]
-    return found, spend_of
+    # A counter read under a key id the hook would change is not the one settling reads: read again (`_counters`).
+    return found, meta, {key: c for key, c in counters.items() if clean[key[0]] == key[0]}
 
 
 def _priors(conn: sqlite3.Connection, request_ids: Sequence[str]) -> dict[str, settlement.Prior]:
@@ -510,9 +494,10 @@ def _priors(conn: sqlite3.Connection, request_ids: Sequence[str]) -> dict[str, s
     ids = list(dict.fromkeys(request_ids))
     for i in range(0, len(ids), 500):
         part = ids[i:i + 500]
-        for r in execute_own(conn, f"SELECT request_id, session_id, {', '.join(_FIGURES)} FROM usage_records"
-                             f" WHERE request_id IN ({','.join('?' * len(part))})", part):
-            found[r["request_id"]] = settlement.Prior(r["session_id"], tuple(int(r[f]) for f in _FIGURES))  # type: ignore[arg-type]
+        for r in execute_own(conn, _PRIORS.format(_in_list(len(part))), part):
+            found[r["request_id"]] = settlement.Prior(r["session_id"], (
+                int(r["input_tokens"]), int(r["output_tokens"]), int(r["cache_read_tokens"]),
+                int(r["cache_write_tokens"]), int(r["cache_write_1h_tokens"]), int(r["web_search_requests"])))
     return found
 
 
@@ -522,7 +507,7 @@ def _counters(conn: sqlite3.Connection, touched: set[tuple[str, str]]) -> dict[t
     keys = sorted({k for k, _ in touched})
     days = sorted({d for _, d in touched})
     rows = execute_own(conn, "SELECT key_id, day, used, reserved, cost_usd, cost_pusd FROM key_day_counters"
-                       f" WHERE key_id IN ({','.join('?' * len(keys))}) AND day IN ({','.join('?' * len(days))})",
+                       f" WHERE key_id IN ({_in_list(len(keys))}) AND day IN ({_in_list(len(days))})",
                        [*keys, *days])
     return {(r["key_id"], r["day"]): settlement.Counter(int(r["used"]), int(r["reserved"]), int(r["cost_pusd"]),
                                                         float(r["cost_usd"]))
@@ -531,7 +516,9 @@ def _counters(conn: sqlite3.Connection, touched: set[tuple[str, str]]) -> dict[t
 
 def raise_alert_in(conn: sqlite3.Connection, *, alert_id: str, session_id: str, key_id: str, kind: str,
                    message: str, now: datetime) -> bool:
-    """`Ledger.raise_alert` inside the caller's write transaction."""
+    """`Ledger.raise_alert` inside the caller's write transaction. Overrun alerts of earlier UTC days are over
+    (`core.alerts`): they are marked resolved first, at the end of their day, so the pending ones stay few."""
+    _resolve_overruns(conn, now)
     cur = conn.execute(
         "INSERT INTO alerts(id, session_id, key_id, kind, message, created_at)"
         " VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING", (alert_id, session_id, key_id, kind, message, ts(now)),
@@ -539,6 +526,16 @@ def raise_alert_in(conn: sqlite3.Connection, *, alert_id: str, session_id: str, 
     if cur.rowcount:
         _event(conn, now, "alert", session_id, key_id, {"kind": kind, "message": message})
     return bool(cur.rowcount)
+
+
+def _resolve_overruns(conn: sqlite3.Connection, now: datetime) -> None:
+    """Mark the overrun alerts raised before today resolved when their day ended (`core.alerts.resolves_at`): a walk
+    of the partial index of unresolved alerts up to today (usually empty)."""
+    over = conn.execute("SELECT id, created_at FROM alerts WHERE resolved_at IS NULL AND created_at < ?"
+                        " AND kind = 'overrun'", (ts(alerts.overruns_over_before(now)),)).fetchall()
+    if over:
+        executemany_own(conn, "UPDATE alerts SET resolved_at = ? WHERE id = ?",
+                        [(ts(alerts.resolves_at(alerts.OVERRUN, parse_ts(r["created_at"]))), r["id"]) for r in over])
 
 
 def key_view_in(conn: sqlite3.Connection, key: ResolvedKey, now: datetime) -> KeyView:
@@ -564,6 +561,12 @@ def sessions_in(conn: sqlite3.Connection, session_ids: Sequence[str]) -> dict[st
         rows = conn.execute(f"SELECT * FROM sessions WHERE id IN ({','.join('?' * len(part))})", part)
         found.update((r["id"], _session(r)) for r in rows)
     return found
+
+
+def session_key_in(conn: sqlite3.Connection, session_id: str) -> str | None:
+    """The key a session is on now (None: no such session): what pricing its usage needs, without building it."""
+    row = conn.execute("SELECT key_id FROM sessions WHERE id = ?", (session_id,)).fetchone()
+    return None if row is None else row["key_id"]
 
 
 # ---- helpers (run inside a transaction) --------------------------------------------------------
@@ -634,10 +637,6 @@ def _blank(k: ResolvedKey) -> KeyView:
 # (store/reports.py), in the row this update writes anyway.
 _RESERVE = ("UPDATE key_day_counters SET reserved = reserved + ?, grants = grants + 1"
             " WHERE key_id = ? AND day = ? AND used + reserved + ? <= ?")
-# A leg carried to a new day holds again but grants nothing new (and the group settlement, which carries legs in
-# `core.settlement`, counts no grant either).
-_RESERVE_CARRIED = ("UPDATE key_day_counters SET reserved = reserved + ?"
-                    " WHERE key_id = ? AND day = ? AND used + reserved + ? <= ?")
 
 
 def _reserve(conn: sqlite3.Connection, key: KeyView, need: int, now: datetime) -> bool:
@@ -645,20 +644,18 @@ def _reserve(conn: sqlite3.Connection, key: KeyView, need: int, now: datetime) -
     return _grant(conn, key.key_id, utc_day(now), need, key.tokens_per_day)
 
 
-def _grant(conn: sqlite3.Connection, key_id: str, day: str, need: int, limit: int, *, own: bool = False,
-           carried: bool = False) -> bool:
-    """`own`: `key_id` already passed the redaction hook (`redact_values`), so the reserve skips it. `carried`: a
-    leg moved to a new day, not a grant."""
+def _grant(conn: sqlite3.Connection, key_id: str, day: str, need: int, limit: int, *, own: bool = False) -> bool:
+    """`own`: `key_id` already passed the redaction hook (`redact_values`), so the reserve skips it. (A leg carried
+    to a new day holds again but grants nothing new: `core.settlement` carries it and counts no grant.)"""
     if need <= 0:
         return True  # granting nothing cannot break a limit, even on a key a late report pushed past it
     args = (need, key_id, day, need, limit)
     run = execute_own if own else _execute
-    sql = _RESERVE_CARRIED if carried else _RESERVE
-    if run(conn, sql, args).rowcount == 1:
+    if run(conn, _RESERVE, args).rowcount == 1:
         return True
     # No row yet for this key and day (the first grant of the day): create it, then try once more.
     if _counter_row(conn, key_id, day, run):
-        return run(conn, sql, args).rowcount == 1
+        return run(conn, _RESERVE, args).rowcount == 1
     return False
 
 
@@ -670,18 +667,6 @@ def _counter_row(conn: sqlite3.Connection, key_id: str, day: str, run: Callable[
     """Make sure the (key, day) counter exists; True when this call created it."""
     return bool((run or _execute)(conn, "INSERT INTO key_day_counters(key_id, day) VALUES (?, ?)"
                              " ON CONFLICT (key_id, day) DO NOTHING", (key_id, day)).rowcount)
-
-
-def _carry_leg(conn: sqlite3.Connection, row: sqlite3.Row, day: str, key_limit: int | None) -> None:
-    """Move a leg reserved on an earlier UTC day to `day`. The earlier day is over, so its hold goes back
-    (else it would sit on that day's counter for good). An open session holds the same again today when
-    it still fits under the key's limit (so work granted yesterday is not double-booked against today's
-    full limit by newcomers); when it does not fit, or the limit is unknown, it holds nothing today."""
-    held = row["leg_held"]
-    _release_leg(conn, row)
-    carried = held if row["state"] == "open" and key_limit is not None and _grant(
-        conn, row["key_id"], day, held, key_limit, carried=True) else 0
-    conn.execute("UPDATE sessions SET leg_day = ?, leg_held = ? WHERE id = ?", (day, carried, row["id"]))
 
 
 _INSERT_SESSION = (

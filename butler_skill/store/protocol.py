@@ -52,7 +52,6 @@ class UsageOutcome:
     session: SessionInfo
     leg_used: int
     leg_granted: int
-    key_day_counted: int | None = None  # used + reserved on the key-day right after this settlement (None: duplicate)
 
 
 @dataclass(frozen=True)
@@ -107,7 +106,8 @@ class TokenLedger(Protocol):
         one Butler just made (`Context.new_id`), not text from outside, so the redaction hook skips it."""
         ...
 
-    def pending_alerts(self) -> list[Alert]:
+    def pending_alerts(self, now: datetime) -> list[Alert]:
+        """The alerts pending at `now` (`core.alerts`), oldest first."""
         ...
 
     def raise_alert(self, *, alert_id: str, session_id: str, key_id: str, kind: str, message: str,

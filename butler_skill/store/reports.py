@@ -12,11 +12,13 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel
 
+from butler_skill.core import alerts
 from butler_skill.core.days import utc_day
 from butler_skill.core.pricing import from_pico, usd
 from butler_skill.models import Alert, SessionInfo
 from butler_skill.store.db import Database
 from butler_skill.store.ledger import _session
+from butler_skill.store.reads import PENDING_ALERTS
 from butler_skill.store.timestamps import parse_ts, ts
 
 HISTORY_DAYS = 30
@@ -122,12 +124,11 @@ class Reports:
             ).fetchall()
         return [_session(r) for r in rows]
 
-    def pending_alerts(self, limit: int = 50) -> list[Alert]:
+    def pending_alerts(self, now: datetime, limit: int = 50) -> list[Alert]:
+        """The alerts pending at `now` (`core.alerts`), oldest first, at most `limit`."""
         with self.db.read() as conn:
-            rows = conn.execute(
-                "SELECT * FROM alerts WHERE resolved_at IS NULL ORDER BY created_at, id LIMIT ?",
-                (min(limit, MAX_ROWS),),
-            ).fetchall()
+            rows = conn.execute(PENDING_ALERTS + " LIMIT ?",
+                                (ts(alerts.overruns_over_before(now)), min(limit, MAX_ROWS))).fetchall()
         return [Alert(alert_id=r["id"], kind=r["kind"], session_id=r["session_id"], key_id=r["key_id"],
                       message=r["message"], created_at=parse_ts(r["created_at"])) for r in rows]
 

@@ -9,17 +9,16 @@ Caps are checked at load: per-transaction <= daily <= monthly.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from butler_skill.adapters import circle as circle_api
-from butler_skill.adapters import openrouter as openrouter_api
+from butler_skill.adapters import wallet_facts
 from butler_skill.core.treasury import TreasuryPolicy, decimal_str
 from butler_skill.errors import ConfigError
 
@@ -66,24 +65,29 @@ class TreasuryConfig(BaseModel):
     circle_api_key: SecretStr | None = None
     circle_entity_secret: SecretStr | None = None
     circle_wallet_id: str | None = None
-    circle_base_url: str = circle_api.DEFAULT_BASE_URL
-    openrouter_base_url: str = openrouter_api.DEFAULT_BASE_URL
+    circle_base_url: str = wallet_facts.CIRCLE_BASE_URL
+    openrouter_base_url: str = wallet_facts.OPENROUTER_BASE_URL
     openrouter_management_key: SecretStr | None = None
 
     @property
-    def network(self) -> circle_api.Network:
-        return circle_api.network_of(self.circle_api_key.get_secret_value() if self.circle_api_key else None)
+    def network(self) -> wallet_facts.Network:
+        return wallet_facts.network_of(self.circle_api_key.get_secret_value() if self.circle_api_key else None)
 
 
-class _DecimalLoader(yaml.SafeLoader):
-    """YAML with floats read as exact decimals (`12.10` stays 12.10, not 12.0999...)."""
+@functools.cache
+def _decimal_loader() -> type:
+    """A YAML loader that reads floats as exact decimals (`12.10` stays 12.10, not 12.0999...). Built on first use:
+    PyYAML loads only when a YAML policy file is there to read."""
+    import yaml
 
+    class DecimalLoader(yaml.SafeLoader):
+        pass
 
-def _decimal_float(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Decimal:
-    return Decimal(str(loader.construct_scalar(node)).replace("_", ""))
+    def decimal_float(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Decimal:
+        return Decimal(str(loader.construct_scalar(node)).replace("_", ""))
 
-
-_DecimalLoader.add_constructor("tag:yaml.org,2002:float", _decimal_float)
+    DecimalLoader.add_constructor("tag:yaml.org,2002:float", decimal_float)
+    return DecimalLoader
 
 
 def policy_path_from(env: Mapping[str, str], state_path: Path | None) -> tuple[Path | None, bool]:
@@ -100,11 +104,13 @@ def read_policy_file(path: Path) -> dict[str, Any]:
     from butler_skill.safe_read import read_text
 
     text = read_text(path, "policy", label="treasury policy")
+    import yaml
+
     try:
         if path.suffix.lower() == ".json":
             data = json.loads(text, parse_float=Decimal)
         else:
-            data = yaml.load(text, Loader=_DecimalLoader)
+            data = yaml.load(text, Loader=_decimal_loader())
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         line = getattr(exc, "lineno", None) or getattr(getattr(exc, "problem_mark", None), "line", None)
         raise ConfigError(f"{path}: not valid JSON/YAML (near line {line})", file=str(path), line=line) from None
@@ -164,13 +170,13 @@ def load_treasury_config(env: Mapping[str, str], state_path: Path | None) -> Tre
 
     entity = secret("CIRCLE_ENTITY_SECRET")
     if entity is not None:
-        circle_api.entity_secret_bytes(entity.get_secret_value())  # the shape is checked at load
+        wallet_facts.entity_secret_bytes(entity.get_secret_value())  # the shape is checked at load
     return TreasuryConfig(
         policy=policy, token=token, policy_path=path, policy_file_found=found,
         circle_api_key=secret("CIRCLE_API_KEY"), circle_entity_secret=entity,
         circle_wallet_id=(env.get("CIRCLE_WALLET_ID") or "").strip() or None,
-        circle_base_url=(env.get("BUTLER_CIRCLE_BASE_URL") or "").strip() or circle_api.DEFAULT_BASE_URL,
-        openrouter_base_url=(env.get("BUTLER_OPENROUTER_BASE_URL") or "").strip() or openrouter_api.DEFAULT_BASE_URL,
+        circle_base_url=(env.get("BUTLER_CIRCLE_BASE_URL") or "").strip() or wallet_facts.CIRCLE_BASE_URL,
+        openrouter_base_url=(env.get("BUTLER_OPENROUTER_BASE_URL") or "").strip() or wallet_facts.OPENROUTER_BASE_URL,
         openrouter_management_key=secret("OPENROUTER_MANAGEMENT_KEY"),
     )
 

@@ -22,20 +22,11 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
-import httpx
 from pydantic import BaseModel, ConfigDict
 
-from butler_skill.adapters.circle import (
-    CircleClient,
-    CircleRejected,
-    CircleTransaction,
-    TokenBalance,
-    TransferAttemptsExhausted,
-    transfer_body,
-)
-from butler_skill.adapters.openrouter import OpenRouterClient
+from butler_skill.adapters.wallet_facts import TokenBalance
 from butler_skill.core import treasury as rules
 from butler_skill.core.treasury import (
     ZERO,
@@ -53,6 +44,14 @@ from butler_skill.errors import ApprovalRequired, ConfigError, Conflict, PolicyD
 from butler_skill.store.db import Database
 from butler_skill.store.treasury import Intent, NewIntent, TreasuryStore
 from butler_skill.treasury.config import TreasuryConfig, load_treasury_config
+
+# httpx and the Circle and OpenRouter clients are imported where a call needs the network (`open` with a key set,
+# a transfer, a reconciliation): a status read that calls nobody loads none of them (cold `treasury_status`).
+if TYPE_CHECKING:
+    import httpx
+
+    from butler_skill.adapters.circle import CircleClient, CircleTransaction
+    from butler_skill.adapters.openrouter import OpenRouterClient
 
 log = logging.getLogger("butler.treasury")
 
@@ -127,6 +126,12 @@ class ReconcileReport(BaseModel):
     pending: tuple[ReconcileItem, ...]
     differences: tuple[ReconcileItem, ...]
     ledger_balanced: bool
+
+
+def _new_http() -> httpx.Client:
+    import httpx
+
+    return httpx.Client(timeout=httpx.Timeout(20.0, connect=5.0), follow_redirects=False)
 
 
 class LazyClient:
@@ -211,15 +216,21 @@ class TreasuryService:
         if http is None:
             # Made on the first request only: an httpx.Client loads the TLS trust store when built (most of a cold
             # `treasury_status`, which calls out only when a Circle or OpenRouter key is set).
-            owned = LazyClient(lambda: httpx.Client(timeout=httpx.Timeout(20.0, connect=5.0), follow_redirects=False))
-            http = cast(httpx.Client, owned)
+            owned = LazyClient(_new_http)
+            http = cast("httpx.Client", owned)
         circle = None
         if config.circle_api_key is not None:
+            from butler_skill.adapters.circle import CircleClient
+
             circle = CircleClient(
                 http, api_key=config.circle_api_key.get_secret_value(),
                 entity_secret=config.circle_entity_secret.get_secret_value() if config.circle_entity_secret else None,
                 base_url=config.circle_base_url, sleep=sleep)
-        openrouter = OpenRouterClient(http, base_url=config.openrouter_base_url, sleep=sleep)
+        openrouter = None
+        if config.openrouter_management_key is not None or openrouter_api_key:  # else there is nothing to ask
+            from butler_skill.adapters.openrouter import OpenRouterClient
+
+            openrouter = OpenRouterClient(http, base_url=config.openrouter_base_url, sleep=sleep)
         service = cls(db, config, clock=clock, new_id=new_id, circle=circle, openrouter=openrouter,
                       recorded_costs=recorded_costs, openrouter_api_key=openrouter_api_key, sleep=sleep,
                       poll_attempts=poll_attempts, poll_interval=poll_interval,
@@ -414,6 +425,8 @@ class TreasuryService:
             return self._result(intent, "would_execute",
                                 f"would send {decimal_str(intent.amount)} USDC to {intent.provider}'s top-up address")
 
+        from butler_skill.adapters.circle import CircleRejected, TransferAttemptsExhausted
+
         circle = self._circle(transfers=True)
         circle.public_key()  # fetched (and cached) before the claim: a failure here has sent nothing
         claimed = self.store.claim(intent.id, self.now(), actor, authorize, body)
@@ -465,6 +478,8 @@ class TreasuryService:
         if not wallet_id:
             raise ConfigError("CIRCLE_WALLET_ID is not set")
         token = self.config.token
+        from butler_skill.adapters.circle import transfer_body
+
         return transfer_body(idempotency_key=intent.idempotency_key, wallet_id=wallet_id,
                              destination_address=intent.destination, amount=decimal_str(intent.amount),
                              ref_id=intent.id, fee_level=token.fee_level, token_id=token.token_id,
@@ -587,6 +602,8 @@ class TreasuryService:
                                differences=tuple(differences), ledger_balanced=balanced)
 
     def _find(self, circle: CircleClient, intent: Intent) -> CircleTransaction | None:
+        from butler_skill.adapters.circle import CircleRejected
+
         if intent.provider_tx_id:
             try:
                 return circle.get_transaction(intent.provider_tx_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,17 +17,30 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 
-from butler_skill.gateway.dashboard import DashboardSettings, dashboard_routes
+from butler_skill.gateway.app import presented_token
+from butler_skill.gateway.dashboard import COOKIE, DashboardSettings, dashboard_routes
 from butler_skill.host.context import Context
+from butler_skill.store.access_tokens import AccessToken, AccessTokenStore
 from tests.dashboard.seed import MovingClock, env_for, seed_month
 
-TOKEN = "bt_dashboard-test-token-0123456789"
+TOKEN = "butler_at_dashboard-test-token-0123456789"  # an access token in the ledger (`serve` creates it)
 TODAY = datetime(2026, 11, 24, 14, 5, tzinfo=UTC)
 CHROMIUM = Path("/usr/bin/chromium")
 
 
-def authenticate(request: Request) -> bool:
-    return request.headers.get("authorization") == f"Bearer {TOKEN}"
+def authenticator(ctx: Context) -> Callable[[Request], AccessToken | None]:
+    """The gateway's token check on the ledger's access tokens (without the gateway's cache: a revocation counts
+    at once)."""
+    store = AccessTokenStore(ctx.db)
+    if store.find(TOKEN) is None:
+        store.create(token_id="tok-dashboard", name="dashboard tests", secret=TOKEN, role="agent",
+                     daily_budget=1_000_000, now=ctx.now())
+
+    def authenticate(request: Request) -> AccessToken | None:
+        secret = presented_token(request)
+        return store.find(secret) if secret else None
+
+    return authenticate
 
 
 @dataclass
@@ -38,14 +51,21 @@ class Served:
     folder: Path
 
     def client(self, *, signed_in: bool = True) -> httpx.Client:
+        """An HTTP client; `signed_in`: it has signed in with the token and holds the session's cookie."""
         client = httpx.Client(base_url=self.base_url, timeout=10.0)
         if signed_in:
-            client.cookies.set("butler_dashboard", TOKEN, domain="127.0.0.1", path="/dashboard")
+            client.cookies.set(COOKIE, self.sign_in(), domain="127.0.0.1", path="/dashboard")
         return client
+
+    def sign_in(self, token: str = TOKEN) -> str:
+        """Sign in with `token` as a browser does (`/dashboard?token=...`); the session value of the cookie."""
+        r = httpx.get(f"{self.base_url}/dashboard", params={"token": token}, follow_redirects=False, timeout=10.0)
+        assert r.status_code == 303, r.text
+        return r.cookies[COOKIE]
 
 
 def serve(ctx: Context, settings: DashboardSettings | None = None) -> tuple[uvicorn.Server, threading.Thread, str]:
-    app = Starlette(routes=dashboard_routes(lambda: ctx, authenticate, settings))
+    app = Starlette(routes=dashboard_routes(lambda: ctx, authenticator(ctx), settings))
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off",
                             timeout_graceful_shutdown=1)
     server = uvicorn.Server(config)

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from butler_skill.host.dispatch import call_tool
+from butler_skill.store.dashboard_sessions import SESSION_PREFIX
 from tests.dashboard.conftest import TOKEN, Served
 from tests.dashboard.seed import ok
 
@@ -129,4 +130,6 @@ def test_without_a_token_the_browser_gets_the_login_form(served: Served, browser
     page.fill("input[name=token]", TOKEN)
     page.click("button[type=submit]")
     page.wait_for_selector("[data-card=used_today] [data-field=used_today]")
-    assert page.context.cookies()[0]["httpOnly"] is True
+    cookie = page.context.cookies()[0]
+    assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
+    assert cookie["value"].startswith(SESSION_PREFIX) and TOKEN not in cookie["value"]  # a session, not the token

@@ -75,5 +75,5 @@ def test_an_empty_ledger_reads_empty(ctx: Context) -> None:
     reports = Reports(ctx.db)
     now = ctx.now()
     assert reports.history(now) == [] and reports.spend_by_label(now) == [] and reports.recent_tasks() == []
-    assert reports.open_sessions() == [] and reports.pending_alerts() == [] and reports.open_session_count() == 0
+    assert reports.open_sessions() == [] and reports.pending_alerts(now) == [] and reports.open_session_count() == 0
     assert reports.version(now) == reports.version(now)

@@ -112,7 +112,7 @@ def _oracle(ctx: Context, tool: str, args: dict[str, Any]) -> dict[str, Any]:
             keys=0, total_capacity=0, used_today=0, reserved=0, remaining=0, cost_today=0)
         return tokens.MonitorUsageOutput(day=utc_day(now), keys_by_provider=providers, total=total).model_dump(
             mode="json")
-    sessions, alerts = ctx.ledger.sessions(open_only=True), ctx.ledger.pending_alerts()
+    sessions, alerts = ctx.ledger.sessions(open_only=True), ctx.ledger.pending_alerts(now)
     limit = args.get("history_limit", 10)
     return tokens.GetStatusOutput(
         day=utc_day(now),

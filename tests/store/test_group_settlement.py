@@ -1,13 +1,14 @@
-"""Set-oriented group settlement (core/settlement.py, store.ledger.commit_usages_in, store.tasks.end_subtasks_in,
-runner.settle_group) leaves the ledger exactly as settling the same sub-tasks one by one, each in its own SAVEPOINT
-(runner.settle_one, what a group falls back to), on both ledgers.
+"""Settlement (core/settlement.py through store.ledger.commit_usages_in and commit_usage_in) leaves the ledger exactly
+as the reference statement of the rules (tests/store/settlement_reference.py: the one-by-one SQL they replaced)
+would, on both ledgers: a group settled set-oriented (store.tasks.end_subtasks_in, runner.settle_group), and the
+same sub-tasks settled one by one, each in its own SAVEPOINT (runner.settle_one, what a group falls back to).
 
 Each example builds a random ledger state (sessions open, closed or expired, legs reserved today or yesterday,
 counters near or past their limits, usage records already settled, attempts already made) and a random group of
 settlements (successes and failures, request ids repeated within the group or already settled, with the same or
 other figures, implausible reports, unknown sessions, usage past a hold or a key's limit, reports on either side of
-UTC midnight, priced on the session's key or another). Both ways run in one transaction from the same state (the
-first is rolled back to a SAVEPOINT before the second); then every row of every table they touch, and what each
+UTC midnight, priced on the session's key or another). The three ways run in one transaction from the same state
+(each rolled back to a SAVEPOINT before the next); then every row of every table they touch, and what each
 settlement answered, must be equal.
 """
 
@@ -32,6 +33,7 @@ from butler_skill.store.timestamps import ts
 from butler_skill.subagents.batching import GroupCommit
 from butler_skill.subagents.runner import Settlement, settle_group, settle_one
 from tests.conftest import Ids
+from tests.store import settlement_reference
 
 # 30 seconds before UTC midnight: a report made a minute later belongs to the next day.
 NOW = datetime(2026, 11, 24, 23, 59, 30, tzinfo=UTC)
@@ -153,13 +155,13 @@ def answer(value: Any) -> Any:
     return (type(value).__name__, str(value)) if isinstance(value, Exception) else value
 
 
-def one_by_one(ctx: Context, conn: Any, items: list[Settlement]) -> list[Any]:
+def one_by_one(ctx: Context, conn: Any, items: list[Settlement], settle: Any = settle_one) -> list[Any]:
     """Each settlement in its own SAVEPOINT (GroupCommit's per-write path)."""
     out = []
     for item in items:
         conn.execute("SAVEPOINT one")
         try:
-            out.append(answer(settle_one(ctx, conn, item)))
+            out.append(answer(settle(ctx, conn, item)))
         except Exception as exc:
             conn.execute("ROLLBACK TO SAVEPOINT one")
             out.append(answer(exc))
@@ -170,10 +172,10 @@ def one_by_one(ctx: Context, conn: Any, items: list[Settlement]) -> list[Any]:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(specs=st.lists(session_spec, min_size=1, max_size=6), priors=st.lists(prior_spec, max_size=4),
        extra=extra_spec, reports=st.lists(report_spec, min_size=1, max_size=8))
-def test_property_group_settlement_equals_settling_one_by_one(ctx: Context, specs: list[dict[str, Any]],
-                                                              priors: list[dict[str, Any]],
-                                                              extra: dict[tuple[int, str], tuple[int, int]],
-                                                              reports: list[dict[str, Any]]) -> None:
+def test_property_settlement_equals_the_reference_rules(ctx: Context, specs: list[dict[str, Any]],
+                                                       priors: list[dict[str, Any]],
+                                                       extra: dict[tuple[int, str], tuple[int, int]],
+                                                       reports: list[dict[str, Any]]) -> None:
     items = payloads(ctx, specs, reports)
     seen: dict[str, Any] = {}
     with pytest.raises(_Undo), ctx.db.write() as conn:
@@ -182,17 +184,23 @@ def test_property_group_settlement_equals_settling_one_by_one(ctx: Context, spec
         before = dump(conn)
         ctx.ids = Ids()
         expire_leases_in(conn, NOW)
-        seen["one"] = one_by_one(ctx, conn, items), dump(conn)
+        seen["reference"] = one_by_one(ctx, conn, items, settlement_reference.settle_one), dump(conn)
         conn.execute("ROLLBACK TO SAVEPOINT example")
         assert dump(conn) == before
+        ctx.ids = Ids()
+        expire_leases_in(conn, NOW)
+        seen["one"] = one_by_one(ctx, conn, items), dump(conn)
+        conn.execute("ROLLBACK TO SAVEPOINT example")
         ctx.ids = Ids()
         expire_leases_in(conn, NOW)
         # A consistent ledger never needs the fallback: the bulk step itself must answer, and equal.
         group = [answer(v) for _, v in settle_group(ctx, conn, items)]
         seen["group"] = group, dump(conn)
         raise _Undo
-    assert seen["group"][0] == seen["one"][0]
-    assert seen["group"][1] == seen["one"][1]
+    assert seen["one"][0] == seen["reference"][0]
+    assert seen["one"][1] == seen["reference"][1]
+    assert seen["group"][0] == seen["reference"][0]
+    assert seen["group"][1] == seen["reference"][1]
 
 
 def test_the_rules_core_reports_what_it_cannot_settle_in_one_pass() -> None:
