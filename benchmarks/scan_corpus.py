@@ -114,7 +114,7 @@ TOKEN_KINDS = (
     "circle-api-key", "stripe-secret-key", "aws-access-key-id", "github-token", "github-fine-grained-pat",
 )
 ASSIGNMENT_KINDS = ("circle-entity-secret", "aws-secret-access-key", "generic-secret")
-ALL_KINDS = (*TOKEN_KINDS, *ASSIGNMENT_KINDS, "private-key")
+ALL_KINDS = (*TOKEN_KINDS, *ASSIGNMENT_KINDS, "private-key", "url-credentials", "generated-password")
 
 ENV_NAMES = {
     "openai-project-key": ("OPENAI_API_KEY", "OPENAI_KEY"),
@@ -583,6 +583,10 @@ def generate(out: Path, seed: int = SEED, per_kind: int = 48) -> list[dict[str, 
         builders.append(build_pem_decoys(g, i))
     for i in range(4):
         builders.append(build_lockfile(g, i))
+    # Added after the rest (December 2026), so the files above are drawn exactly as before.
+    for i in range(per_kind // 8):
+        builders.append(build_url_credentials(g, i))
+        builders.append(build_generated_passwords(g, i))
     labels: list[dict[str, object]] = []
     for b in builders:
         path = out / b.path
@@ -591,6 +595,59 @@ def generate(out: Path, seed: int = SEED, per_kind: int = 48) -> list[dict[str, 
         labels.extend({"path": b.path, "line": n, "kind": kind, "positive": pos} for n, kind, pos in b.labels)
     (out / "labels.json").write_text(json.dumps(labels, indent=1), encoding="utf-8")
     return labels
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Generated passwords (a real miss: their letter groups read as words) in URLs and under password names.
+
+def keychain_password(g: Gen) -> str:
+    """Safari / iCloud Keychain: three groups of six letters (syllables), one capital, one digit ending a group."""
+    groups = [[g.pick("bcdfghjkmnpqrstvwxz" if i % 3 != 1 else "aeiouy") for i in range(6)] for _ in range(3)]
+    digit = (g.rng.randrange(3), g.pick((0, 5)))
+    capital = g.rng.choice([(a, b) for a in range(3) for b in range(6) if (a, b) != digit])
+    groups[digit[0]][digit[1]] = g.pick(string.digits)
+    groups[capital[0]][capital[1]] = groups[capital[0]][capital[1]].upper()
+    return "-".join("".join(x) for x in groups)
+
+
+def generated_password(g: Gen, passphrase: bool) -> str:
+    style = g.rng.randrange(4 if passphrase else 3)
+    if style == 0:
+        return keychain_password(g)
+    if style == 1:
+        return g.s(ALNUM, 16)
+    if style == 2:
+        return g.password().replace("@", "").replace("#", "").replace("?", "")
+    return "-".join(g.s(string.ascii_lowercase, 5) for _ in range(4))  # letter groups, every one a "word"
+
+
+URL_PLACEHOLDERS = (
+    "password", "changeme", "${DB_PASSWORD}", "<password>", "%(password)s", "********", "mysecretpassword",
+    "P@ssw0rd", "DB_PASSWORD", "your-password-here", "guest", "s3cr3t", "minioadmin", "$POSTGRES_PASSWORD",
+)
+
+
+def build_url_credentials(g: Gen, idx: int) -> Builder:
+    b = Builder(f"files/urls/svc{idx}/{g.pick(('.env', 'settings.py', 'compose.yml', 'deploy.sh'))}")
+    schemes = ("postgres", "postgresql", "mysql+pymysql", "mongodb+srv", "amqp", "redis", "https")
+    for _ in range(8):
+        user = g.pick(("app", "admin", "svc_orders", "deploy", ""))
+        host = g.pick(("db.internal", "10.0.3.7:5432", "rabbitmq", "cache:6379", "cluster0.a1b2c.mongodb.net"))
+        for value, positive in ((generated_password(g, True), True), (g.pick(URL_PLACEHOLDERS), False)):
+            url = f"{g.pick(schemes)}://{user or 'guest'}:{value}@{host}/app"
+            line = g.pick((f"DATABASE_URL={url}", f'engine = create_engine("{url}")', f"    url: {url}"))
+            b.add(line, "url-credentials" if positive else "placeholder", positive)
+    return b
+
+
+def build_generated_passwords(g: Gen, idx: int) -> Builder:
+    form = g.rng.randrange(3)
+    b = Builder(f"files/env/generated{idx}/{('.env', 'values.yaml', 'settings.py')[form]}")
+    for _ in range(8):
+        pw = generated_password(g, False)
+        name = g.pick(("DB_PASSWORD", "REDIS_PASSWORD", "ADMIN_PASSWORD", "SMTP_PASSWORD"))
+        b.add((f"{name}={pw}", f"{name.lower()}: {pw}", f'{name.lower()} = "{pw}"')[form], "generated-password", True)
+    return b
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from itertools import pairwise
 from typing import Literal
+from urllib.parse import unquote
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -355,7 +356,12 @@ _REFERENCE_START = re.compile(r"\$(?:[A-Za-z_{(])|%\(")
 _FORMAT_SLOT = re.compile(r"%(?:\([A-Za-z_]\w*\))?[sd](?![A-Za-z0-9])")
 _PATH = re.compile(r"(?:~|\.{1,2})?/[\w.\-]+(?:/[\w.\-]+)*/?")
 # One word of an identifier: lower, Capitalized, UPPER, an acronym before a Capitalized word, or a number.
-_WORD_PART = re.compile(r"(?:[a-z]{2,}|[A-Z][a-z]+|[A-Z]{2,}(?![a-z]))+[0-9]{0,4}|[A-Za-z]?[0-9]{1,4}")
+# Possessive runs: the same words as `(?:[a-z]{2,}|[A-Z][a-z]+|[A-Z]{2,}(?![a-z]))+`, which tried every way of
+# cutting a long letter run into words before failing (a 40-letter run followed by five digits took seconds, a
+# 60-letter one hours); an acronym before a Capitalized word (HTTPServer) is the one cut kept.
+_WORD_PART = re.compile(
+    r"(?:[a-z]{2,}+|[A-Z][a-z]++|[A-Z]{2,}+(?![a-z])|[A-Z]{2,}(?=[A-Z][a-z]))++[0-9]{0,4}|[A-Za-z]?[0-9]{1,4}"
+)
 _SPLIT_PARTS = re.compile(r"[_\-./:\s\[\]()#@$]+")
 _NUMBER = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9:.]+Z?)?")
@@ -443,6 +449,11 @@ def is_placeholder(body: str, *, free: bool = False) -> bool:
             return True
     elif _has_word_exact_case(body, _PLACEHOLDER_WORDS):
         return True
+    return _is_fill(body)
+
+
+def _is_fill(body: str) -> bool:
+    """000000..., abcdefg..., abcabcabc...: a run, a sequence or a repeated unit that fills the value."""
     # A stand-in is mostly its run (000000..., abcdefg...); a random 64-character key holds a run of six now and
     # then (about once in 18,000 hex keys), so the run must also fill a quarter of the value.
     if _max_run(body) >= max(6, len(body) // 4) or _max_step_run(body) >= max(7, len(body) // 4):
@@ -471,7 +482,43 @@ def is_identifier_like(value: str) -> bool:
     `onboarding.formBody.resetPassword`. A random key breaks this at its first lone letter or mixed run.
     """
     parts = [p for p in _SPLIT_PARTS.split(value) if p]
-    return bool(parts) and all(_WORD_PART.fullmatch(p) for p in parts)
+    return bool(parts) and all(_WORD_PART.fullmatch(p) for p in parts) and not reads_random(value)
+
+
+# Safari / iCloud Keychain's generated passwords (xunbyc-0Ciqfu-hamkos): three groups of six letters and digits
+# with a capital and a digit among them. Its syllables read as words; no identifier is written this way.
+_KEYCHAIN_PASSWORD = re.compile(r"(?=[^A-Z]*[A-Z])(?=[^0-9]*[0-9])[a-zA-Z0-9]{6}-[a-zA-Z0-9]{6}-[a-zA-Z0-9]{6}")
+_WORD_TOKEN = re.compile(r"[A-Z]{2,}(?![a-z])|[A-Z]?[a-z]+|[0-9]+|[A-Z]")
+_CONSONANTS_5 = re.compile(r"[bcdfghjklmnpqrstvwxzBCDFGHJKLMNPQRSTVWXZ]{5,}")
+_VOWELS = frozenset("aeiouyAEIOUY")
+# Abbreviations code writes without vowels (HtmlCssModule, test_ctx_mgr, srv.recvfrom): words, not randomness.
+_ABBREVIATIONS = frozenset({
+    "html", "xhtml", "http", "https", "css", "js", "jsx", "ts", "tsx", "ctx", "cfg", "src", "dst", "msg", "msgs",
+    "pkg", "pkgs", "cmd", "std", "tmp", "str", "ptr", "mgr", "svc", "srv", "btn", "img", "jpg", "png", "svg", "xml",
+    "sql", "rgb", "hsl", "dll", "fs", "db", "tls", "ssl", "crt", "pkcs", "rsa", "cls", "pwd", "cwd", "dns", "tcp",
+    "grpc", "npm", "nvm", "sdk", "cdn", "lng", "lst", "vnd", "wss", "rpc", "mtx", "rgx", "txn", "nth", "mkdir",
+    "rmtree", "recv", "recvfrom", "ctrl", "sync", "hmac", "jwt", "jwk", "mfa", "kms", "crc", "lfs", "gcc", "stdlib",
+})
+
+
+def reads_random(value: str) -> bool:
+    """Letters that only look like words by their case pattern: a Keychain password, or two or more "words" with
+    no vowel or five consonants in a row (`HEYZmsfZFEoBgQZ1`: Zmsf, Bg; `hihth-dsfpt-dvbdf-jrvbl`).
+
+    Acronyms in capitals and common abbreviations (`ctx`, `Html`, `Css`) do not count. Measured on names from the
+    stdlib and webpack, and on random 16-character alphanumerics that the word pattern accepts: see
+    docs/scanner.md."""
+    if _KEYCHAIN_PASSWORD.fullmatch(value):
+        return True
+    odd = 0
+    for t in _WORD_TOKEN.findall(value):
+        if len(t) < 2 or not t[0].isalpha() or t.isupper() or t.lower() in _ABBREVIATIONS:
+            continue
+        if _VOWELS.isdisjoint(t) or _CONSONANTS_5.search(t):
+            odd += 1
+            if odd >= 2:
+                return True
+    return False
 
 
 def _free_value_ok(value: str) -> bool:
@@ -479,8 +526,10 @@ def _free_value_ok(value: str) -> bool:
     n = len(value)
     if n < 8 or n > 256:
         return False
-    if value[0] in "{<([" or _REFERENCE.fullmatch(value) or "://" in value or value.isdigit():
+    if value[0] in "{<([" or "://" in value or value.isdigit():
         return False
+    if _REFERENCE.fullmatch(value) and not (value[0] in "!*" and not is_identifier_like(value[1:])):
+        return False  # $VAR, %VAR%, *alias, !tag, &anchor, @scope/pkg, @host; not random text after * or ! (*pAio0…)
     if value.startswith("#/") or _REFERENCE_START.match(value):
         return False  # a JSON pointer (#/components/...), $VAR/... or ${VAR}... followed by more text
     if not value.isascii() or _NUMBER.fullmatch(value) or _DATE.fullmatch(value):
@@ -493,7 +542,9 @@ def _free_value_ok(value: str) -> bool:
         return False
     if n < 20 and value.startswith(_KEY_PREFIXES):
         return False  # "sk-or-v1-" + ...: a key's prefix alone, or a truncated stand-in
-    if _IDENTIFIER_LIKE.fullmatch(value) or _EMAIL.fullmatch(value) or _ADDRESS.fullmatch(value):
+    if _IDENTIFIER_LIKE.fullmatch(value) and not reads_random(value):
+        return False
+    if _EMAIL.fullmatch(value) or _ADDRESS.fullmatch(value):
         return False
     classes = _char_classes(value)
     if n < 16:
@@ -640,13 +691,86 @@ def _url_candidates(rule: Rule, order: int, text: str, validate: bool) -> list[_
 
 
 def _url_password_ok(secret: str, user: str) -> bool:
+    """The password part of a URL's userinfo is a password by where it stands: its style (words, a passphrase of
+    letter groups, a pronounceable generated one such as `xunbyc-0Ciqfu-hamkos`) says nothing against it, so the
+    generic rule's identifier test does not apply here. What stays quiet is what stands in for a password:
+    references and templates (`${DB_PASS}`, `$PASS`, `<password>`, `{pw}`, `%s`), names in capitals
+    (`DB_PASS`), fill (`xxxxxxxx`, `********`), the user name again (`postgres:postgres`), and values made only of
+    stand-in words (`password`, `mysecretpassword`, `P@ssw0rd`, `testuser123`, `masterkey`)."""
     if len(secret) < 6 or secret.isdigit() or _known_example(secret) or set(secret) <= {"*", "x", "X"}:
         return False
-    if secret[0] in "{<[" or _REFERENCE.fullmatch(secret) or _REFERENCE_START.match(secret):
-        return False  # {password}, <password>, ${DB_PASS}, $PASS, %(password)s
-    if is_placeholder(secret, free=True) or secret.lower() == user.lower() or is_identifier_like(secret):
+    if secret[0] in "{<[" or _URL_REFERENCE.match(secret) or _URL_NAME.fullmatch(secret):
+        return False  # {password}, <password>, [password], ${DB_PASS}, $(pass), %(password)s, %PASS%, DB_PASS
+    dollar = _DOLLAR_NAME.fullmatch(secret)
+    if dollar is not None and (dollar.group(1).isupper() or dollar.group(1).islower()):
+        return False  # $PASS, $db_password: a shell or compose variable (a random $kN6fMzYMS is not)
+    plain = unquote(secret) if "%" in secret else secret
+    if plain.lower() == user.lower() or _FORMAT_SLOT.search(secret) or _is_fill(plain):
         return False
-    return shannon_entropy(secret) >= 2.3
+    if any(f in plain for f in _FILL_INSIDE) or _stand_in_words(plain, user):
+        return False
+    return len(plain) >= 6 and shannon_entropy(secret) >= 2.3
+
+
+# A name written where a value belongs: DB_PASS, SAS_KEY, POSTGRES_PASSWORD (capitals joined by underscores).
+_URL_NAME = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+")
+_URL_REFERENCE = re.compile(r"\$[{(]|%\(|%[A-Za-z_]\w*%$")
+_DOLLAR_NAME = re.compile(r"\$([A-Za-z_]\w*)")
+_NOT_LETTERS = re.compile(r"[^a-z]+")
+# Leetspeak spellings of stand-ins (P@ssw0rd, s3cr3t, l3tm31n).
+_LEET = str.maketrans("@$0134579!", "asoieastgi")
+# Stand-ins written inside a longer value (mysecretpassword, a%20secret): long enough that random letters never
+# spell them by chance (26^6 and more).
+_STAND_IN_INSIDE = ("password", "passwd", "secret", "changeme", "changeit", "example", "placeholder", "redacted",
+                    "dummy", "sample", "notreal", "letmein", "qwerty")
+# Words a stand-in password is made of (`testuser123`, `my_db_pass`, `scott-tiger`, `masterkey`, `minioadmin`).
+# Only a value whose letters are *all* such words is a stand-in: random letters almost never split that way
+# (no word here is shorter than two letters), while words outside this list (`bluebird`) are a real password.
+_STAND_IN_VOCAB = frozenset({
+    "pass", "passw", "password", "passwd", "pwd", "pw", "pword", "passphrase", "secret", "secrets", "change",
+    "changeme", "changeit", "it", "me", "my", "mine", "your", "yours", "our", "own", "test", "testing", "tests",
+    "tester", "demo", "example", "sample", "dummy", "fake", "mock", "placeholder", "user", "users", "username",
+    "usr", "name", "admin", "administrator", "root", "toor", "guest", "default", "foo", "bar", "baz", "qux",
+    "quux", "db", "database", "app", "redacted", "none", "null", "nil", "todo", "tbd", "xx", "xxx", "letmein",
+    "let", "in", "qwerty", "asdf", "hunter", "tiger", "scott", "master", "key", "keys", "super", "top", "very",
+    "strong", "pg", "postgres", "postgresql", "mysql", "mongo", "mongodb", "redis", "rabbit", "rabbitmq",
+    "minio", "dev", "local", "localhost", "the", "word", "welcome", "abc", "xyz", "token", "api", "auth",
+    "access", "login", "pat", "creds", "credential", "credentials", "oauth", "client", "service", "svc",
+    "account", "bot", "deploy", "ci", "git", "host", "server", "some", "here", "insert", "replace", "real",
+    "not", "new", "old", "hello", "world", "value", "string", "env", "process", "config", "settings", "var",
+    "os", "environ", "private", "public", "temp", "tmp", "one", "two", "sa", "foobar", "proxy", "bitnami",
+    "anonymous", "elastic", "kibana", "correct", "horse", "battery", "staple",
+})
+_VOCAB_MAX = max(len(w) for w in _STAND_IN_VOCAB)
+_VOCAB_LONG = tuple(w for w in _STAND_IN_VOCAB if len(w) >= 4)
+# Fill written into a value (glpat-xxxxxxxxxxxx, pass****, secret...).
+_FILL_INSIDE = ("xxxx", "XXXX", "****", ELLIPSIS)
+
+
+def _stand_in_words(value: str, user: str = "") -> bool:
+    """True when the value's letters, as written or read as leetspeak, are only stand-in words (digits and
+    punctuation aside) and the user's name (`jdoe:jdoe123`), or hold a long stand-in word: `mypassword`,
+    `P@ssw0rd`, `Password123!`, `my-db-pass`."""
+    if _has_word(value, _STAND_IN_INSIDE) or _has_word(value.translate(_LEET), _STAND_IN_INSIDE):
+        return True
+    lower = value.lower()
+    name = _NOT_LETTERS.sub("", user.lower())
+    for letters in (_NOT_LETTERS.sub("", lower), _NOT_LETTERS.sub("", lower.translate(_LEET))):
+        if len(name) >= 3 and name in letters:
+            letters = letters.replace(name, "")
+            if not letters:
+                return True  # the user's name and digits: jdoe:jdoe123
+        if not letters:
+            continue
+        # Word break: ok[i] says letters[:i] splits into vocabulary words.
+        ok = [True] + [False] * len(letters)
+        for i in range(1, len(letters) + 1):
+            ok[i] = any(ok[j] and letters[j:i] in _STAND_IN_VOCAB for j in range(max(0, i - _VOCAB_MAX), i - 1))
+        # Two- and three-letter words alone stand in only for six letters or more: the few letters of a mostly
+        # symbolic password (`0.TO6P9pG`: top+pg) spell short words by chance.
+        if ok[-1] and (len(letters) >= 6 or any(w in letters for w in _VOCAB_LONG)):
+            return True
+    return False
 
 
 _PEM_END = re.compile(r"-----END[ A-Z0-9]{0,32}PRIVATE KEY(?: BLOCK)?-----")
@@ -820,7 +944,9 @@ def _assignment_candidates(
                 continue
             if not _COMPILED[rule.id].fullmatch(value):
                 continue
-            if validate and not _value_ok(rule, value):
+            if validate and not _value_ok(rule, value, rule.free_value and (
+                _PASSWORD_NAME.search(name) is not None or _AUTH_SCHEME.search(text, max(0, vs - 12), vs) is not None
+            )):
                 continue
             out.append(_Candidate(order, rule, vs, ve, value))
             break
@@ -838,8 +964,33 @@ def _env_key_name(raw: str, name: str) -> bool:
     return raw.isupper() and name.endswith("_key") and not _ENV_KEY_DENY.search(name)
 
 
-def _value_ok(rule: Rule, value: str) -> bool:
-    if _known_example(value) or is_placeholder(value, free=rule.free_value):
+# Names that say "a password" and nothing else (not a key, token or setting that may hold an identifier).
+_PASSWORD_NAME = re.compile(r"(?:^|_)(?:password|passwd|pwd|passphrase)(?:_|$)")
+# The value of an Authorization header after its scheme (Bearer, Basic, token): a credential by position too.
+_AUTH_SCHEME = re.compile(r"(?i:bearer|basic|token)[ \t]+$")
+# The free-text words of five characters or more (and `env(`): a random value spells them only by a rare accident,
+# unlike `my-`, `test` or `demo` (a Keychain password holds one of those about once in seventy).
+_FREE_WORDS_LONG = (*(w for w in _FREE_WORDS if len(w) >= 5), "env(")
+# From this length a value under a password name is judged by stand-in words, not the free-text word list.
+_STYLE_FREE_LENGTH = 16
+
+
+def _value_ok(rule: Rule, value: str, password_name: bool = False) -> bool:
+    """`password_name`: the value is assigned to a password name, or follows an Authorization header's scheme
+    (`Bearer …`, `Basic …`). From 16 characters such a value is checked for stand-ins as a URL's password is
+    (fill, references, values made only of stand-in words such as `my-db-password`) and by the free-text words of
+    five letters or more, not by their short fragments (`my-`, `test`, `demo`), which a generated password holds
+    by chance (`dexiky-4awomy-rejate`). Identifier-shaped values stay quiet as under every name
+    (`ProductionDatabase`)."""
+    if _known_example(value):
+        return False
+    if password_name and len(value) >= _STYLE_FREE_LENGTH:
+        if is_placeholder(value) or _typed_filler(value) or _has_word(value, _FREE_WORDS_LONG):
+            return False
+        if _stand_in_words(value) or not _free_value_ok(value):
+            return False
+        return shannon_entropy(value) >= rule.entropy
+    if is_placeholder(value, free=rule.free_value):
         return False
     if rule.free_value and not _free_value_ok(value):
         return False

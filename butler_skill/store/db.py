@@ -205,15 +205,24 @@ class _RedactingConnection:
 
 
 class _Write:
-    """`Database.write()`: BEGIN IMMEDIATE on enter; COMMIT, or ROLLBACK on any exception, on exit."""
+    """`Database.write()`: BEGIN IMMEDIATE on enter; COMMIT, or ROLLBACK on any exception, on exit.
 
-    __slots__ = ("_conn", "_db")
+    `found` and `memo`: what one write transaction may leave the next on the same connection (the allocation's
+    figures, store/ledger.py `_Seen`). Entering takes what the last one left into `found`, so the connection keeps
+    it for one write only: any write transaction, whatever it does, ends it. A memo set in `memo` is kept only when
+    this transaction commits. (Other connections' commits are seen by `PRAGMA data_version`: the ledger checks it.)"""
+
+    __slots__ = ("_conn", "_db", "found", "memo")
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self.memo: Any = None
 
     def __enter__(self) -> sqlite3.Connection:
         db = self._db
+        local = db._local
+        self.found = getattr(local, "memo", None)
+        local.memo = None
         try:
             conn = self._conn = db._connection()
             conn.execute("BEGIN IMMEDIATE")
@@ -231,6 +240,8 @@ class _Write:
         if kind is None:
             try:
                 conn.execute("COMMIT")
+                if self.memo is not None:
+                    self._db._local.memo = self.memo
                 return False
             except BaseException as failed:
                 exc = failed
@@ -401,6 +412,7 @@ class Database:
 
     def close(self) -> None:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        self._local.memo = None  # it described that connection's view of the file
         if conn is not None:
             conn.close()
             self._local.conn = None

@@ -3,8 +3,10 @@
 Operations, not tables. Each write is one `BEGIN IMMEDIATE` transaction, so a choice made from what a
 transaction read cannot be overtaken by another writer, and every grant is still guarded by the
 conditional update `used + reserved + n <= limit`. Stale holds are released by lease at the start of
-every write (an allocation first asks, in the same statement that reads the counters, whether any lease is
-due: one look into the partial index of open leases); there is no background job to die.
+every write (an allocation first asks, in the same statement that reads the counters, when the earliest lease
+ends: one look into the partial index of open leases); there is no background job to die. On SQLite an
+allocation takes those figures from the last allocation on its connection while no other connection committed
+and nothing else wrote (`_Seen`): a run of allocations stops reading them.
 
 A session holds one reservation at a time (its leg) on its current key; rotation moves it.
 """
@@ -131,15 +133,28 @@ class Ledger:
         stamp = ts(now)
         day = stamp[:10] if stamp[4] == "-" else utc_day(now)  # the UTC day is the stamp's first ten characters
         lease = later(stamp, lease_seconds)
-        with self.db.write() as conn:
-            # One statement reads the counters, the running cooldowns and whether any lease is due; the expiry
-            # pass (several statements) runs only when one is, and the views are then read again.
-            views, due = _views(conn, keys, day, stamp, lease_probe=True)
-            if due:
+        write = self.db.write()
+        with write as conn:
+            # What the choice needs: today's counters, the running cooldowns, and whether any lease is due (the
+            # expiry pass, several statements, runs only when one is; the figures are then read again). On SQLite
+            # the figures the last allocation on this connection left (`_Seen`) stand in for the read while
+            # nothing else wrote the file since; otherwise one statement reads them.
+            memo = _REUSE and hasattr(write, "found")
+            found = write.found if memo else None  # type: ignore[union-attr]
+            # The data version is asked only in a run (the last write on this connection was an allocation): an
+            # allocation between other writes (a settlement after each grant) pays nothing for the memo.
+            version = execute_own(conn, _DATA_VERSION, ()).fetchone()[0] if found is not None else None
+            seen = found if found is not None and found.holds(version, day, stamp) else None
+            if seen is None:
+                seen = _read_seen(conn, day, stamp, version)
+            if seen.due(stamp):
                 _expire_leases(conn, now)
-                views, _ = _views(conn, keys, day, stamp)
+                seen = _read_seen(conn, day, stamp, version)
+            views = _build_views(keys, seen.counters, seen.cooldowns)
             chosen = pick(views)
             if chosen is None:
+                if memo:
+                    write.memo = seen  # type: ignore[union-attr]  # nothing changed
                 return views
             # The texts from outside pass the redaction hook once, in one check, the key id with them (the reserve
             # then uses it as it came out: what the hook would have made of it there); the day, the stamps and a
@@ -154,6 +169,14 @@ class Ledger:
             # Nothing reads its result: on PostgreSQL it travels with the COMMIT (store.db.execute_last).
             execute_last(conn, _INSERT_SESSION, (sid, label_text, task, key_id, need, threshold_ratio, day, need, need,
                                                  lease, stamp, stamp))
+            if memo and key_id == chosen.key_id:
+                # What this transaction changed of the figures: its reserve, and one more open lease (kept by
+                # store.db._Write only when it commits).
+                if need > 0:
+                    seen.counters[key_id] = (chosen.used, chosen.reserved + need)
+                if seen.lease is None or lease < seen.lease:
+                    seen.lease = lease
+                write.memo = seen  # type: ignore[union-attr]
             # The sessions row is the record of the allocation; no separate history event is needed. Its SessionInfo
             # is built only when a caller reads `Grant.session` (the allocation's answer needs only the id).
             threshold = _threshold(need, threshold_ratio)
@@ -571,35 +594,88 @@ def session_key_in(conn: sqlite3.Connection, session_id: str) -> str | None:
 
 # ---- helpers (run inside a transaction) --------------------------------------------------------
 def _key_views(conn: sqlite3.Connection, keys: Iterable[ResolvedKey], now: datetime) -> list[KeyView]:
-    return _views(conn, keys, utc_day(now), ts(now))[0]
+    return _views(conn, keys, utc_day(now), ts(now))
 
 
-# Today's counters and the cooldowns still running (an ended one reads as no cooldown), in one statement; with
-# the lease probe, a last row when some open session's lease has run out (one look into the partial index of
-# open leases: the earliest deadline is its first entry).
+# Today's counters and the cooldowns still running (an ended one reads as no cooldown), in one statement; the
+# allocation's read adds a last row with the earliest lease end of an open session (one look into the partial index
+# of open leases: its first entry), which says whether any lease is due.
 _VIEWS = ("SELECT 0 AS part, key_id, used, reserved, NULL AS until FROM key_day_counters WHERE day = ?"
           " UNION ALL SELECT 1, key_id, 0, 0, until FROM key_cooldowns WHERE until > ?")
-_VIEWS_DUE = (_VIEWS + " UNION ALL SELECT 2, NULL, 0, 0, NULL WHERE EXISTS"
-              " (SELECT 1 FROM sessions WHERE state = 'open' AND lease_expires_at < ?)")
+_VIEWS_LEASE = _VIEWS + " UNION ALL SELECT 2, NULL, 0, 0, MIN(lease_expires_at) FROM sessions WHERE state = 'open'"
+# SQLite (see `_Seen`). A statement of its own: as a table-valued function in the read (pragma_data_version) it costs
+# twice as much (SQLite prepares the pragma again on every run).
+_DATA_VERSION = "PRAGMA data_version"
+
+# The allocation reuses the figures the last allocation on its connection left (`_Seen`) while they still hold;
+# False reads them in every allocation (what a property compares it with: tests/store/test_alloc_memo.py).
+_REUSE = True
 
 
-def _views(conn: sqlite3.Connection, keys: Iterable[ResolvedKey], day: str, stamp: str, *,
-           lease_probe: bool = False) -> tuple[list[KeyView], bool]:
-    """The key views at `stamp` (its UTC day `day`), and whether a lease is due (only asked with `lease_probe`)."""
+@dataclass(slots=True)
+class _Seen:
+    """What an allocation's choice reads, as of `stamp` on UTC day `day`: the key-day counters (used, reserved),
+    the cooldowns running then (their end, text), the soonest of those ends, and the earliest lease end of an open
+    session. On SQLite the allocation leaves it, with what its own transaction changed (its reserve, its lease), to
+    the next write on the same connection (store.db._Write). Left with no `version` (the first allocation of a run
+    does not ask it), it only tells the next allocation that a run has begun: that one asks the version and reads.
+    With one, the next allocation takes it in place of the read when
+
+    - no other connection committed since (`PRAGMA data_version`, `version`, changes exactly then; a write on this
+      connection that is not an allocation ends the memo itself), and
+    - it is still day `day`, not earlier than `stamp`, and no cooldown has ended since (every cooldown of the memo
+      is still running, and one that ended before `stamp` cannot be running later): the views are then the ones a
+      read would make.
+
+    A lease due (`lease` earlier than the stamp) sends the allocation to the expiry pass and a read, as before."""
+
+    version: int | None
+    day: str
+    stamp: str
+    counters: dict[str, tuple[int, int]]
+    cooldowns: dict[str, str]
+    until: str | None
+    lease: str | None
+
+    def holds(self, version: int | None, day: str, stamp: str) -> bool:
+        return (version is not None and self.version == version and self.day == day and self.stamp <= stamp
+                and (self.until is None or stamp < self.until))
+
+    def due(self, stamp: str) -> bool:
+        return self.lease is not None and self.lease < stamp
+
+
+def _read_seen(conn: sqlite3.Connection, day: str, stamp: str, version: int | None = None) -> _Seen:
+    """The figures at `stamp`, read in the transaction that asked `PRAGMA data_version` (None: not asked)."""
     counters: dict[str, tuple[int, int]] = {}
     cooldowns: dict[str, str] = {}
-    due = False
+    lease = None
     # A day and a timestamp of Butler's own making: no redaction pass (store.db.execute_own).
-    rows = (execute_own(conn, _VIEWS_DUE, (day, stamp, stamp)) if lease_probe
-            else execute_own(conn, _VIEWS, (day, stamp)))
-    for r in rows:
+    for r in execute_own(conn, _VIEWS_LEASE, (day, stamp)):
         part = r["part"]
         if part == 0:
             counters[r["key_id"]] = (int(r["used"]), int(r["reserved"]))
         elif part == 1:
             cooldowns[r["key_id"]] = r["until"]
         else:
-            due = True
+            lease = r["until"]
+    return _Seen(version, day, stamp, counters, cooldowns, min(cooldowns.values()) if cooldowns else None, lease)
+
+
+def _views(conn: sqlite3.Connection, keys: Iterable[ResolvedKey], day: str, stamp: str) -> list[KeyView]:
+    """The key views at `stamp` (its UTC day `day`)."""
+    counters: dict[str, tuple[int, int]] = {}
+    cooldowns: dict[str, str] = {}
+    for r in execute_own(conn, _VIEWS, (day, stamp)):
+        if r["part"] == 0:
+            counters[r["key_id"]] = (int(r["used"]), int(r["reserved"]))
+        else:
+            cooldowns[r["key_id"]] = r["until"]
+    return _build_views(keys, counters, cooldowns)
+
+
+def _build_views(keys: Iterable[ResolvedKey], counters: dict[str, tuple[int, int]],
+                 cooldowns: dict[str, str]) -> list[KeyView]:
     views: list[KeyView] = []
     blanks = _BLANKS
     for k in keys:
@@ -614,7 +690,7 @@ def _views(conn: sqlite3.Connection, keys: Iterable[ResolvedKey], day: str, stam
         used, reserved = counter or (0, 0)
         views.append(KeyView(key_id, blank[1], blank[2], blank[3], used, reserved, blank[6], blank[7],
                              parse_ts(until) if until else None, blank[9]))
-    return views, due
+    return views
 
 
 # Each key's view with nothing counted and no cooldown, made once per ResolvedKey (frozen; the configuration builds
