@@ -116,6 +116,7 @@ def phases_worker(n: int, folder: Path) -> None:
     """One run in this process: plan n sub-tasks, mark them done, read back; print wall and CPU of each phase."""
     from butler_skill.handlers import agents
     from butler_skill.store.tasks import TaskStore
+    from butler_skill.subagents import planning
 
     keys = folder / "keys.json"
     write_keys_file(keys, [{"id": f"fake-{k}", "provider": "openai", "scope": f"acct-{k}",
@@ -140,9 +141,9 @@ def phases_worker(n: int, folder: Path) -> None:
         opened = [time.perf_counter() - t0, time.process_time() - c0]
         gc.collect()
         c0, t0 = time.process_time(), time.perf_counter()
-        task_id, _ = agents.plan_task(ctx, name="bench", description=text if label == "run" else
-                                      "\n".join(f"- Item {i}: say ok" for i in range(items)), budget=items * 1_000,
-                                      mode="spawn", options={"maxConcurrent": 100})
+        task_id, _ = planning.plan_task(ctx, name="bench", description=text if label == "run" else
+                                        "\n".join(f"- Item {i}: say ok" for i in range(items)),
+                                        budget=items * 1_000, mode="spawn", options={"maxConcurrent": 100})
         plan = [time.perf_counter() - t0, time.process_time() - c0]
         with sqlite3.connect(folder / f"{label}.db") as raw:  # every sub-task done, as after the run
             raw.execute("UPDATE sessions SET used = 900, leg_held = 0, state = 'closed' WHERE task_id = ?", (task_id,))

@@ -2,7 +2,7 @@
 maxConcurrent 100 against a provider that takes 50 ms to answer (wall time, peak memory, budget overshoot).
 
 Run: .venv/bin/python benchmarks/bench_subagents.py [--n 400] [--reps 5] [--concurrency 1,10,100] [--load-reps 3]
-       [--load-only] [--server fast|threaded] [--profile]
+       [--load-only] [--server fast|threaded] [--profile] [--floors aiohttp,lean,httpx]
 LiteLLM is optional (`pip install -e '.[bench]'`): without it the LiteLLM rows are skipped.
 
 How it measures
@@ -27,7 +27,8 @@ How it measures
 * Overhead per request = (tool's round time - the floor's round time in the same repetition) / N, median over
   the repetitions.
 * Goal 2 runs `spawn_agent` itself (fresh client pool, as a host call would) in a fresh process per
-  repetition, interleaved with the bare aiohttp and httpx floors on the same server, after a 100-sub-task
+  repetition, interleaved with bare floors on the same server (`--floors`: aiohttp, Butler's own lean client alone,
+  httpx; each floor's bodies encoded before its clock, its connections warm), after a 100-sub-task
   warm-up, against three keys whose daily limits only just fit the task budget; then it checks the ledger: per
   key granted and used+reserved against the limit, the task's usage against its budget. Peak memory: growth of
   ru_maxrss over the run, and tracemalloc's peak in one more run (traced separately: tracing slows allocation,
@@ -269,6 +270,42 @@ class AiohttpSession:
             await self.session.close()
 
 
+class LeanSession:
+    """The floor Butler's own client sets: bare POSTs through one `LeanBackend` (adapters/providers/lean.py), the
+    bodies encoded before the clock as the aiohttp floor's are (no adapter, no ledger)."""
+
+    def __init__(self, base_url: str) -> None:
+        from butler_skill.adapters.providers.lean import LeanBackend
+
+        self.url = base_url + "/chat/completions"
+        self.headers = {"authorization": "Bearer sk-bench-not-a-secret", "content-type": "application/json"}
+        self.bodies: dict[int, list[bytes]] = {}
+        self.backend = LeanBackend()
+        self.failed = 0
+
+    async def round(self, n: int, c: int) -> None:
+        if n not in self.bodies:
+            self.bodies[n] = [json.dumps({"model": "fake-model", "messages": m, "max_tokens": max_tokens(m),
+                                          "stream": False}).encode() for m in prompts(n)]
+        bodies, slots = self.bodies[n], asyncio.Semaphore(c)
+        self.failed = 0
+
+        async def one(i: int) -> None:
+            async with slots:
+                resp = await self.backend.post(self.url, bodies[i], self.headers, 60.0)
+                data = json.loads(resp.content)
+                if resp.status_code != 200 or not data.get("choices"):
+                    self.failed += 1
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+
+    def failures(self) -> int:
+        return self.failed
+
+    async def close(self) -> None:
+        await self.backend.aclose()
+
+
 class HttpxOnePool(HttpxPools):
     def __init__(self, base_url: str) -> None:
         super().__init__(base_url, per_pool=None)
@@ -352,7 +389,7 @@ class LiteLLMTool:
 
 
 TOOLS: dict[str, Any] = {"aiohttp": AiohttpSession, "httpx": HttpxPools, "httpx-1pool": HttpxOnePool,
-                         "butler": ButlerTool, "litellm": LiteLLMTool}
+                         "butler": ButlerTool, "litellm": LiteLLMTool, "lean": LeanSession}
 
 
 def worker(tool: str, base_url: str) -> None:
@@ -415,8 +452,11 @@ def load(base_url: str, n: int, c: int, trace: bool, limit_per_key: int, budget:
     warm.close()
 
     # Where the time goes: plan (decompose, split, reserve every share), run (calls and settlements), the rest
-    # (read back and aggregate). Timed by wrapping the handler's two steps; the wrappers cost nothing measurable.
+    # (read back and aggregate). The plan is written inside the run's event loop while the first connections open
+    # (runner.plan_and_run): "plan" is that call, "run" the rest of the loop's time. Timed by wrapping the two
+    # steps; the wrappers cost nothing measurable.
     from butler_skill.handlers import agents
+    from butler_skill.subagents import runner
 
     phases: dict[str, list[float]] = {}
 
@@ -429,8 +469,8 @@ def load(base_url: str, n: int, c: int, trace: bool, limit_per_key: int, budget:
                 phases[name] = [time.perf_counter() - t, time.process_time() - c]
         return wrapper
 
-    agents.plan_task = timed("plan", agents.plan_task)
-    agents._run = timed("run", agents._run)
+    runner.plan = timed("plan", runner.plan)
+    agents.run_in_loop = timed("loop", agents.run_in_loop)
 
     ctx = context("run", limit_per_key)
     # Open (create and migrate) the run's ledger and read its keys before the clock starts: a host that runs
@@ -458,6 +498,7 @@ def load(base_url: str, n: int, c: int, trace: bool, limit_per_key: int, budget:
         text = io.StringIO()
         pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(30)
         profiled = text.getvalue()
+    phases["run"] = [phases["loop"][0] - phases["plan"][0], phases["loop"][1] - phases["plan"][1]]
     traced_peak = tracemalloc.get_traced_memory()[1] if trace else None
     if trace:
         tracemalloc.stop()
@@ -560,12 +601,13 @@ def goal1(n: int, reps: int, levels: list[int], have_litellm: bool, server_kind:
                       f"of c={','.join(map(str, levels))}"]
 
 
-def goal2(n: int, c: int, latency_ms: int, reps: int, server_kind: str, profile: bool = False) -> list[str]:
+def goal2(n: int, c: int, latency_ms: int, reps: int, server_kind: str, profile: bool = False,
+          floor_tools: tuple[str, ...] = ("aiohttp", "lean")) -> list[str]:
     prompt_tokens, completion_tokens = 600, 300  # what each answer reports: 900 of a 1,000-token share
     budget = n * 1_000
     limit = math.ceil(budget / 3 / 1_000) * 1_000 + 1_000  # three keys that together only just hold the budget
     server = Proc("--serve", str(latency_ms / 1000), str(prompt_tokens), str(completion_tokens), server_kind)
-    floors: dict[str, list[dict[str, Any]]] = {"aiohttp": [], "httpx": []}
+    floors: dict[str, list[dict[str, Any]]] = {tool: [] for tool in floor_tools}
     try:
         url = server.line(60)
         args = [url, str(n), str(c), str(limit), str(budget)]
@@ -617,12 +659,14 @@ def goal2(n: int, c: int, latency_ms: int, reps: int, server_kind: str, profile:
     phase = {k: [statistics.median(r["phases"][k][i] for r in runs) * 1e3 for i in (0, 1)] for k in ("plan", "run")}
     rest = [wall * 1e3 - phase["plan"][0] - phase["run"][0],
             statistics.median(r["cpu"] for r in runs) * 1e3 - phase["plan"][1] - phase["run"][1]]
-    print(f"  where it goes (median wall / CPU ms): plan (decompose, split, reserve every share) "
-          f"{phase['plan'][0]:,.0f} / {phase['plan'][1]:,.0f}; run (calls, group-committed settlements) "
+    print(f"  where it goes (median wall / CPU ms): plan (split, reserve every share, while the first connections "
+          f"open) {phase['plan'][0]:,.0f} / {phase['plan'][1]:,.0f}; run (the rest of the "
+          f"event loop: decompose, connect, calls, group-committed settlements) "
           f"{phase['run'][0]:,.0f} / {phase['run'][1]:,.0f}; read back and aggregate {rest[0]:,.0f} / {rest[1]:,.0f}")
     print(f"  fake provider's CPU during Butler's runs: median "
           f"{statistics.median(r['server_cpu'] for r in runs) * 1e3:,.0f} ms ({server_kind} server)")
-    floor_wall = statistics.median(r["wall"] for r in floors["aiohttp"])
+    main_floor = "lean" if "lean" in floors else next(iter(floors))
+    floor_wall = statistics.median(r["wall"] for r in floors[main_floor])
     for tool, rs in floors.items():
         fw = statistics.median(r["wall"] for r in rs)
         each = ", ".join(f"{r['wall'] * 1e3:,.0f}" for r in rs)
@@ -630,7 +674,12 @@ def goal2(n: int, c: int, latency_ms: int, reps: int, server_kind: str, profile:
               f"ideal; runs {each}), client CPU "
               f"{statistics.median(r['cpu'] for r in rs) * 1e3:,.0f} ms, server CPU "
               f"{statistics.median(r['server_cpu'] for r in rs) * 1e3:,.0f} ms")
-    print(f"  Butler adds {(wall - floor_wall) / n * 1e3:.2f} ms per sub-task over the bare aiohttp floor")
+    for tool, rs in floors.items():
+        # Each Butler run against the floor's run just before it (interleaved: a busy spell hits both alike).
+        pairs = list(zip(runs, rs, strict=True))
+        print(f"  Butler adds {(wall - statistics.median(r['wall'] for r in rs)) / n * 1e3:.2f} ms per sub-task over "
+              f"the bare {tool} floor (medians); run by run, Butler / floor: median "
+              f"{statistics.median(b['wall'] / f['wall'] for b, f in pairs):.3f}")
     print(f"  memory: ru_maxrss grew {statistics.median(r['maxrss_delta_kb'] for r in runs) / 1024:.1f} MiB "
           f"(median; peak RSS {statistics.median(r['maxrss_kb'] for r in runs) / 1024:.0f} MiB after a 100-sub-task "
           f"warm-up), tracemalloc peak {traced['traced_peak'] / 2**20:.1f} MiB "
@@ -659,7 +708,7 @@ def goal2(n: int, c: int, latency_ms: int, reps: int, server_kind: str, profile:
     zero = overshoot_keys == 0 and overshoot_task == 0 and not problems
     return [f"GOAL 2 ({n:,} sub-tasks at maxConcurrent {c}, {latency_ms} ms provider): zero overshoot "
             f"{'MET' if zero else 'NOT MET'}; wall {wall * 1e3:,.0f} ms = {wall / ideal:.2f}x the "
-            f"{ideal * 1e3:,.0f} ms ideal (the bare aiohttp floor alone: {floor_wall / ideal:.2f}x); memory "
+            f"{ideal * 1e3:,.0f} ms ideal (the bare {main_floor} floor alone: {floor_wall / ideal:.2f}x); memory "
             f"+{statistics.median(r['maxrss_delta_kb'] for r in runs) / 1024:.0f} MiB RSS, "
             f"tracemalloc peak {traced['traced_peak'] / 2**20:.0f} MiB"]
 
@@ -685,6 +734,8 @@ def main() -> None:
     parser.add_argument("--load-reps", type=int, default=3)
     parser.add_argument("--load-only", action="store_true", help="skip goal 1 (the per-request overhead)")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of one more load run")
+    parser.add_argument("--floors", default="aiohttp,lean",
+                        help="bare clients run beside Butler in goal 2: aiohttp, lean (Butler's own client), httpx")
     parser.add_argument("--server", choices=("fast", "threaded"), default="fast",
                         help="the fake provider: one asyncio loop (default) or fake_llm's thread per connection")
     args = parser.parse_args()
@@ -704,7 +755,7 @@ def main() -> None:
     levels = [int(x) for x in args.concurrency.split(",")]
     verdicts = [] if args.load_only else goal1(args.n, args.reps, levels, have_litellm, args.server)[1]
     verdicts += goal2(args.load_n, args.load_concurrency, args.latency_ms, args.load_reps, args.server,
-                      args.profile)
+                      args.profile, tuple(args.floors.split(",")))
     print(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     for v in verdicts:
         print(v)

@@ -31,6 +31,7 @@ from typing import Any
 from pydantic import ConfigDict, Field, computed_field
 
 from butler_skill.core.pricing import UsageFigures, money
+from butler_skill.trusted import trusted
 
 __all__ = ["Usage"]
 
@@ -71,7 +72,21 @@ class Usage(UsageFigures):
         byok: bool = False,
         estimated: bool = False,
     ) -> Usage:
-        """Build a Usage whose ``total_tokens`` is the sum of its parts."""
+        """Build a Usage whose ``total_tokens`` is the sum of its parts. Counts that are plain non-negative ints,
+        no amounts and plain bools (what the adapters parse from every answer) need no validation: the model is
+        built as it stands (`trusted`, about a tenth of validating; a property holds the two equal)."""
+        if (cost_usd is None and upstream_cost_usd is None and tool_fees_usd == 0 and type(tool_fees_usd) is int
+                and type(byok) is bool and type(estimated) is bool and cls is Usage
+                and _counts(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens,
+                            reasoning_tokens, web_search_requests)):
+            return trusted(cls, {
+                "input_tokens": input_tokens, "output_tokens": output_tokens, "cache_read_tokens": cache_read_tokens,
+                "cache_write_tokens": cache_write_tokens,
+                "cache_write_1h_tokens": min(cache_write_1h_tokens, cache_write_tokens),
+                "web_search_requests": web_search_requests, "tool_fees_usd": _ZERO,
+                "reasoning_tokens": min(reasoning_tokens, output_tokens),
+                "total_tokens": input_tokens + output_tokens + cache_read_tokens + cache_write_tokens,
+                "cost_usd": None, "upstream_cost_usd": None, "byok": byok, "estimated": estimated})
         return cls(
             input_tokens=input_tokens,
             output_tokens=output_tokens,
@@ -97,15 +112,19 @@ class Usage(UsageFigures):
         exactly, with ``is_byok`` and ``cost_details.upstream_inference_cost``."""
         prompt = _count(raw.get("prompt_tokens"))
         completion = _count(raw.get("completion_tokens"))
-        pdetails = raw.get("prompt_tokens_details") or {}
-        cdetails = raw.get("completion_tokens_details") or {}
-        cached = _count(pdetails.get("cached_tokens")) if isinstance(pdetails, Mapping) else 0
-        written = _count(pdetails.get("cache_write_tokens")) if isinstance(pdetails, Mapping) else 0
-        reasoning = _count(cdetails.get("reasoning_tokens")) if isinstance(cdetails, Mapping) else 0
+        pdetails = raw.get("prompt_tokens_details")
+        cdetails = raw.get("completion_tokens_details")
+        cached = written = reasoning = 0
+        if pdetails and isinstance(pdetails, Mapping):
+            cached = _count(pdetails.get("cached_tokens"))
+            written = _count(pdetails.get("cache_write_tokens"))
+        if cdetails and isinstance(cdetails, Mapping):
+            reasoning = _count(cdetails.get("reasoning_tokens"))
         cached = min(cached, prompt)
         written = min(written, prompt - cached)
         cost_details = raw.get("cost_details")
-        upstream = cost_details.get("upstream_inference_cost") if isinstance(cost_details, Mapping) else None
+        upstream = cost_details.get("upstream_inference_cost") if cost_details and isinstance(
+            cost_details, Mapping) else None
         return cls.of(
             input_tokens=prompt - cached - written,
             cache_read_tokens=cached,
@@ -140,6 +159,14 @@ class Usage(UsageFigures):
         )
 
 
+_ZERO = Decimal(0)
+
+
+def _counts(*values: Any) -> bool:
+    """Every value a plain int (not a bool, not a subclass), none below zero."""
+    return all(type(v) is int and v >= 0 for v in values)
+
+
 def _amount(value: Any) -> Decimal | None:
     """A reported USD amount, exactly (floats through their shortest repr); None when absent or unreadable."""
     if value is None:
@@ -151,6 +178,8 @@ def _amount(value: Any) -> Decimal | None:
 
 
 def _count(value: Any) -> int:
+    if type(value) is int and value >= 0:  # (the usual case, checked first)
+        return value
     if value is None:
         return 0
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or not math.isfinite(value):

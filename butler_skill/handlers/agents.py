@@ -17,8 +17,8 @@ from butler_skill.errors import Conflict, UnknownSession
 from butler_skill.handlers.bounds import MAX_CALL_REQUESTS, Budget, Id, Money, ProviderName, TokenCount
 from butler_skill.store.tasks import SubTaskRow, TaskRow, TaskStore
 from butler_skill.subagents.clients import ClientFactory
-from butler_skill.subagents.planning import plan, plan_task, replan_failed, spec_of
-from butler_skill.subagents.runner import SpawnOptions, run_in_loop, run_task
+from butler_skill.subagents.planning import plan, replan_failed, spec_of
+from butler_skill.subagents.runner import SpawnOptions, plan_and_run, run_in_loop, run_task
 
 if TYPE_CHECKING:
     from butler_skill.host.context import Context
@@ -176,17 +176,20 @@ def _run(ctx: Context, task_id: str, options: SpawnOptions) -> None:
 
 
 def spawn_agent(ctx: Context, inp: SpawnAgentInput) -> SpawnAgentOutput:
-    task_id, _ = plan_task(ctx, name=inp.name, description=inp.description, budget=inp.budget, mode="spawn",
-                           options=inp.options.model_dump(exclude_none=True),
-                           preferred_provider=inp.options.preferredProvider, rows=False)
-    _run(ctx, task_id, inp.options)
-    return spawn_output(ctx, task_id)
+    async def go() -> tuple[str, list[ResultValues] | None]:
+        async with ClientFactory(ctx.config, demo_faults=ctx.demo_faults, run_id=ctx.new_id("run")) as factory:
+            return await plan_and_run(ctx, name=inp.name, description=inp.description, budget=inp.budget,
+                                      options=inp.options, factory=factory, progress=ctx.progress)
+
+    return spawn_output(ctx, *run_in_loop(go()))
 
 
-def spawn_output(ctx: Context, task_id: str) -> SpawnAgentOutput:
-    """The answer after a run: what it needs of each sub-task in one read (`TaskStore.results`), aggregated in
-    plain values, and one validation of the whole."""
-    return SpawnAgentOutput.model_validate({"task_id": task_id, **_answer(task_id, TaskStore(ctx.db).results(task_id))})
+def spawn_output(ctx: Context, task_id: str, results: list[ResultValues] | None = None) -> SpawnAgentOutput:
+    """The answer after a run: what it needs of each sub-task (`results` when the run knew them exactly, else one
+    read, `TaskStore.results`), aggregated in plain values, and one validation of the whole."""
+    if results is None:
+        results = TaskStore(ctx.db).results(task_id)
+    return SpawnAgentOutput.model_validate({"task_id": task_id, **_answer(task_id, results)})
 
 
 # ---- submit_result -----------------------------------------------------------------------------

@@ -72,6 +72,12 @@ class SessionLeg(NamedTuple):
     allocated: int
     held: int
 
+    @classmethod
+    def planned(cls, row: SubTaskRow) -> SessionLeg:
+        """The leg of a sub-task's session as its plan wrote it (`TaskStore.create`), before any call: its key and its
+        share, all of it held (what `session_legs` reads back then)."""
+        return cls(row.key_id, row.share, row.share)
+
 
 @dataclass(frozen=True)
 class TaskRow:
@@ -373,14 +379,15 @@ _INSERT_ATTEMPT = ("INSERT INTO attempts(task_id, subtask_id, n, key_id, outcome
                    " started_at, ended_at) VALUES (?,?,?,?,?,?,?,?,?,?)")
 
 
-def end_subtasks_in(conn: sqlite3.Connection, finishes: Sequence[Finish]) -> None:
+def end_subtasks_in(conn: sqlite3.Connection, finishes: Sequence[Finish]) -> dict[Any, Any]:
     """`finish_in` for several sub-tasks at once, in order, their sessions already released by the ledger
     (`store.ledger.commit_usages_in` with `close`): one read of the attempt numbers so far, one `executemany` for
     the attempts (each numbered on from its sub-task's last) and one for the sub-tasks' rows. The texts from
     outside (ids, the model's output, errors, request ids) pass the redaction hook in one check; the statuses,
-    outcomes and timestamps are Butler's own."""
+    outcomes and timestamps are Butler's own. Answers each outside text as the ledger now holds it (by text:
+    the hook's redaction, `redact_texts`)."""
     if not finishes:
-        return
+        return {}
     clean = redact_texts(conn, [t for f in finishes for t in (
         f.task_id, f.st_id, f.output, f.error,
         *((f.attempt.key_id, f.attempt.request_id, f.attempt.error) if f.attempt is not None else ()))])
@@ -418,6 +425,7 @@ def end_subtasks_in(conn: sqlite3.Connection, finishes: Sequence[Finish]) -> Non
     if attempts:
         executemany_own(conn, _INSERT_ATTEMPT, attempts)
     executemany_own(conn, _END_SUBTASK, ends)
+    return clean
 
 
 def _record_attempt(conn: sqlite3.Connection, a: AttemptRecord, task_id: str, st_id: str) -> int:

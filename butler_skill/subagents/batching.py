@@ -43,12 +43,15 @@ class _Database(Protocol):
     def write(self) -> Any: ...
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Write(Generic[T]):
     work: Callable[[Any], T]
     after: Callable[[T], None] | None
     payload: Any = None
     future: asyncio.Future[T] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    written: bool = False  # its transaction has ended (or will never run), whatever came of it
+    # Made only when the waiter was cancelled while its transaction ran: resolved when that transaction has ended.
+    ended: asyncio.Future[None] | None = None
 
 
 class GroupCommit:
@@ -81,42 +84,50 @@ class GroupCommit:
         `bulk(conn, payloads)`; `work` is what writes it alone (if the bulk step fails), with the same result."""
         item: _Write[T] = _Write(work, after, payload)
         self._pending.append(item)
-        self._schedule()
+        if self._writing is None or self._writing.done():
+            self._schedule()
+        # Awaited as it is, not through asyncio.shield (an extra future and two callbacks per write): a cancelled
+        # waiter cancels `item.future`, and the writer then only runs `after` and leaves the future alone.
         try:
-            return await asyncio.shield(item.future)
+            return await item.future
         except asyncio.CancelledError:
             if item in self._pending:  # not written yet: write it now, alone, then let the cancellation go on
                 self._pending.remove(item)
                 self._finish(self._transaction([item]))
-            elif not item.future.done():  # being written right now: let that end (a paid answer is never lost)
-                await asyncio.wait([item.future])
+            elif not item.written:
+                # Being written right now: let that transaction end (a paid answer is never lost).
+                ended = item.ended = asyncio.get_running_loop().create_future()
+                await asyncio.wait([ended])
             if item.future.done() and not item.future.cancelled():
                 item.future.exception()  # seen: the cancellation is what the caller hears about
             raise
 
     def _schedule(self) -> None:
-        """Start a writer task unless one runs: its first step comes on the next turn of the loop, after every
-        write handed over in this turn; a running one picks up what is pending when its transaction ends."""
-        if self._writing is None or self._writing.done():
-            self._writing = asyncio.get_running_loop().create_task(self._drain())
+        """Start a writer task (none runs): its first step comes on the next turn of the loop, after every write
+        handed over in this turn; a running one picks up what is pending when its transaction ends."""
+        self._writing = asyncio.get_running_loop().create_task(self._drain())
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
-        while self._pending:
-            batch, self._pending = self._pending, []
-            try:
-                if self._executor is None:
-                    outcome = self._transaction(batch)
-                else:
-                    outcome = await loop.run_in_executor(self._executor, self._transaction, batch)
-            except Exception as exc:  # the writer thread is gone (closed): nothing of the batch was written
-                outcome = _Outcome(batch, None, exc)
-            except BaseException:  # this task is cancelled (the loop shuts down): its writers must not wait on
-                for item in batch:
-                    if not item.future.done():
-                        item.future.cancel()
-                raise
-            self._finish(outcome)
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    if self._executor is None:
+                        outcome = self._transaction(batch)
+                    else:
+                        outcome = await loop.run_in_executor(self._executor, self._transaction, batch)
+                except Exception as exc:  # the writer thread is gone (closed): nothing of the batch was written
+                    outcome = _Outcome(batch, None, exc)
+                except BaseException:  # this task is cancelled (the loop shuts down): its writers must not wait
+                    for item in batch:
+                        if not item.future.done():
+                            item.future.cancel()
+                        _ended(item)
+                    raise
+                self._finish(outcome)
+        finally:
+            self._writing = None  # (set before the task ends: a write handed over from now on starts a new one)
 
     def _transaction(self, batch: list[_Write[Any]]) -> _Outcome:
         """One transaction for the batch (in the writer thread when there is one): each write in a SAVEPOINT."""
@@ -162,6 +173,7 @@ class GroupCommit:
             for item in outcome.batch:
                 if not item.future.done():
                     item.future.set_exception(outcome.error or RuntimeError("group commit failed"))
+                _ended(item)
             return
         self.batches.append(len(outcome.batch))
         for item, ok, value in outcome.results:
@@ -170,7 +182,8 @@ class GroupCommit:
                     item.after(value)
                 except Exception as exc:  # committed, but the caller must hear that its bookkeeping failed
                     ok, value = False, exc
-            if item.future.done():
+            _ended(item)
+            if item.future.done():  # (its waiter was cancelled)
                 continue
             if ok:
                 item.future.set_result(value)
@@ -178,17 +191,26 @@ class GroupCommit:
                 item.future.set_exception(value)
 
     async def aclose(self) -> None:
-        """Wait for the transaction under way, then stop the writer thread (closing its connection)."""
+        """Wait for the transaction under way, then let the writer thread go: it closes its connection as it leaves,
+        unawaited (every write is committed by then; waiting for the thread to close and stop cost the end of a run
+        a few ms, more on a busy machine)."""
         while self._writing is not None and not self._writing.done():
             await asyncio.wait([self._writing])
         if self._pending:  # handed over after the last transaction began and not picked up: write them now
             self._finish(self._transaction(self._pending))
             self._pending = []
         if self._executor is not None:
+            executor, self._executor = self._executor, None
             if self._close_connection is not None:
-                await asyncio.get_running_loop().run_in_executor(self._executor, self._close_connection)
-            self._executor.shutdown(wait=True)
-            self._executor = None
+                executor.submit(self._close_connection)
+            executor.shutdown(wait=False)
+
+
+def _ended(item: _Write[Any]) -> None:
+    """The write's transaction has ended: wake its waiter if, cancelled, it waits for that."""
+    item.written = True
+    if item.ended is not None and not item.ended.done():
+        item.ended.set_result(None)
 
 
 def _write_one(conn: Any, item: _Write[Any]) -> tuple[_Write[Any], bool, Any]:

@@ -155,6 +155,20 @@ class ClientFactory:
             return AnthropicClient(self._http, key.base_url, secret, max_output_tokens=cap)
         return OpenAICompatClient(self._http, key.base_url, secret, max_output_tokens=cap, token_param=param)
 
+    def prepare(self, keys: list[ResolvedKey], n: int) -> None:
+        """Start opening connections for about `n` calls about to be made with some of `keys` (which ones is not
+        known yet: the plan chooses them): `n` in all, shared evenly by the providers' origins among them, never more
+        than `n` to one origin (the demo provider needs none). Called before a run's plan is written, so the
+        connections open while it is."""
+        clients: dict[str, ChatClient] = {}
+        for key in keys:
+            if key.provider != "demo":
+                clients.setdefault(key.base_url.rstrip("/"), self.client_for(key))
+        if clients:
+            each = -(-n // len(clients))
+            for client in clients.values():
+                client.prepare(each)
+
     async def aclose(self) -> None:
         await self._http.aclose()
         await self._demo_http.aclose()

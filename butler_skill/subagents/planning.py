@@ -39,10 +39,13 @@ def plan(
     options: dict[str, Any],
     preferred_provider: str | None = None,
     rows: bool = True,
+    specs: list[SubTaskSpec] | None = None,
 ) -> tuple[TaskRow, list[SubTaskRow]]:
     """Decompose, split and write the plan (every share reserved, or nothing): the task and its sub-tasks as the
-    ledger now holds them. Plain values throughout (the tool's input was validated at the boundary)."""
-    specs = decompose_plain(description, name)
+    ledger now holds them. Plain values throughout (the tool's input was validated at the boundary). `specs`: the
+    description's decomposition (`decompose_plain(description, name)`) when the caller has made it already."""
+    if specs is None:
+        specs = decompose_plain(description, name)
     shares = split_budget(budget, [(s.estimated_tokens, s.priority) for s in specs])
     if not shares_usable(shares):
         # The sub-task count comes from the description's content, which no schema can bound: the budget

@@ -22,21 +22,26 @@ from pydantic import BaseModel, ConfigDict, Field
 from butler_skill import sessions
 from butler_skill.adapters.providers.base import CompletionResult, ProviderFailure, estimate_prompt_tokens
 from butler_skill.core import inflight
+from butler_skill.core.aggregation import ResultValues
+from butler_skill.core.decomposition import decompose_plain
 from butler_skill.core.prompts import subtask_prompt
 from butler_skill.errors import UnknownSession
 from butler_skill.models import ResolvedKey
+from butler_skill.store.db import redact_texts
 from butler_skill.store.ledger import expire_leases_in
 from butler_skill.store.tasks import (
     AttemptRecord,
     Finish,
     SessionLeg,
     SubTaskRow,
+    TaskRow,
     TaskStore,
     end_subtasks_in,
     finish_in,
 )
 from butler_skill.subagents.batching import BatchedReads, GroupCommit
 from butler_skill.subagents.clients import ClientFactory
+from butler_skill.subagents.planning import plan
 from butler_skill.subagents.slots import Slots
 
 if TYPE_CHECKING:
@@ -86,10 +91,12 @@ T = TypeVar("T")
 
 class _Run:
     def __init__(self, ctx: Context, task_id: str, options: SpawnOptions, factory: ClientFactory,
-                 progress: ProgressSink | None, jitter: Callable[[], float]) -> None:
+                 progress: ProgressSink | None, jitter: Callable[[], float],
+                 planned: tuple[TaskRow, list[SubTaskRow]] | None = None) -> None:
         self.ctx = ctx
         self.store = TaskStore(ctx.db)
-        self.task = self.store.task(task_id)
+        self.planned = planned
+        self.task = planned[0] if planned is not None else self.store.task(task_id)
         self.options = options
         self.factory = factory
         self.progress = progress
@@ -99,15 +106,16 @@ class _Run:
         self.outputs: dict[str, str] = {}
         self.status: dict[str, str] = {}
         self.done: dict[str, asyncio.Event] = {}
-        # Sub-tasks that start or finish in the same turn of the event loop share one read / one transaction.
-        # On SQLite the transactions run on a writer thread (SQLite's C code releases the GIL: the statements
-        # run on another core while the loop carries on with the network); PostgreSQL's run in the loop.
-        sqlite = ctx.db.dialect == "sqlite"
-        self.writes = GroupCommit(ctx.db, prepare=lambda conn: expire_leases_in(conn, ctx.now()), thread=sqlite,
-                                  close_connection=ctx.db.close if sqlite else None,
-                                  bulk=partial(settle_group, ctx))
+        self.writes = group_commit(ctx)
         # What an attempt needs of its session (key, share, what it still holds): plain rows, no SessionInfo.
         self.sessions: BatchedReads[str, SessionLeg] = BatchedReads(self.store.session_legs, _no_session)
+        # The first attempt of a just-planned sub-task that waits on nothing takes its leg from the plan: it is what
+        # reading it at the run's start (as that sub-task did) answers (SessionLeg.planned; a property holds them
+        # equal). Sub-tasks that wait on others, and every later attempt, read theirs when they start.
+        self.first_legs: dict[str, SessionLeg] = {}
+        # Each sub-task's answer (`TaskStore.results`' values) when the run knows exactly what the ledger holds of it.
+        self.answers: dict[str, ResultValues] = {}
+        self.rows: list[SubTaskRow] = []
         self.policy = options.policy()  # one RetryPolicy for the run (a pydantic model: not one per sub-task)
 
     def emit(self, st: SubTaskRow, status: ProgressStatus, **kw: object) -> None:
@@ -124,7 +132,12 @@ class _Run:
             self.outputs[st.id] = output
 
     async def run(self) -> None:
-        rows = self.store.subtasks(self.task.id)
+        if self.planned is not None:  # just written by the plan: the rows `subtasks` would read back
+            rows = self.planned[1]
+            self.first_legs = {st.id: SessionLeg.planned(st) for st in rows if not st.depends_on}
+        else:
+            rows = self.store.subtasks(self.task.id)
+        self.rows = rows
         for st in rows:
             self.done[st.id] = asyncio.Event()
             if st.status == "success":  # a retry round keeps what already succeeded
@@ -135,6 +148,14 @@ class _Run:
             await asyncio.gather(*(self.one(st) for st in rows if st.status == "pending"))
         finally:
             await self.writes.aclose()
+
+    def results(self) -> list[ResultValues] | None:
+        """The task's results as `TaskStore.results` reads them after the run, without reading them: known when the
+        run was just planned and every sub-task ended with its first call settled (a property holds them equal
+        to the read); None otherwise (then read them)."""
+        if self.planned is None or len(self.answers) != len(self.rows):
+            return None
+        return [self.answers[st.id] for st in self.rows]
 
     async def one(self, st: SubTaskRow) -> None:
         try:
@@ -166,7 +187,9 @@ class _Run:
         policy = self.policy
         while True:
             attempt += 1
-            session = await self.sessions.get(st.session_id)
+            session = self.first_legs.pop(st.id, None) if attempt == 1 else None
+            if session is None:
+                session = await self.sessions.get(st.session_id)
             key = self.keys[session.key_id]
             prompt = subtask_prompt(task_name=self.task.name, task_description=self.task.description,
                                     subtask_id=st.id, subtask_text=st.text, depends_on=st.depends_on,
@@ -183,7 +206,7 @@ class _Run:
                 async with self.slots:
                     result = await self.factory.client_for(key).complete(
                         key.model, messages, max_tokens=room, timeout_s=self.options.timeoutMs / 1000,
-                        stream=self.options.stream,
+                        stream=self.options.stream, bounded=True,  # (`one` bounds the sub-task by the same time)
                     )
             except ProviderFailure as failure:
                 ended = self.ctx.now()
@@ -245,20 +268,44 @@ class _Run:
         payload = Settlement(sessions.Report(st.session_id, request_id, u, key, now, close=True),
                              Finish(self.task.id, st.id, status, now, result.text, error, record))
 
-        def written(_: sessions.Counted) -> None:
+        def written(done: Settled) -> None:
             self.status[st.id] = status
             self.outputs[st.id] = result.text
+            if attempt == 1 and self.planned is not None:
+                # What the ledger now holds of it, as `TaskStore.results` would read it back: a just-planned
+                # sub-task's first call has one session (its usage is the sub-task's) and attempt number 1.
+                self.answers[st.id] = ResultValues(st.id, status, done.counted.used, done.error, done.output, key.id,
+                                                   1)
 
-        counted = await self.writes.write(partial(settle_one, self.ctx, payload=payload), written, payload=payload)
-        used = counted.used
+        settled = await self.writes.write(partial(settle_one, self.ctx, payload=payload), written, payload=payload)
+        used = settled.counted.used
         if result.interrupted:
             self.emit(st, "interrupted", key_id=key.id, attempt=attempt, tokens=used, message=error or "")
         else:
             self.emit(st, "success", key_id=key.id, attempt=attempt, tokens=used, message=record.error or "")
 
 
+def group_commit(ctx: Context) -> GroupCommit:
+    """A run's writer. Sub-tasks that finish in the same turn of the event loop share one transaction. On SQLite
+    the transactions run on a writer thread (SQLite's C code releases the GIL: the statements run on another core
+    while the loop carries on with the network); PostgreSQL's run in the loop."""
+    sqlite = ctx.db.dialect == "sqlite"
+    return GroupCommit(ctx.db, prepare=lambda conn: expire_leases_in(conn, ctx.now()), thread=sqlite,
+                       close_connection=ctx.db.close if sqlite else None, bulk=partial(settle_group, ctx))
+
+
 def _no_session(session_id: str) -> SessionLeg:
     raise UnknownSession(f"no session {session_id!r}", session_id=session_id)
+
+
+@dataclass(slots=True)
+class Settled:
+    """A settlement written: what its report counted, and the sub-task's output and error as the ledger holds
+    them (through the redaction hook)."""
+
+    counted: sessions.Counted
+    output: str | None
+    error: str | None
 
 
 @dataclass(slots=True)
@@ -270,25 +317,29 @@ class Settlement:
     finish: Finish
 
 
-def settle_one(ctx: Context, conn: Connection, payload: Settlement) -> sessions.Counted:
+def settle_one(ctx: Context, conn: Connection, payload: Settlement) -> Settled:
     """One settlement in the caller's transaction, statement by statement (`sessions.commit_in`, `finish_in`):
     what a group falls back to when its set-oriented write fails."""
     r, f = payload.report, payload.finish
     committed = sessions.commit_in(ctx, conn, r.session_id, r.request_id, r.usage, key=r.key, now=r.now)
     finish_in(conn, task_id=f.task_id, st_id=f.st_id, session_id=r.session_id, status=f.status, now=f.now,
               output=f.output, error=f.error, attempt=f.attempt)
-    return sessions.Counted(committed.outcome.duplicate, committed.outcome.session.used, committed.cost,
-                            committed.alert)
+    clean = redact_texts(conn, [f.output, f.error])  # what finish_in's statement stored (the same hook)
+    return Settled(sessions.Counted(committed.outcome.duplicate, committed.outcome.session.used, committed.cost,
+                                    committed.alert), clean[f.output], clean[f.error])
 
 
 def settle_group(ctx: Context, conn: Connection, payloads: list[Settlement]) -> list[tuple[bool, Any]]:
     """The settlements of one group transaction, set-oriented, leaving the ledger as `settle_one` for each in
     turn would: every report's usage and its session's release (`sessions.commit_group_in`), then the sub-tasks'
-    attempts and statuses (`end_subtasks_in`) of those whose usage settled; per settlement (True, its `Counted`)
+    attempts and statuses (`end_subtasks_in`) of those whose usage settled; per settlement (True, its `Settled`)
     or (False, the exception that left it unwritten)."""
     counted = sessions.commit_group_in(ctx, conn, [p.report for p in payloads])
-    end_subtasks_in(conn, [p.finish for p, c in zip(payloads, counted, strict=True) if not isinstance(c, Exception)])
-    return [(not isinstance(c, Exception), c) for c in counted]
+    clean = end_subtasks_in(conn, [p.finish for p, c in zip(payloads, counted, strict=True)
+                                   if not isinstance(c, Exception)])
+    return [(False, c) if isinstance(c, Exception) else
+            (True, Settled(c, clean[p.finish.output], clean[p.finish.error]))
+            for p, c in zip(payloads, counted, strict=True)]
 
 
 def run_in_loop(main: Coroutine[Any, Any, T]) -> T:
@@ -302,6 +353,32 @@ def run_in_loop(main: Coroutine[Any, Any, T]) -> T:
         return runner.run(main)
 
 
+async def plan_and_run(ctx: Context, *, name: str, description: str, budget: int, options: SpawnOptions,
+                       factory: ClientFactory, progress: ProgressSink | None = None,
+                       jitter: Callable[[], float] = random.random) -> tuple[str, list[ResultValues] | None]:
+    """spawn_agent's plan and run in one event loop: the task's id, and its results when the run knows them exactly
+    (`_Run.results`: None means read them). The plan is `planning.plan` as `plan_task` makes it (every share
+    reserved in one transaction, or nothing); before it is written, the loop starts opening the connections the
+    first calls will need (`ClientFactory.prepare`: as many as sub-tasks may run at once, to the origins of the keys
+    the plan may choose) and lets each connect leave, so the handshakes go on while the plan is written (the
+    kernel's and the provider's work: about 30 ms of a first wave of 100 on loopback). Its rows go to the run as
+    written. (Written on the writer thread instead, the plan took longer than the connections it overlapped: its
+    SQLite steps hand the GIL back and forth with the loop's thread.)"""
+    specs = decompose_plain(description, name)
+    keys = ctx.config.resolved()
+    preferred = options.preferredProvider
+    factory.prepare([k for k in keys if k.provider == preferred] or keys, min(options.maxConcurrent, len(specs)))
+    for _ in range(2):  # each connect's first step: its socket's connect is under way (an address needs no lookup)
+        await asyncio.sleep(0)
+    task, rows = plan(ctx, name=name, description=description, budget=budget, mode="spawn",
+                      options=options.model_dump(exclude_none=True), preferred_provider=preferred, specs=specs)
+    run = _Run(ctx, task.id, options, factory, progress, jitter, (task, rows))
+    await run.run()
+    return task.id, run.results()
+
+
 async def run_task(ctx: Context, task_id: str, options: SpawnOptions, factory: ClientFactory, *,
                    progress: ProgressSink | None = None, jitter: Callable[[], float] = random.random) -> None:
+    """Run a task's pending sub-tasks, read from the ledger (retry_failed_tasks; spawn_agent's run takes its plan's
+    rows as written: `plan_and_run`)."""
     await _Run(ctx, task_id, options, factory, progress, jitter).run()

@@ -18,6 +18,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Coroutine
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -284,6 +285,53 @@ def test_keep_alive_reuses_connections(run: Any) -> None:
         stats = run(main)
     assert len(s.requests) == 40 and s.connections <= 10
     assert stats == {"open": s.connections, "idle": s.connections, "busy": 0}
+
+
+def test_connections_opened_ahead_serve_the_first_requests(run: Any) -> None:
+    # prepare(url, 6): six connections open before any request; a wave of 10 uses those six and opens only four
+    # more (callers who find none idle wait for those being opened rather than open their own: 16 otherwise).
+    # Preparing again adds none while six are open, and never goes past max_connections.
+    with RawServer(serve_forever(answer(b"{}"), delay_s=0.02)) as s:
+        async def main() -> tuple[int, dict[str, int], dict[str, int]]:
+            backend = LeanBackend(max_connections=12)
+            try:
+                backend.prepare(s.url(), 6)
+                await asyncio.sleep(0)
+                first = await asyncio.gather(*(post(backend, s.url()) for _ in range(10)))
+                assert all(r.status_code == 200 for r in first)
+                opened = s.connections
+                backend.prepare(s.url(), 6)
+                await asyncio.sleep(0.05)
+                again = backend.stats()
+                backend.prepare(s.url(), 500)
+                await asyncio.sleep(0.1)
+                return opened, again, backend.stats()
+            finally:
+                await backend.aclose()
+
+        opened, again, bound = run(main)
+    assert opened == 10 and len(s.requests) == 10
+    assert again == {"open": 10, "idle": 10, "busy": 0}
+    assert bound == {"open": 12, "idle": 12, "busy": 0}
+
+
+def test_connections_that_cannot_be_opened_ahead_leave_requests_to_open_their_own(run: Any) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+
+    async def main() -> tuple[str, dict[str, int]]:
+        backend = LeanBackend()
+        try:
+            backend.prepare(f"http://127.0.0.1:{port}/v1", 3)  # refused: forgotten, nothing raised
+            with pytest.raises(HttpTransportError) as info:
+                await post(backend, f"http://127.0.0.1:{port}/v1")
+            return info.value.kind, backend.stats()
+        finally:
+            await backend.aclose()
+
+    kind, stats = run(main)
+    assert kind == "ConnectionRefusedError" and stats == {"open": 0, "idle": 0, "busy": 0}
 
 
 def test_server_closing_an_idle_connection_then_the_next_request_works(run: Any) -> None:
@@ -775,3 +823,34 @@ def test_any_split_of_a_content_length_answer_gives_the_same_body(body: bytes, c
     raw = b"HTTP/1.1 201 Created\r\nContent-Length: %d\r\n\r\n" % len(body) + body
     whole, _ = feed_in_pieces(raw, cuts, stream=False)
     assert (whole.status_code, whole.content) == (201, body)
+
+
+HEADER_VALUES = st.sampled_from(["application/json", "Bearer sk-test-not-a-secret-0001", "x\r\ny: 1", "butler", ""])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["same", "new", "mutate"]),
+                          st.dictionaries(st.sampled_from(["content-type", "authorization", "User-Agent", "x-extra",
+                                                           "Host", "accept"]), HEADER_VALUES, max_size=4),
+                          st.binary(max_size=40)), min_size=1, max_size=8))
+def test_a_request_reusing_its_routes_head_is_the_request_built_afresh(calls: list[tuple[str, dict[str, str], bytes]]
+                                                                      ) -> None:
+    # LeanBackend._request_for reuses the head it built for the same headers (same mapping, same items): the bytes
+    # (or the refusal of a header with a line break) are always those `_request` builds from scratch.
+    from butler_skill.adapters.providers.lean import _Route
+
+    route = _Route(None, b"POST /v1/chat/completions HTTP/1.1\r\nhost: h\r\naccept-encoding: identity\r\n")
+    headers: dict[str, str] = {}
+    for how, given_headers, body in calls:
+        if how == "new":
+            headers = dict(given_headers)
+        elif how == "mutate":
+            headers.clear()
+            headers.update(given_headers)  # the same mapping, other items
+        outcomes = []
+        for build in (partial(LeanBackend._request, route.head), partial(LeanBackend._request_for, route)):
+            try:
+                outcomes.append(build(body, headers))
+            except ValueError:
+                outcomes.append(b"refused")
+        assert outcomes[0] == outcomes[1]

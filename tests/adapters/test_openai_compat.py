@@ -493,3 +493,29 @@ def test_loopback_echoed_key_of_no_known_shape_never_leaks(fake_llm: FakeLLM, st
     failure = failure_of(lambda: run(go()))
     assert "[REDACTED]" in failure.message
     assert_no_secret(failure, odd_key)
+
+
+def outcome(fn: Callable[[], CompletionResult]) -> tuple[Any, ...]:
+    """What a caller sees of a call: the result, or the failure's kind, status, message and wait (not the request
+    id: the fake provider numbers its answers)."""
+    try:
+        result = fn()
+    except ProviderFailure as failure:
+        return ("failure", failure.kind, failure.status, failure.message, failure.retry_after_s)
+    return ("result", result.text, result.usage, result.finish_reason, result.rate_limit)
+
+
+@pytest.mark.parametrize("reply", [
+    lambda: ok(), lambda: rate_limited("7", headers={"x-ratelimit-remaining-requests": "0"}),
+    lambda: insufficient_quota(), lambda: server_error(503), lambda: unauthorized(echo_auth=True),
+    lambda: malformed(), lambda: slow(3.0), lambda: dropped(after_chunks=0)])
+def test_a_bounded_call_answers_as_an_unbounded_one(fake_llm: FakeLLM, reply: Callable[[], Any]) -> None:
+    # `bounded=True` (the runner's calls, bounded by the sub-task's own timeout) only drops the whole-call timer of
+    # an answer that is not streamed: every answer, failure and step timeout reads the same.
+    seen = []
+    for bounded in (False, True):
+        fake_llm.script(reply())
+        seen.append(outcome(lambda b=bounded: run(call_loopback(fake_llm, timeout_s=1.0, bounded=b))))
+    assert seen[0] == seen[1]
+    assert seen[0][0] == "result" or seen[0][1] in ("rate_limit", "quota_exhausted", "server", "auth", "bad_response",
+                                                     "timeout")

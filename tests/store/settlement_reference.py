@@ -30,7 +30,7 @@ from butler_skill.models import Alert, ResolvedKey
 from butler_skill.store.ledger import key_view_in
 from butler_skill.store.tasks import finish_in
 from butler_skill.store.timestamps import ts
-from butler_skill.subagents.runner import Settlement
+from butler_skill.subagents.runner import Settled, Settlement
 
 _FIGURES = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens",
             "web_search_requests")
@@ -142,10 +142,14 @@ def commit_in(ctx: Context, conn: sqlite3.Connection, session_id: str, request_i
     return duplicate, used, cost, alert
 
 
-def settle_one(ctx: Context, conn: sqlite3.Connection, payload: Settlement) -> sessions.Counted:
-    """`runner.settle_one` by the reference rules: the usage, then the sub-task's end (its session released)."""
+def settle_one(ctx: Context, conn: sqlite3.Connection, payload: Settlement) -> Settled:
+    """`runner.settle_one` by the reference rules: the usage, then the sub-task's end (its session released), and
+    the sub-task's output and error as its row now holds them."""
     r, f = payload.report, payload.finish
     duplicate, used, cost, alert = commit_in(ctx, conn, r.session_id, r.request_id, r.usage, key=r.key, now=r.now)
     finish_in(conn, task_id=f.task_id, st_id=f.st_id, session_id=r.session_id, status=f.status, now=f.now,
               output=f.output, error=f.error, attempt=f.attempt)
-    return sessions.Counted(duplicate, used, cost, alert)
+    row = conn.execute("SELECT output, error FROM subtasks WHERE task_id = ? AND id = ?", (f.task_id, f.st_id)
+                       ).fetchone()
+    return Settled(sessions.Counted(duplicate, used, cost, alert), row["output"] if row else None,
+                   row["error"] if row else None)

@@ -31,7 +31,7 @@ from butler_skill.store.ledger import expire_leases_in
 from butler_skill.store.tasks import AttemptRecord, Finish
 from butler_skill.store.timestamps import ts
 from butler_skill.subagents.batching import GroupCommit
-from butler_skill.subagents.runner import Settlement, settle_group, settle_one
+from butler_skill.subagents.runner import Settled, Settlement, settle_group, settle_one
 from tests.conftest import Ids
 from tests.store import settlement_reference
 
@@ -253,7 +253,7 @@ def test_a_failing_bulk_step_falls_back_to_one_by_one_and_isolates_the_bad_row(c
     group, answers = asyncio.run(go())
     assert group.fallbacks == 1 and group.batches == [5]
     assert isinstance(answers[2], Exception)
-    assert all(isinstance(a, sessions.Counted) and a.used == 150 for i, a in enumerate(answers) if i != 2)
+    assert all(isinstance(a, Settled) and a.counted.used == 150 for i, a in enumerate(answers) if i != 2)
     with ctx.db.read() as conn:
         rows = {r["id"]: dict(r) for r in conn.execute("SELECT id, state, used, leg_held FROM sessions")}
         done = {r["id"]: r["status"] for r in conn.execute("SELECT id, status FROM subtasks")}
@@ -289,7 +289,7 @@ def test_a_group_in_the_runner_takes_the_set_oriented_path(ctx: Context) -> None
         return group, answers
 
     group, answers = asyncio.run(go())
-    assert group.fallbacks == 0 and [a.used for a in answers] == [500] * 5
+    assert group.fallbacks == 0 and [a.counted.used for a in answers] == [500] * 5
     with ctx.db.read() as conn:
         assert conn.execute("SELECT COUNT(*) AS n FROM attempts").fetchone()["n"] == 5
         assert conn.execute("SELECT SUM(reserved) AS r FROM key_day_counters").fetchone()["r"] == 0

@@ -18,7 +18,7 @@ from butler_skill.errors import NoCapacity
 from butler_skill.host.context import Context
 from butler_skill.store import tasks as tasks_module
 from butler_skill.store.ledger import expire_leases_in, insert_session_in
-from butler_skill.store.tasks import PlannedSubTask, TaskStore
+from butler_skill.store.tasks import PlannedSubTask, SessionLeg, TaskStore
 from butler_skill.subagents.planning import _lease, _picker, plan
 from tests.conftest import SECRETS, Clock
 
@@ -132,6 +132,9 @@ def test_the_bulk_plan_writes_what_the_row_by_row_plan_wrote(ctx: Context, clock
         assert snapshot(conn) == tables  # every row and counter the row-by-row plan left
         assert [tuple(r) for r in rows] == old_rows(conn, task_id) == read_rows
     assert [tuple(r) for r in store.subtasks(task_id)] == read_rows
+    # The runner's first attempts take their legs from the plan's rows (runner._Run.first_legs): what reading them
+    # back answers.
+    assert {r.session_id: SessionLeg.planned(r) for r in rows} == store.session_legs([r.session_id for r in rows])
     assert store.results(task_id) == [(r[1], r[14], r[18], r[16], r[15], r[13], r[17]) for r in read_rows]
     assert store.task(task_id) == task
     assert all(SECRET[4:20] not in (r.title + r.text) for r in rows)  # outside text went through the hook

@@ -236,3 +236,22 @@ def test_quota_exhausted_parks_the_key_until_midnight(tmp_path: Path, server: Fa
     views = {v.key_id: v for v in ctx.ledger.key_views(ctx.config.resolved(), ctx.now())}
     parked = views["oa-1"].cooldown_until
     assert parked is not None and (parked.hour, parked.minute, parked.second) == (0, 0, 0) and parked > ctx.now()
+
+
+def test_a_refused_plan_writes_nothing_and_calls_no_one(tmp_path: Path, server: FakeLLM) -> None:
+    # spawn_agent writes its plan on the run's writer thread while connections open ahead (runner.plan_and_run):
+    # a plan the keys cannot hold is refused as before, all or nothing, and no request reaches the provider.
+    ctx = make_ctx(tmp_path, keys_for(server))
+    try:
+        with ctx.db.read() as conn:
+            before = [conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("tasks", "sessions")]
+        envelope = call_tool("spawn_agent", {"name": "brief", "description": THREE_STEPS, "budget": 500_000,
+                                             "options": {"maxConcurrent": 3}}, ctx)
+        assert not envelope["ok"] and envelope["error"]["code"] == "no_capacity", envelope
+        with ctx.db.read() as conn:
+            after = [conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("tasks", "sessions")]
+            reserved = conn.execute("SELECT COALESCE(SUM(reserved), 0) FROM key_day_counters").fetchone()[0]
+        assert after == before and reserved == 0 and server.requests == []
+        assert spawn(ctx)["aggregate"]["successful"] == 3  # and the next run goes ahead
+    finally:
+        ctx.close()

@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from butler_skill.adapters.providers.base import (
+    _NO_LIMITS,
     ChatClient,
     ProviderFailureKind,
     RateLimitInfo,
@@ -33,6 +34,7 @@ from butler_skill.adapters.providers.base import (
     StreamState,
     Usage,
     WireFormat,
+    names_any,
     parse_int,
     parse_retry_after,
     parse_rfc3339,
@@ -54,7 +56,13 @@ _ERROR_TYPES: Mapping[str, ProviderFailureKind] = {
 }
 
 
+_LIMIT_HEADERS = ("retry-after", "anthropic-ratelimit-")
+
+
 def parse_anthropic_rate_limit(headers: Mapping[str, str], now: datetime) -> RateLimitInfo:
+    if not names_any(headers, _LIMIT_HEADERS):
+        return _NO_LIMITS  # (what the lookups below answer when none of their headers is there)
+
     def reset(bucket: str) -> tuple[float | None, datetime | None]:
         at = parse_rfc3339(headers.get(f"anthropic-ratelimit-{bucket}-reset"))
         return (max(0.0, (at - now).total_seconds()) if at else None), at

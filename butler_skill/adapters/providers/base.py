@@ -24,6 +24,7 @@ therefore counted in exactly one field, and ``core.pricing.usage_cost`` prices e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import math
@@ -36,7 +37,15 @@ from typing import Any, Literal, NamedTuple, get_args
 
 import httpx
 
-from butler_skill.adapters.providers.http import HttpBackend, HttpTimeout, HttpTransportError, as_backend, json_bytes
+from butler_skill.adapters.providers.http import (
+    HttpBackend,
+    HttpError,
+    HttpTimeout,
+    HttpTransportError,
+    LowerCaseHeaders,
+    as_backend,
+    json_bytes,
+)
 from butler_skill.core.pricing import output_limit
 from butler_skill.core.usage import Usage
 from butler_skill.errors import ProviderError
@@ -274,6 +283,15 @@ def parse_int(value: str | None) -> int | None:
         except ValueError:
             return None
         return int(f) if math.isfinite(f) else None
+
+
+def names_any(headers: Mapping[str, str], prefixes: tuple[str, ...]) -> bool:
+    """Whether an answer may carry a header whose name starts with one of `prefixes` (lower case): False only for
+    headers whose names are known to be lower case (the lean client's) when none does, so a parser can skip
+    looking up each of a dozen headers one by one (about 10 µs a call, on the loop's thread)."""
+    if not isinstance(headers, LowerCaseHeaders):
+        return True
+    return any(name.startswith(prefixes) for name in headers)
 
 
 def response_now(headers: Mapping[str, str], fallback: datetime) -> datetime:
@@ -542,6 +560,15 @@ class ChatClient:
         return out
 
     # shared -----------------------------------------------------------------------------------------
+    def prepare(self, n: int) -> None:
+        """Have `n` connections to the provider opening ahead of the calls about to come, when the HTTP client can
+        (the lean client: ``LeanBackend.prepare``); nothing otherwise. Never fails: a connection that cannot be
+        opened now is opened (and its failure reported) by the call that needs it."""
+        prepare = getattr(self._http, "prepare", None)
+        if prepare is not None and n > 0:
+            with contextlib.suppress(HttpError):  # (an unusable URL: the calls will say so)
+                prepare(self._url(), n)
+
     def request_headers(self, stream: bool) -> Mapping[str, str]:
         """``_headers(stream)``, built once per client (the key and extra headers do not change): do not modify."""
         headers = self._header_cache.get(stream)
@@ -598,13 +625,27 @@ class ChatClient:
         timeout_s: float = 60.0,
         stream: bool = False,
         extra: dict[str, Any] | None = None,
+        *,
+        bounded: bool = False,
     ) -> CompletionResult:
-        """One completion. Raises ``ProviderFailure``; see the class doc for streams that stop early."""
+        """One completion. Raises ``ProviderFailure``; see the class doc for streams that stop early.
+
+        ``bounded``: the caller already ends the whole call within ``timeout_s`` (the runner's sub-task timeout,
+        started earlier, does): an answer that is not streamed then sets no timer of its own for the whole call
+        (the caller's fires first anyway), only the HTTP steps' (arming and cancelling a timer costs about 15 µs
+        of the loop's time per call). A stream keeps its own: its timeout settles the text received so far."""
         if max_tokens < 1:
             raise ValueError("max_tokens must be at least 1")
         max_tokens = output_limit(max_tokens, self._max_output)  # never above what the model can emit
-        body = self._body(model, messages, max_tokens, stream, dict(extra or {}))
+        body = self._body(model, messages, max_tokens, stream, dict(extra) if extra else {})
         prompt_estimate = estimate_prompt_tokens(messages)
+        if bounded and not stream:
+            try:
+                return await self._once(body, timeout_s, prompt_estimate, max_tokens)
+            except (TimeoutError, HttpTimeout):  # (from the HTTP steps: no timer of this call's own is set)
+                raise self._failure("timeout", f"timeout: no complete answer within {timeout_s:g}s") from None
+            except HttpTransportError as exc:
+                raise self._failure("server", f"server: connection failed ({exc.kind})") from None
         state = StreamState(parts=[])
         try:
             async with asyncio.timeout(timeout_s):

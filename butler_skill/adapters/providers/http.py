@@ -97,6 +97,13 @@ class HttpBackend(Protocol):
     async def aclose(self) -> None: ...
 
 
+class LowerCaseHeaders(dict[str, str]):
+    """An answer's headers held in a plain dict whose names are all lower case (``lean.Headers``): what lets a
+    parser see at a glance which headers there are (``base.names_any``)."""
+
+    __slots__ = ()
+
+
 def json_bytes(body: Any) -> bytes:
     """A request body as httpx's ``json=`` encodes it (compact, UTF-8, no NaN)."""
     return _ENCODE(body).encode("utf-8")

@@ -52,6 +52,7 @@ from butler_skill.adapters.providers.http import (
     HttpTimeout,
     HttpTransportError,
     LineSplitter,
+    LowerCaseHeaders,
     _proxy_for,
 )
 
@@ -63,7 +64,7 @@ _RESERVED = frozenset({"host", "content-length", "transfer-encoding", "connectio
 _USER_AGENT_LINE = "user-agent: butler-skill\r\n"
 
 
-class Headers(dict[str, str]):
+class Headers(LowerCaseHeaders):
     """An answer's headers: names in lower case (repeated headers joined with ", "); lookups in any case."""
 
     __slots__ = ()
@@ -112,23 +113,27 @@ class _Connection(asyncio.Protocol):
         self.reused = False
         self.last = 0.0  # idle since (in the pool), or the time of the last byte (in an exchange)
         self.state = _IDLE
-        self.stream = False
         self.waiter: asyncio.Future[Any] | None = None  # the caller: the whole answer (post) or its head (open)
         self.exchange: object | None = None  # the current exchange's token (its waiter) until the pool has it back
         self.reader: asyncio.Future[None] | None = None  # a stream's reader waiting for more body
         self.timeout = 0.0
-        self.status = 0
         self.raw: dict[str, str] = {}
+        self.eof_body = False
+        self.keep_alive = False
+        self.paused = False
+        self._fresh(False)
+
+    def _fresh(self, stream: bool) -> None:
+        """The state of one exchange, as it begins (set here only: by ``__init__`` and by ``start``)."""
+        self.stream = stream
+        self.status = 0
         self.headers: Headers | None = None
         self.body: list[bytes] = []
         self.size = 0
         self.buffered = 0
         self.received = False
         self.interim = False
-        self.eof_body = False
-        self.keep_alive = False
         self.decoder: Any = None
-        self.paused = False
         self.error: HttpError | None = None
 
     # --------------------------------------------------------------------------------- transport events
@@ -243,16 +248,7 @@ class _Connection(asyncio.Protocol):
         """Send a request; the future answers ``HttpResponse`` (post) or ``(status, headers)`` (open)."""
         assert self.transport is not None and self.state in (_IDLE, _DONE)
         self.state = _HEAD
-        self.stream = stream
-        self.status = 0
-        self.headers = None
-        self.body = []
-        self.size = 0
-        self.buffered = 0
-        self.received = False
-        self.interim = False
-        self.decoder = None
-        self.error = None
+        self._fresh(stream)
         waiter = self.waiter = self.exchange = self.loop.create_future()
         self.timeout = timeout_s
         self.last = now = self.loop.time()
@@ -433,6 +429,7 @@ class _Pool:
         self.idle: list[_Connection] = []  # most recently used last
         self.busy: set[_Connection] = set()  # in an exchange, or connecting (counted by `opening`)
         self.opening = 0
+        self.warming = 0  # of `opening`: connections opened ahead (`prepare`), for whoever asks next
         self.waiters: deque[asyncio.Future[None]] = deque()
         self.sweeper: asyncio.TimerHandle | None = None
         self.closed = False
@@ -457,9 +454,27 @@ class _Pool:
                 conn._close()
             if self.closed:
                 raise HttpTransportError("ClientClosed")
-            if self.size < self.limit:
+            if self.size < self.limit and (fresh or self.warming <= len(self.waiters)):
                 return await self._connect(timeout_s)
+            # Every slot is taken, or a connection opened ahead will be free before one of ours would be.
             await self._wait(timeout_s)
+
+    def prepare(self, n: int, timeout_s: float) -> None:
+        """Open connections ahead of need, until `n` are open or opening (at most ``limit``): each goes to the
+        idle ones when ready, and a caller who finds none idle meanwhile waits for one of them rather than
+        opening another. One that fails to open is forgotten (whoever needs a connection then opens its own)."""
+        for _ in range(min(n, self.limit) - self.size):
+            self.warming += 1
+            self.loop.create_task(self._warm(timeout_s))
+
+    async def _warm(self, timeout_s: float) -> None:
+        try:
+            conn = await self._connect(timeout_s)
+        except Exception:  # (refused, unreachable, closed meanwhile: the caller who needs it will say why)
+            return
+        finally:
+            self.warming -= 1
+        self.release(conn, True)
 
     async def _wait(self, timeout_s: float) -> None:
         waiter = self.loop.create_future()
@@ -570,13 +585,19 @@ class _Pool:
 
 
 class _Route:
-    """What a URL needs, worked out once: its pool (None when a proxy carries it) and its request line."""
+    """What a URL needs, worked out once: its pool (None when a proxy carries it) and its request line; and the
+    head of its last request (line and headers: `headers`, the caller's headers it was built from, and `items`,
+    what they held then), which the next request reuses when it comes with the same headers (an adapter sends one
+    mapping of headers with every call)."""
 
-    __slots__ = ("head", "pool")
+    __slots__ = ("block", "head", "headers", "items", "pool")
 
     def __init__(self, pool: _Pool | None, head: bytes) -> None:
         self.pool = pool
         self.head = head
+        self.headers: object = None
+        self.items: tuple[tuple[str, str], ...] = ()
+        self.block = b""
 
 
 class LeanBackend:
@@ -725,6 +746,15 @@ class LeanBackend:
         if not self._open and self._closing is not None and not self._closing.done():
             self._closing.set_result(None)
 
+    @classmethod
+    def _request_for(cls, route: _Route, body: bytes, headers: Mapping[str, str]) -> bytes:
+        """`_request` for `route`, its head reused when the same headers come again holding the same items."""
+        items = tuple(headers.items())
+        if headers is not route.headers or items != route.items:
+            route.block = cls._request(route.head, b"", headers)[:-len(b"content-length: 0\r\n\r\n")]
+            route.headers, route.items = headers, items
+        return b"".join((route.block, b"content-length: %d\r\n\r\n" % len(body), body))
+
     @staticmethod
     def _request(head: bytes, body: bytes, headers: Mapping[str, str]) -> bytes:
         """The request's bytes: line and fixed headers (``head``), the caller's headers (less those this client
@@ -783,7 +813,7 @@ class LeanBackend:
         route = self._lookup(url)
         if route.pool is None:
             return await self._proxy().post(url, body, headers, timeout_s)
-        _, _, response = await self._exchange(route.pool, self._request(route.head, body, headers), timeout_s,
+        _, _, response = await self._exchange(route.pool, self._request_for(route, body, headers), timeout_s,
                                               False)
         return response  # type: ignore[no-any-return]
 
@@ -791,9 +821,17 @@ class LeanBackend:
         route = self._lookup(url)
         if route.pool is None:
             return await self._proxy().open(url, body, headers, timeout_s)
-        conn, token, (status, headers_in) = await self._exchange(route.pool, self._request(route.head, body, headers),
+        conn, token, (status, headers_in) = await self._exchange(route.pool, self._request_for(route, body, headers),
                                                                  timeout_s, True)
         return _LeanStream(conn, token, status, headers_in)
+
+    def prepare(self, url: str, n: int, timeout_s: float = 10.0) -> None:
+        """Start opening connections to `url`'s origin until `n` are open or opening (see ``_Pool.prepare``), so
+        that the first `n` requests need not wait for them: a caller about to send many requests (the sub-agent
+        runner, while its plan is written) calls it first. Nothing for a URL a proxy carries."""
+        route = self._lookup(url)
+        if route.pool is not None and not route.pool.closed:
+            route.pool.prepare(n, timeout_s)
 
     def stats(self) -> dict[str, int]:
         """Open, idle and busy connections over all pools (for tests and benchmarks)."""

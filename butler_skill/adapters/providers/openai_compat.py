@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from butler_skill.adapters.providers.base import (
+    _NO_LIMITS,
     ChatClient,
     ProviderFailureKind,
     RateLimitInfo,
@@ -31,6 +32,7 @@ from butler_skill.adapters.providers.base import (
     Usage,
     WireFormat,
     classify_http_failure,
+    names_any,
     output_limit,
     parse_duration,
     parse_int,
@@ -41,8 +43,13 @@ from butler_skill.adapters.providers.base import (
 __all__ = ["OpenAICompatClient", "find_usage", "parse_openai_rate_limit"]
 
 
+_LIMIT_HEADERS = ("retry-after", "x-ratelimit-")
+
+
 def parse_openai_rate_limit(headers: Mapping[str, str], now: datetime) -> RateLimitInfo:
     h = headers
+    if not names_any(h, _LIMIT_HEADERS):
+        return _NO_LIMITS  # (what the lookups below answer when none of their headers is there)
     return RateLimitInfo(
         retry_after_s=parse_retry_after(h, now),
         limit_requests=parse_int(h.get("x-ratelimit-limit-requests")),
