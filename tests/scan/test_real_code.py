@@ -81,13 +81,16 @@ def test_identifiers_are_identifier_like(words: list[str], sep: str) -> None:
     assert is_identifier_like(value)
 
 
-@FAST
-@given(st.integers(0, 2**32))
-def test_random_keys_are_not_identifier_like(seed: int) -> None:
-    rng = random.Random(seed)
-    value = "".join(rng.choice(ALNUM) for _ in range(24))
-    if any(c.isdigit() for c in value) and any(c.isupper() for c in value):
-        assert not is_identifier_like(value)
+def test_random_keys_are_rarely_identifier_like() -> None:
+    # A rate, not a universal: by chance a random key can spell words the ways code joins them
+    # ("IBREqritfoOGHwhoBMQaSqf5": IBR, Eqritfo, OG, Hwho, BM, Qa, Sqf, 5), so a property over every seed fails
+    # on the rare draw. These 60,000 fixed draws: 8 read as identifiers, 30 without the vowel test (reads_random).
+    rng = random.Random(12)
+    keys = ["".join(rng.choice(ALNUM) for _ in range(24)) for _ in range(60_000)]
+    keys = [k for k in keys if any(c.isdigit() for c in k) and any(c.isupper() for c in k)]
+    wordlike = [k for k in keys if is_identifier_like(k)]
+    assert len(keys) > 58_000
+    assert len(wordlike) <= 15, wordlike
 
 
 # ---- forms credentials take in real files ----
