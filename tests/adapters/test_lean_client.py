@@ -426,6 +426,30 @@ def test_a_new_connection_dropped_before_any_answer_is_not_retried(run: Any) -> 
     assert len(s.requests) == 1
 
 
+def test_a_connection_opened_ahead_dropped_before_any_answer_is_not_retried(run: Any) -> None:
+    # Opened by `prepare` and idle in the pool, but it has served nothing: a drop there is not the keep-alive race,
+    # so the POST (which the server may have taken) is reported, not sent a second time.
+    def handler(conn: RawConn) -> None:
+        if conn.read_request() is not None:
+            conn.close()
+
+    with RawServer(handler) as s:
+        async def main() -> str:
+            backend = LeanBackend()
+            try:
+                backend.prepare(s.url(), 1)
+                while backend.stats()["idle"] < 1:  # the connection opened ahead is in the pool
+                    await asyncio.sleep(0.001)
+                with pytest.raises(HttpTransportError) as info:
+                    await post(backend, s.url())
+                return info.value.kind
+            finally:
+                await backend.aclose()
+
+        assert run(main) == "ServerDisconnected"
+    assert len(s.requests) == 1 and s.connections == 1
+
+
 def test_idle_connections_expire_after_keepalive(run: Any) -> None:
     with RawServer(serve_forever(answer(b"{}"))) as s:
         async def main() -> dict[str, int]:

@@ -100,7 +100,8 @@ class _Connection(asyncio.Protocol):
 
     __slots__ = (
         "body", "buffered", "decoder", "eof_body", "error", "exchange", "headers", "interim", "keep_alive", "last",
-        "loop", "open", "parser", "paused", "pool", "raw", "reader", "received", "reused", "size", "state", "status",
+        "loop", "open", "parser", "paused", "pool", "raw", "reader", "received", "reused", "served", "size", "state",
+        "status",
         "stream", "timeout", "transport", "waiter",
     )
 
@@ -110,7 +111,8 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.open = False
-        self.reused = False
+        self.reused = False  # this exchange runs on a connection that had served an answer before
+        self.served = False  # some exchange on this connection ended with its whole answer
         self.last = 0.0  # idle since (in the pool), or the time of the last byte (in an exchange)
         self.state = _IDLE
         self.waiter: asyncio.Future[Any] | None = None  # the caller: the whole answer (post) or its head (open)
@@ -448,7 +450,9 @@ class _Pool:
             while idle and not fresh:
                 conn = idle.pop()
                 if conn.open and self.loop.time() - conn.last < self.keepalive:
-                    conn.reused = True
+                    # One opened ahead (`prepare`) and never used has served nothing: a drop there is reported,
+                    # not sent again (`LeanBackend._exchange`).
+                    conn.reused = conn.served
                     self.busy.add(conn)
                     return conn
                 conn._close()
@@ -474,7 +478,7 @@ class _Pool:
             return
         finally:
             self.warming -= 1
-        self.release(conn, True)
+        self.release(conn, True, answered=False)
 
     async def _wait(self, timeout_s: float) -> None:
         waiter = self.loop.create_future()
@@ -536,8 +540,11 @@ class _Pool:
         self.backend._open.add(conn)
         return conn
 
-    def release(self, conn: _Connection, reusable: bool) -> None:
+    def release(self, conn: _Connection, reusable: bool, *, answered: bool = True) -> None:
+        """Give `conn` back after an exchange (`answered`), or once it opened ahead of need."""
         conn.exchange = None
+        if answered:
+            conn.served = True
         self.busy.discard(conn)
         if reusable and conn.open and not self.closed:
             conn.state = _IDLE
