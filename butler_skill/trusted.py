@@ -23,18 +23,20 @@ _new = object.__new__
 
 
 @cache
-def _field_count(cls: type[BaseModel]) -> int:
-    """How many fields `cls` has when `trusted` may build it by hand (no private attributes, no post-init hook, not a
-    root model); -1 when it may not."""
-    if cls.__private_attributes__ or cls.__pydantic_post_init__ or cls.__pydantic_root_model__:
-        return -1
-    return len(cls.model_fields)
+def _field_names(cls: type[BaseModel]) -> frozenset[str] | None:
+    """The names of `cls`'s fields when `trusted` may build it by hand (no private attributes, no post-init hook, no
+    validators of its own, not a root model); None when it may not."""
+    decorators = cls.__pydantic_decorators__
+    if (cls.__private_attributes__ or cls.__pydantic_post_init__ or cls.__pydantic_root_model__
+            or decorators.model_validators or decorators.field_validators):
+        return None
+    return frozenset(cls.model_fields)
 
 
 def trusted(cls: type[M], values: dict[str, Any]) -> M:
     """An instance of `cls` holding `values` as they are: every field given, each already of its field's type."""
-    if len(values) != _field_count(cls):
-        return cls.model_validate(values)  # anything unusual takes the checked way
+    if values.keys() != _field_names(cls):
+        return cls.model_validate(values)  # anything unusual (a name missing or unknown) takes the checked way
     model = _new(cls)
     _set(model, "__dict__", values)
     _set(model, "__pydantic_fields_set__", set(values))

@@ -8,10 +8,13 @@ import json
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel, field_validator
 
 from butler_skill.config import write_keys_file
+from butler_skill.core.estimate import Estimate
 from butler_skill.handlers import tokens as t
 from butler_skill.handlers.bounds import MAX_BUDGET_TOKENS
 from butler_skill.host.context import Context
@@ -62,3 +65,28 @@ def test_an_unusual_model_takes_the_checked_way() -> None:
     except ValueError:
         return
     raise AssertionError("a partial answer was built")
+
+
+def test_a_misnamed_value_takes_the_checked_way() -> None:
+    # As many values as fields but one name wrong: validated (and so refused), never built without `formula`.
+    values = {"method": "m", "context_tokens": 1, "requirements": 1, "input_tokens": 1, "output_tokens": 1,
+              "safety_factor": 1.2, "total": 3, "formulaX": "x"}
+    with pytest.raises(ValueError):
+        trusted(Estimate, values)
+    values["formula"] = values.pop("formulaX")
+    assert trusted(Estimate, values) == Estimate.model_validate(values)
+
+
+def test_a_model_with_validators_takes_the_checked_way() -> None:
+    class Checked(BaseModel):
+        n: int
+
+        @field_validator("n")
+        @classmethod
+        def _positive(cls, n: int) -> int:
+            if n < 1:
+                raise ValueError("n must be positive")
+            return n
+
+    with pytest.raises(ValueError):
+        trusted(Checked, {"n": 0})
