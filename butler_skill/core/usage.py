@@ -75,33 +75,21 @@ class Usage(UsageFigures):
         """Build a Usage whose ``total_tokens`` is the sum of its parts. Counts that are plain non-negative ints,
         no amounts and plain bools (what the adapters parse from every answer) need no validation: the model is
         built as it stands (`trusted`, about a tenth of validating; a property holds the two equal)."""
-        if (cost_usd is None and upstream_cost_usd is None and tool_fees_usd == 0 and type(tool_fees_usd) is int
+        fast = (cost_usd is None and upstream_cost_usd is None and tool_fees_usd == 0 and type(tool_fees_usd) is int
                 and type(byok) is bool and type(estimated) is bool and cls is Usage
                 and _counts(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens,
-                            reasoning_tokens, web_search_requests)):
-            return trusted(cls, {
-                "input_tokens": input_tokens, "output_tokens": output_tokens, "cache_read_tokens": cache_read_tokens,
-                "cache_write_tokens": cache_write_tokens,
-                "cache_write_1h_tokens": min(cache_write_1h_tokens, cache_write_tokens),
-                "web_search_requests": web_search_requests, "tool_fees_usd": _ZERO,
-                "reasoning_tokens": min(reasoning_tokens, output_tokens),
-                "total_tokens": input_tokens + output_tokens + cache_read_tokens + cache_write_tokens,
-                "cost_usd": None, "upstream_cost_usd": None, "byok": byok, "estimated": estimated})
-        return cls(
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            cache_read_tokens=cache_read_tokens,
-            cache_write_tokens=cache_write_tokens,
-            cache_write_1h_tokens=min(cache_write_1h_tokens, cache_write_tokens),
-            reasoning_tokens=min(reasoning_tokens, output_tokens),
-            web_search_requests=web_search_requests,
-            tool_fees_usd=money(tool_fees_usd),
-            total_tokens=input_tokens + output_tokens + cache_read_tokens + cache_write_tokens,
-            cost_usd=money(cost_usd) if cost_usd is not None else None,
-            upstream_cost_usd=money(upstream_cost_usd) if upstream_cost_usd is not None else None,
-            byok=byok,
-            estimated=estimated,
-        )
+                            reasoning_tokens, web_search_requests))
+        values = {
+            "input_tokens": input_tokens, "output_tokens": output_tokens, "cache_read_tokens": cache_read_tokens,
+            "cache_write_tokens": cache_write_tokens,
+            "cache_write_1h_tokens": min(cache_write_1h_tokens, cache_write_tokens),
+            "reasoning_tokens": min(reasoning_tokens, output_tokens),
+            "web_search_requests": web_search_requests, "tool_fees_usd": _ZERO if fast else money(tool_fees_usd),
+            "total_tokens": input_tokens + output_tokens + cache_read_tokens + cache_write_tokens,
+            "cost_usd": money(cost_usd) if cost_usd is not None else None,
+            "upstream_cost_usd": money(upstream_cost_usd) if upstream_cost_usd is not None else None,
+            "byok": byok, "estimated": estimated}
+        return trusted(cls, values) if fast else cls.model_validate(values)
 
     @classmethod
     def from_openai(cls, raw: Mapping[str, Any], *, estimated: bool = False) -> Usage:

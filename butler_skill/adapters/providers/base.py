@@ -639,16 +639,11 @@ class ChatClient:
         max_tokens = output_limit(max_tokens, self._max_output)  # never above what the model can emit
         body = self._body(model, messages, max_tokens, stream, dict(extra) if extra else {})
         prompt_estimate = estimate_prompt_tokens(messages)
-        if bounded and not stream:
-            try:
-                return await self._once(body, timeout_s, prompt_estimate, max_tokens)
-            except (TimeoutError, HttpTimeout):  # (from the HTTP steps: no timer of this call's own is set)
-                raise self._failure("timeout", f"timeout: no complete answer within {timeout_s:g}s") from None
-            except HttpTransportError as exc:
-                raise self._failure("server", f"server: connection failed ({exc.kind})") from None
         state = StreamState(parts=[])
+        # (bounded and not streamed: the HTTP steps' timers only, no timer of this call's own)
+        whole_call = contextlib.nullcontext() if bounded and not stream else asyncio.timeout(timeout_s)
         try:
-            async with asyncio.timeout(timeout_s):
+            async with whole_call:
                 if not stream:
                     return await self._once(body, timeout_s, prompt_estimate, max_tokens)
                 await self._stream(body, timeout_s, state)
