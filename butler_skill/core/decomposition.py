@@ -483,9 +483,8 @@ def decompose_plain(description: str, name: str = "") -> list[SubTaskPlan]:
     deps = _dependencies(kinds)
     ids = [f"st-{i + 1}" for i in range(len(texts))]
     no_deps: tuple[str, ...] = ()
-    base = STAGE_BASE_TOKENS
     return [
-        SubTaskPlan(ids[i], _title(text), text, kind, weights_bp[i], base[kind] + 3 * -(-len(text) // 4),
+        SubTaskPlan(ids[i], _title(text), text, kind, weights_bp[i], estimate_subtask_tokens(text, kind),
                     priority_of(text, default=overall),
                     tuple([ids[j] for j in deps[i]]) if deps[i] else no_deps)
         for i, (text, kind) in enumerate(zip(texts, kinds, strict=True))

@@ -55,10 +55,11 @@ def rank(
     avoid_scope: str | None = None,
     input_share: float = 0.5,
 ) -> list[KeyView]:
-    return sorted(keys, key=_order(preferred_provider, avoid_scope, input_share))
+    return sorted(keys, key=order(preferred_provider, avoid_scope, input_share))
 
 
-def _order(preferred_provider: str | None, avoid_scope: str | None, input_share: float) -> Any:
+def order(preferred_provider: str | None, avoid_scope: str | None, input_share: float) -> Any:
+    """A key's place in the choice (`rank`, `choose_key`, `core.share_keys`): smaller comes first."""
     return lambda k: (
         preferred_provider is not None and k.provider != preferred_provider,
         avoid_scope is not None and k.scope == avoid_scope,

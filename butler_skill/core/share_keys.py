@@ -15,7 +15,7 @@ import heapq
 from collections.abc import Sequence
 from datetime import datetime
 
-from butler_skill.core.selection import KeyView
+from butler_skill.core.selection import KeyView, order
 
 __all__ = ["choose_share_keys"]
 
@@ -25,13 +25,9 @@ def choose_share_keys(views: Sequence[KeyView], shares: Sequence[int], now: date
     """(for each share, the index in `views` of the key `choose_key` picks for it, or None where none can hold it
     and the choosing stops; the views with every chosen share added to its key's `reserved`)."""
     reserved = [v.reserved for v in views]
-    heap: list[tuple[bool, float, int, str, int]] = []
-    for i, k in enumerate(views):
-        if not k.enabled or (k.cooldown_until is not None and k.cooldown_until > now):
-            continue
-        remaining = max(0, k.tokens_per_day - k.used - k.reserved)
-        heap.append((preferred_provider is not None and k.provider != preferred_provider,
-                     k.price_in_per_m * 0.5 + k.price_out_per_m * (1 - 0.5), -remaining, k.key_id, i))
+    # `choose_key`'s order with the key's index last: (preferred, avoided scope, price, -remaining, id, index).
+    place = order(preferred_provider, None, 0.5)
+    heap = [(*place(k), i) for i, k in enumerate(views) if k.enabled and not k.cooling(now)]
     heapq.heapify(heap)
     chosen: list[int | None] = []
     for share in shares:
@@ -39,17 +35,17 @@ def choose_share_keys(views: Sequence[KeyView], shares: Sequence[int], now: date
         pick = None
         while heap:
             entry = heapq.heappop(heap)
-            i = entry[4]
+            i = entry[5]
             k = views[i]
             remaining = max(0, k.tokens_per_day - k.used - reserved[i])
-            if -entry[2] != remaining:
+            if -entry[3] != remaining:
                 continue  # stale: this key took a share since the entry was made (a fresh one is in the heap)
             if remaining < share:
                 aside.append(entry)
                 continue
             pick = i
             reserved[i] += share
-            heapq.heappush(heap, (entry[0], entry[1], -max(0, k.tokens_per_day - k.used - reserved[i]), entry[3], i))
+            heapq.heappush(heap, (*entry[:3], -max(0, k.tokens_per_day - k.used - reserved[i]), *entry[4:]))
             break
         for entry in aside:
             heapq.heappush(heap, entry)
