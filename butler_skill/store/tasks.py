@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from butler_skill.core.aggregation import ResultValues
 from butler_skill.core.days import utc_day
 from butler_skill.core.decomposition import SubTaskPlan, SubTaskSpec
 from butler_skill.core.selection import KeyView, largest_available
 from butler_skill.errors import NoCapacity, UnknownTask
-from butler_skill.models import ResolvedKey, SessionInfo
+from butler_skill.models import ResolvedKey
 from butler_skill.store.db import Database, execute_own, executemany_own, redact_texts, redact_values
 from butler_skill.store.ledger import (
     _INSERT_SESSION,
@@ -27,11 +27,16 @@ from butler_skill.store.ledger import (
     key_views_in,
     release_session_in,
     reserve_in,
-    sessions_in,
 )
 from butler_skill.store.timestamps import ts
 
-SharePicker = Callable[[list[KeyView], int], KeyView | None]
+
+class SharePicker(Protocol):
+    """The key rule for shares (`subagents.planning._Picker`): one share (a retry round), or a whole plan's."""
+
+    def __call__(self, views: list[KeyView], share: int) -> KeyView | None: ...
+
+    def many(self, views: list[KeyView], shares: list[int]) -> tuple[list[int | None], list[KeyView]]: ...
 
 
 class PlannedSubTask(NamedTuple):
@@ -166,25 +171,14 @@ class TaskStore:
         start = {v.key_id: v for v in views}
         totals: dict[str, int] = {}
         chosen: list[str] = []
-        many = getattr(pick, "many", None)
-        if many is not None:  # the whole plan's choices in one pass (planning._Picker: the same choices)
-            picked, after = many(views, list(shares))
-            for share, i in zip(shares, picked, strict=False):
-                if i is None:
-                    raise _no_room(share, after, now)
-                key_id = views[i].key_id
-                totals[key_id] = totals.get(key_id, 0) + share
-                chosen.append(key_id)
-            views = after
-        else:
-            index = {v.key_id: i for i, v in enumerate(views)}
-            for share in shares:
-                pick_ = pick(views, share)
-                if pick_ is None or share > pick_.remaining:
-                    raise _no_room(share, views, now)
-                views[index[pick_.key_id]] = pick_._replace(reserved=pick_.reserved + share)
-                totals[pick_.key_id] = totals.get(pick_.key_id, 0) + share
-                chosen.append(pick_.key_id)
+        picked, after = pick.many(views, list(shares))  # the whole plan's choices in one pass
+        for share, i in zip(shares, picked, strict=False):
+            if i is None:
+                raise _no_room(share, after, now)
+            key_id = views[i].key_id
+            totals[key_id] = totals.get(key_id, 0) + share
+            chosen.append(key_id)
+        views = after
         for key_id, total in totals.items():
             if not reserve_in(conn, start[key_id], total, now):  # the same grant, summed: cannot refuse here
                 raise _no_room(total, views, now)
@@ -322,11 +316,6 @@ class TaskStore:
                                       f" WHERE id IN ({','.join('?' * len(part))})", part):
                     found[r["id"]] = SessionLeg(r["key_id"], int(r["allocated"]), int(r["leg_held"]))
         return found
-
-    def sessions(self, session_ids: Sequence[str]) -> dict[str, SessionInfo]:
-        """Several sessions in one read (the runner reads those of every sub-task starting together)."""
-        with self.db.read() as conn:
-            return sessions_in(conn, session_ids)
 
 
 @dataclass(slots=True)  # not frozen: one is made per call, and a frozen dataclass takes five times as long to build
