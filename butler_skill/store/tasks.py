@@ -114,11 +114,9 @@ class TaskStore:
         threshold_ratio: float,
         now: datetime,
         lease_seconds: int,
-        rows: bool = True,
     ) -> tuple[TaskRow, list[SubTaskRow]]:
         """Write the task and reserve every sub-task's share, all or nothing. Returns what was written, as
-        `task` and `subtasks` would read it back (no read: the rows are built from what was inserted; none with
-        ``rows=False``).
+        `task` and `subtasks` would read it back (no read: the rows are built from what was inserted).
 
         The sessions and sub-tasks go in with one `executemany` each. Outside text (the task's name,
         description and options, each sub-task's title and text, the key ids) passes the redaction hook once,
@@ -153,8 +151,6 @@ class TaskStore:
                 for position, (s, item) in enumerate(zip(specs, planned, strict=True))])
         task = TaskRow(id=task_id, name=name, description=description, budget=budget, mode=mode,
                        options=json.loads(options_json), created_at=stamp)
-        if not rows:
-            return task, []
         return task, [SubTaskRow(task_id, s.id, position, 1, titles[position], texts[position], s.kind, s.priority,
                                  s.weight_bp, s.estimated_tokens, item.share, tuple(s.depends_on), item.session_id,
                                  keys_chosen[position], "pending", None, None, 0, 0, item.share)

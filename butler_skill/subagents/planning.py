@@ -21,11 +21,10 @@ def task_store(ctx: Context) -> TaskStore:
 
 
 def plan_task(ctx: Context, *, name: str, description: str, budget: int, mode: str, options: dict[str, Any],
-              preferred_provider: str | None = None, rows: bool = True) -> tuple[str, list[SubTaskRow]]:
-    """`plan`, answering the task's id and its sub-tasks (none with ``rows=False``: spawn_agent's runner reads
-    them itself, and 1,000 rows built for nothing are garbage the collector then walks)."""
+              preferred_provider: str | None = None) -> tuple[str, list[SubTaskRow]]:
+    """`plan`, answering the task's id and its sub-tasks."""
     task, planned = plan(ctx, name=name, description=description, budget=budget, mode=mode, options=options,
-                         preferred_provider=preferred_provider, rows=rows)
+                         preferred_provider=preferred_provider)
     return task.id, planned
 
 
@@ -38,7 +37,6 @@ def plan(
     mode: str,
     options: dict[str, Any],
     preferred_provider: str | None = None,
-    rows: bool = True,
     specs: list[SubTaskSpec] | None = None,
 ) -> tuple[TaskRow, list[SubTaskRow]]:
     """Decompose, split and write the plan (every share reserved, or nothing): the task and its sub-tasks as the
@@ -61,7 +59,7 @@ def plan(
     return task_store(ctx).create(
         task_id=task_id, name=name, description=description, budget=budget, mode=mode, options=options,
         planned=planned, keys=cfg.resolved(), pick=_picker(now, preferred_provider),
-        threshold_ratio=cfg.rotation_threshold, now=now, lease_seconds=_lease(ctx, options), rows=rows,
+        threshold_ratio=cfg.rotation_threshold, now=now, lease_seconds=_lease(ctx, options),
     )
 
 
