@@ -103,3 +103,27 @@ def test_a_late_overrun_is_listed_on_its_day_and_resolved_after_it(ctx: Context,
                        message="m", now=clock.now)
         row = conn.execute("SELECT resolved_at FROM alerts WHERE kind = 'overrun'").fetchone()
     assert parse_ts(row["resolved_at"]) == datetime(2026, 11, 25, tzinfo=UTC)
+
+
+def test_the_same_session_past_the_same_key_on_a_later_day_raises_a_new_alert(ctx: Context, clock: Clock) -> None:
+    # One alert per session, key and kind while it is pending: day 1's overrun is over at midnight, so day 2's
+    # overrun of the same key by the same session is a new alert, listed (not swallowed by day 1's row).
+    alpha = next(k for k in ctx.config.resolved() if k.id == "alpha-1")
+    session = call_tool("allocate_tokens", {"tokens": alpha.tokens_per_day, "preferred_provider": alpha.provider},
+                        ctx)["result"]["session_id"]
+    clock.advance(seconds=ctx.config.lease_seconds + 1)
+    with ctx.db.write() as conn:
+        conn.execute("UPDATE key_day_counters SET reserved = reserved + ? WHERE key_id = 'alpha-1'",
+                     (alpha.tokens_per_day,))
+    day1 = call_tool("record_usage", {"session_id": session, "request_id": "day1", "input_tokens": 5_000,
+                                      "output_tokens": 0}, ctx)["result"]
+    assert day1["alert"] is not None and day1["alert"]["kind"] == "overrun"
+    clock.now = datetime(clock.now.year, clock.now.month, clock.now.day, tzinfo=UTC) + timedelta(days=1, seconds=5)
+    day2 = call_tool("record_usage", {"session_id": session, "request_id": "day2",
+                                      "input_tokens": alpha.tokens_per_day + 5, "output_tokens": 0}, ctx)["result"]
+    assert day2["alert"] is not None and day2["alert"]["kind"] == "overrun"
+    status = call_tool("get_status", {}, ctx)["result"]
+    assert [a["kind"] for a in status["alerts"]] == ["overrun"] and status["tokens"]["pending_alerts"] == 1
+    again = call_tool("record_usage", {"session_id": session, "request_id": "day2-more", "input_tokens": 5,
+                                       "output_tokens": 0}, ctx)["result"]
+    assert again["alert"] is None  # still once while day 2's is pending
