@@ -33,6 +33,7 @@ from butler_skill.store.ledger import Ledger
 from butler_skill.store.protocol import Grant
 
 START = datetime(2026, 12, 4, 23, 0, tzinfo=UTC)  # an hour before midnight: clock moves cross the UTC day
+NOON = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)  # the fixed clock of the tests that do not move it
 KEYS = [resolve_key(KeyConfig(id=f"k{n}", provider=provider, limits={"tokens_per_day": limit}, scope=f"acct{n % 2}"))
         for n, (provider, limit) in enumerate([("groq", 3_000), ("openai", 5_000), ("groq", 2_000)])]
 
@@ -170,7 +171,7 @@ def test_a_commit_from_another_process_is_seen_by_the_next_allocation(tmp_path: 
     db = Database(tmp_path / "state.db")
     ledger = Ledger(db)
     try:
-        now = datetime.now(UTC)
+        now = NOON
         _, first = _alloc(ledger, 1_000, now, "s1")
         views, second = _alloc(ledger, 1_000, now, "s2")  # reuses the first one's figures
         assert isinstance(first, Grant) and isinstance(second, Grant)
@@ -199,14 +200,16 @@ def test_any_other_write_on_the_connection_ends_the_memo(tmp_path: Path) -> None
     db = Database(tmp_path / "state.db")
     ledger = Ledger(db)
     try:
-        now = datetime.now(UTC)
-        _, first = _alloc(ledger, 1_000, now, "s1")
-        assert isinstance(first, Grant)
+        _, first = _alloc(ledger, 1_000, NOON, "s1")
+        _, run = _alloc(ledger, 1_000, NOON, "s2")  # a run of allocations: the figures kept now carry a data version
+        assert isinstance(first, Grant) and isinstance(run, Grant)
         with db.write() as conn:  # the same connection: PRAGMA data_version does not move for it
             conn.execute("UPDATE key_day_counters SET reserved = reserved + 5 WHERE key_id = ?", (first.key.key_id,))
-        views, second = _alloc(ledger, 10, now, "s2")
+        views, second = _alloc(ledger, 10, NOON, "s3")
         assert isinstance(second, Grant)
-        assert {v.key_id: v.reserved for v in views}[first.key.key_id] == 1_005
+        held = 1_000 + 1_000 * (run.key.key_id == first.key.key_id) + 5
+        assert {v.key_id: v.reserved for v in views}[first.key.key_id] == held  # read again: the +5 is seen
+        assert db._local.memo is not None  # (kept by that allocation for the next one)
         with reuse(True):
             failed = db.write()
             try:
@@ -215,9 +218,7 @@ def test_any_other_write_on_the_connection_ends_the_memo(tmp_path: Path) -> None
                     raise RuntimeError("rolled back")
             except RuntimeError:
                 pass
-        views, _ = _alloc(ledger, 10, now, "s3")  # read again (the memo ended), and the rollback changed nothing
-        same = second.key.key_id == first.key.key_id
-        assert {v.key_id: v.reserved for v in views}[first.key.key_id] == 1_005 + 10 * same
+        assert db._local.memo is None  # a write that rolled back ended it too (nothing it saw is kept)
     finally:
         db.close()
 
@@ -227,7 +228,7 @@ def _allocate_many(path: str, n: int, go: Any, out: Any) -> None:
     go.wait()
     granted = 0
     for i in range(n):  # a run of allocations: each after the first reuses its figures unless another process wrote
-        now = datetime.now(UTC)
+        now = NOON
         got = ledger.open_session(keys=KEYS[:2], pick=lambda views, now=now: selection.choose_key(views, 100, now),
                                   need=100, session_id=f"p{os.getpid()}-{i}", label=None, task_id=None,
                                   threshold_ratio=0.75, now=now, lease_seconds=600)
