@@ -9,10 +9,10 @@ once, whatever the dashboard cached); signing out deletes it; each sign-in delet
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from datetime import datetime, timedelta
 
+from butler_skill.store.access_tokens import token_hash
 from butler_skill.store.db import Database
 from butler_skill.store.timestamps import ts
 
@@ -21,8 +21,8 @@ from butler_skill.store.timestamps import ts
 SESSION_PREFIX = "butler_ds_"
 
 
-def session_hash(value: str) -> str:
-    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+# Stored as access tokens' secrets are: their SHA-256 (256 random bits: a fast hash loses nothing).
+session_hash = token_hash
 
 
 class DashboardSessions:

@@ -56,11 +56,6 @@ class Ledger:
         with self.db.read() as conn:
             return _key_views(conn, keys, now)
 
-    def key_view(self, key: ResolvedKey, now: datetime) -> KeyView:
-        """One key's view, reading only its own counter and cooldown."""
-        with self.db.read() as conn:
-            return key_view_in(conn, key, now)
-
     def costs_today(self, now: datetime) -> dict[str, Decimal]:
         """USD per key today, exact (from the integer pico-USD counters)."""
         with self.db.read() as conn:
@@ -559,20 +554,6 @@ def _resolve_overruns(conn: sqlite3.Connection, now: datetime) -> None:
     if over:
         executemany_own(conn, "UPDATE alerts SET resolved_at = ? WHERE id = ?",
                         [(ts(alerts.resolves_at(alerts.OVERRUN, parse_ts(r["created_at"]))), r["id"]) for r in over])
-
-
-def key_view_in(conn: sqlite3.Connection, key: ResolvedKey, now: datetime) -> KeyView:
-    """One key's view (its counter and cooldown only): what `key_views_in` says of it, without reading the
-    counters of every other key."""
-    counter = conn.execute("SELECT used, reserved FROM key_day_counters WHERE key_id = ? AND day = ?",
-                           (key.id, utc_day(now))).fetchone()
-    cool = conn.execute("SELECT until FROM key_cooldowns WHERE key_id = ? AND until > ?", (key.id, ts(now))).fetchone()
-    return KeyView(
-        key_id=key.id, provider=key.provider, scope=key.scope, tokens_per_day=key.tokens_per_day,
-        used=int(counter["used"]) if counter else 0, reserved=int(counter["reserved"]) if counter else 0,
-        price_in_per_m=key.price_in_per_m, price_out_per_m=key.price_out_per_m,
-        cooldown_until=parse_ts(cool["until"]) if cool else None, enabled=key.enabled,
-    )
 
 
 def sessions_in(conn: sqlite3.Connection, session_ids: Sequence[str]) -> dict[str, SessionInfo]:

@@ -85,9 +85,6 @@ class TokenLedger(Protocol):
     def key_views(self, keys: Sequence[ResolvedKey], now: datetime) -> list[KeyView]:
         ...
 
-    def key_view(self, key: ResolvedKey, now: datetime) -> KeyView:
-        ...
-
     def open_session(
         self,
         *,

@@ -23,13 +23,13 @@ from butler_skill.config import model_prices
 from butler_skill.core import pricing, reporting
 from butler_skill.core.days import utc_day
 from butler_skill.core.pricing import from_pico, money, to_pico
+from butler_skill.core.selection import KeyView
 from butler_skill.core.usage import Usage
 from butler_skill.errors import Conflict, UnknownSession
 from butler_skill.host.context import Context
 from butler_skill.models import Alert, ResolvedKey
-from butler_skill.store.ledger import key_view_in
 from butler_skill.store.tasks import finish_in
-from butler_skill.store.timestamps import ts
+from butler_skill.store.timestamps import parse_ts, ts
 from butler_skill.subagents.runner import Settled, Settlement
 
 _FIGURES = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens",
@@ -153,3 +153,17 @@ def settle_one(ctx: Context, conn: sqlite3.Connection, payload: Settlement) -> S
                        ).fetchone()
     return Settled(sessions.Counted(duplicate, used, cost, alert), row["output"] if row else None,
                    row["error"] if row else None)
+
+
+def key_view_in(conn: sqlite3.Connection, key: ResolvedKey, now: datetime) -> KeyView:
+    """One key's view (its counter and cooldown only): what `key_views_in` says of it, without reading the
+    counters of every other key."""
+    counter = conn.execute("SELECT used, reserved FROM key_day_counters WHERE key_id = ? AND day = ?",
+                           (key.id, utc_day(now))).fetchone()
+    cool = conn.execute("SELECT until FROM key_cooldowns WHERE key_id = ? AND until > ?", (key.id, ts(now))).fetchone()
+    return KeyView(
+        key_id=key.id, provider=key.provider, scope=key.scope, tokens_per_day=key.tokens_per_day,
+        used=int(counter["used"]) if counter else 0, reserved=int(counter["reserved"]) if counter else 0,
+        price_in_per_m=key.price_in_per_m, price_out_per_m=key.price_out_per_m,
+        cooldown_until=parse_ts(cool["until"]) if cool else None, enabled=key.enabled,
+    )
