@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from butler_skill.core.tally import past_limit
 from butler_skill.errors import Conflict, UnknownSession
 
 Figures = tuple[int, int, int, int, int, int]  # input, output, cache read, cache write, 1-hour cache write, searches
@@ -221,7 +222,7 @@ def settle_in_order(reports: Sequence[Report], sessions: Mapping[str, SessionSta
             if r.limit is not None and counted > r.limit:
                 view = cnt.get((r.view_key_id, r.day))
                 if view is not None and view.exists:
-                    overrun = max(0, view.used + view.reserved - r.limit)
+                    overrun = past_limit(view.used, view.reserved, r.limit)
                     counted = view.used + view.reserved
             results.append(Settled(False, s.key_id, s.used, s.state, counted, overrun))
             seen[r.request_id] = Prior(r.session_id, r.figures)

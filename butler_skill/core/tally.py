@@ -38,7 +38,19 @@ def key_overrun(view: DayFigures) -> int:
     Grants never cause it (each is the conditional update `used + reserved + n <= limit`); only usage
     counted honestly beyond a hold does: a report after the session's lease expired, or more than was held.
     """
-    return max(0, view.used + view.reserved - view.tokens_per_day)
+    return past_limit(view.used, view.reserved, view.tokens_per_day)
+
+
+def past_limit(used: int, reserved: int, limit: int) -> int:
+    """How far used + reserved is beyond `limit` (0 within it): `key_overrun` of a key-day's figures."""
+    return max(0, used + reserved - limit)
+
+
+def spend_key(label: str | None, task_id: str | None, created_at: str) -> tuple[str, str, str]:
+    """Where a session's spend is filed in the per-day rollups (migration 0015): (group, the UTC day it was opened
+    on, name): a task's sessions under the task's id, any other under its label ('' when it has none)."""
+    day = created_at[:10]
+    return ("label", day, label or "") if task_id is None else ("task", day, task_id)
 
 
 def usable(view: DayFigures, now: datetime) -> bool:

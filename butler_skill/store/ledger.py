@@ -27,6 +27,7 @@ from butler_skill.core.days import utc_day
 from butler_skill.core.pricing import from_pico, money, to_pico, usd
 from butler_skill.core.rotation import threshold_tokens
 from butler_skill.core.selection import KeyView
+from butler_skill.core.tally import spend_key
 from butler_skill.core.usage import Usage
 from butler_skill.errors import UnknownSession
 from butler_skill.models import Alert, Event, ResolvedKey, RotationReason, SessionInfo
@@ -441,8 +442,7 @@ def _spend_group(conn: sqlite3.Connection, ended: dict[str, settlement.SessionSt
         was = started[sid]
         was_state, was_used, was_pusd = was.state, was.used, was.cost_pusd
         label, task_id, allocated, _, created_at = meta[sid]
-        grp, day, name = ("label", created_at[:10], label or "") if task_id is None else ("task", created_at[:10],
-                                                                                           task_id)
+        grp, day, name = spend_key(label, task_id, created_at)
         if was_state == "open" and s.state != "open":
             figures = (1, allocated, s.used, s.cost_pusd)
         elif was_state != "open" and (s.used, s.cost_pusd) != (was_used, was_pusd):
@@ -764,10 +764,9 @@ def _spend_add(conn: sqlite3.Connection, row: sqlite3.Row, sessions: int, alloca
                cost_pusd: int) -> None:
     if not (sessions or allocated or used or cost_pusd):
         return  # nothing to add (usage of 0 tokens after the end): no row of zeros
-    task_id = row["task_id"]
-    group, name = ("label", row["label"] or "") if task_id is None else ("task", task_id)
     # The label and task id are the ledger's own stored text (they passed the redaction hook on the way in).
-    execute_own(conn, _SPEND, (group, row["created_at"][:10], name, sessions, allocated, used, cost_pusd))
+    execute_own(conn, _SPEND, (*spend_key(row["label"], row["task_id"], row["created_at"]), sessions, allocated, used,
+                               cost_pusd))
 
 
 def _spend_ended(conn: sqlite3.Connection, row: sqlite3.Row) -> None:

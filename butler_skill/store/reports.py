@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from butler_skill.core import alerts
 from butler_skill.core.days import utc_day
 from butler_skill.core.pricing import from_pico, usd
+from butler_skill.core.tally import spend_key
 from butler_skill.models import Alert, SessionInfo
 from butler_skill.store.db import Database
 from butler_skill.store.ledger import _session
@@ -178,9 +179,9 @@ def _spend(conn: sqlite3.Connection, group: str, now: datetime, days: int) -> To
         totals[r["name"]] = [int(r["n"]), int(r["allocated"]), int(r["used"]), int(r["cost"])]
     for r in conn.execute("SELECT label, task_id, allocated, used, cost_pusd, created_at FROM sessions"
                           " WHERE state = 'open'"):
-        if r["created_at"][:10] < first or (r["task_id"] is None) != (group == "label"):
+        grp, day, name = spend_key(r["label"], r["task_id"], r["created_at"])
+        if grp != group or day < first:
             continue
-        name = r["task_id"] if r["task_id"] is not None else (r["label"] or "")
         figures = totals.setdefault(name, [0, 0, 0, 0])
         figures[0] += 1
         figures[1] += int(r["allocated"])
