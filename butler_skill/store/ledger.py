@@ -258,10 +258,7 @@ class Ledger:
             _expire_leases(conn, now)
             row = _session_row(conn, session_id)
             if row["state"] == "open":
-                _release_leg(conn, row)
-                conn.execute("UPDATE sessions SET state='closed', closed_at=?, updated_at=? WHERE id=?",
-                             (ts(now), ts(now), session_id))
-                _spend_ended(conn, row)
+                _release_leg(conn, row, closed_at=ts(now))  # give back, close, and count it in its day's spend
                 conn.execute("UPDATE alerts SET resolved_at = ? WHERE session_id = ? AND resolved_at IS NULL",
                              (ts(now), session_id))
                 _event(conn, now, "closed", session_id, row["key_id"], {"used": row["used"]})
