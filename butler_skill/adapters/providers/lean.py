@@ -432,6 +432,7 @@ class _Pool:
         self.busy: set[_Connection] = set()  # in an exchange, or connecting (counted by `opening`)
         self.opening = 0
         self.warming = 0  # of `opening`: connections opened ahead (`prepare`), for whoever asks next
+        self.warmers: set[asyncio.Task[None]] = set()  # held here: the loop keeps only weak references to tasks
         self.waiters: deque[asyncio.Future[None]] = deque()
         self.sweeper: asyncio.TimerHandle | None = None
         self.closed = False
@@ -469,7 +470,9 @@ class _Pool:
         opening another. One that fails to open is forgotten (whoever needs a connection then opens its own)."""
         for _ in range(min(n, self.limit) - self.size):
             self.warming += 1
-            self.loop.create_task(self._warm(timeout_s))
+            task = self.loop.create_task(self._warm(timeout_s))
+            self.warmers.add(task)
+            task.add_done_callback(self.warmers.discard)
 
     async def _warm(self, timeout_s: float) -> None:
         try:
