@@ -91,9 +91,14 @@ async def aiohttp_session(url: str, c: int) -> tuple[Any, Any]:
 async def butler_adapter(url: str, c: int) -> tuple[Any, Any]:
     """Butler's OpenAI-compatible adapter over its aiohttp backend: the client the sub-agent runner calls."""
     from butler_skill.adapters.providers.http import AiohttpBackend
+
+    return _adapter_over(AiohttpBackend(max_connections=c), url)
+
+
+def _adapter_over(backend: Any, url: str) -> tuple[Any, Any]:
+    """Butler's OpenAI-compatible adapter over `backend`: one completion per post."""
     from butler_skill.adapters.providers.openai_compat import OpenAICompatClient
 
-    backend = AiohttpBackend(max_connections=c)
     client = OpenAICompatClient(backend, url.removesuffix("/chat/completions"), "sk-bench-not-a-secret")
 
     async def post() -> None:
@@ -120,15 +125,8 @@ async def lean_client(url: str, c: int) -> tuple[Any, Any]:
 async def butler_adapter_lean(url: str, c: int) -> tuple[Any, Any]:
     """Butler's OpenAI-compatible adapter over the lean client: what the sub-agent runner calls now."""
     from butler_skill.adapters.providers.lean import LeanBackend
-    from butler_skill.adapters.providers.openai_compat import OpenAICompatClient
 
-    backend = LeanBackend(max_connections=c)
-    client = OpenAICompatClient(backend, url.removesuffix("/chat/completions"), "sk-bench-not-a-secret")
-
-    async def post() -> None:
-        await client.complete("m", BODY["messages"], 16)
-
-    return post, backend.aclose
+    return _adapter_over(LeanBackend(max_connections=c), url)
 
 
 async def httpx_over_aiohttp(url: str, c: int) -> tuple[Any, Any]:
