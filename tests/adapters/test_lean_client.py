@@ -60,6 +60,17 @@ async def post(backend: LeanBackend, url: str, timeout_s: float = 10.0) -> Any:
     return await backend.post(url, BODY, HEADERS, timeout_s)
 
 
+async def failed_post(url: str, **backend_kw: Any) -> str:
+    """The kind of transport error one POST to `url` ends in, from a new `LeanBackend(**backend_kw)`."""
+    backend = LeanBackend(**backend_kw)
+    try:
+        with pytest.raises(HttpTransportError) as info:
+            await post(backend, url)
+        return info.value.kind
+    finally:
+        await backend.aclose()
+
+
 # ---- framing ----------------------------------------------------------------------------------------------
 def test_content_length_answer_and_what_the_request_carried(run: Any) -> None:
     with RawServer(serve_forever(answer(b'{"ok":true}', headers="X-Request-Id: r1\r\nx-dup: a\r\nX-Dup: b\r\n"))) as s:
@@ -184,30 +195,12 @@ def test_gzip_is_decoded_though_not_asked_for_and_the_body_cap_holds(run: Any) -
 
 def test_body_above_the_cap_is_an_error_not_memory(run: Any) -> None:
     with RawServer(serve_forever(answer(b"x" * 5000))) as s:
-        async def main() -> str:
-            backend = LeanBackend(max_body_bytes=1000)
-            try:
-                with pytest.raises(HttpTransportError) as info:
-                    await post(backend, s.url())
-                return info.value.kind
-            finally:
-                await backend.aclose()
-
-        assert run(main) == "BodyTooLarge"
+        assert run(lambda: failed_post(s.url(), max_body_bytes=1000)) == "BodyTooLarge"
 
 
 def test_an_unknown_content_encoding_is_refused(run: Any) -> None:
     with RawServer(serve_forever(answer(b"....", headers="content-encoding: br\r\n"))) as s:
-        async def main() -> str:
-            backend = LeanBackend()
-            try:
-                with pytest.raises(HttpTransportError) as info:
-                    await post(backend, s.url())
-                return info.value.kind
-            finally:
-                await backend.aclose()
-
-        assert run(main) == "UnsupportedContentEncoding"
+        assert run(lambda: failed_post(s.url())) == "UnsupportedContentEncoding"
 
 
 # ---- SSE --------------------------------------------------------------------------------------------------
@@ -417,16 +410,7 @@ def test_a_new_connection_dropped_before_any_answer_is_not_retried(run: Any) -> 
             conn.close()
 
     with RawServer(handler) as s:
-        async def main() -> str:
-            backend = LeanBackend()
-            try:
-                with pytest.raises(HttpTransportError) as info:
-                    await post(backend, s.url())
-                return info.value.kind
-            finally:
-                await backend.aclose()
-
-        assert run(main) == "ServerDisconnected"
+        assert run(lambda: failed_post(s.url())) == "ServerDisconnected"
     assert len(s.requests) == 1
 
 
@@ -554,30 +538,12 @@ def test_connection_refused(run: Any) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
 
-    async def main() -> str:
-        backend = LeanBackend()
-        try:
-            with pytest.raises(HttpTransportError) as info:
-                await post(backend, f"http://127.0.0.1:{port}/v1")
-            return info.value.kind
-        finally:
-            await backend.aclose()
-
-    assert run(main) == "ConnectionRefusedError"
+    assert run(lambda: failed_post(f"http://127.0.0.1:{port}/v1")) == "ConnectionRefusedError"
 
 
 def test_garbage_instead_of_http_is_a_transport_error(run: Any) -> None:
     with RawServer(serve_forever(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")) as s:
-        async def main() -> str:
-            backend = LeanBackend()
-            try:
-                with pytest.raises(HttpTransportError) as info:
-                    await post(backend, s.url())
-                return info.value.kind
-            finally:
-                await backend.aclose()
-
-        assert run(main) == "HttpParserError"
+        assert run(lambda: failed_post(s.url())) == "HttpParserError"
 
 
 def test_header_injection_is_refused() -> None:
@@ -740,16 +706,8 @@ def test_tls_refuses_an_untrusted_certificate(run: Any, tls_pair: Any) -> None:
     server_ctx, _, _ = tls_pair
 
     with RawServer(serve_forever(answer(b"{}")), tls=server_ctx) as s:
-        async def main() -> str:
-            backend = LeanBackend()  # the default verified context: the self-signed certificate is not trusted
-            try:
-                with pytest.raises(HttpTransportError) as info:
-                    await post(backend, s.url(host="localhost"))
-                return info.value.kind
-            finally:
-                await backend.aclose()
-
-        assert run(main) == "SSLCertVerificationError"
+        # The default verified context: the self-signed certificate is not trusted.
+        assert run(lambda: failed_post(s.url(host="localhost"))) == "SSLCertVerificationError"
     assert s.requests == []
 
 
